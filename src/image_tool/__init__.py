@@ -1,0 +1,46 @@
+"""image-tool: image generation through OpenAI-compatible chat relays, as a LangChain tool.
+
+from image_tool import ImageGenerationTool
+tool = ImageGenerationTool()   # reads IMAGE_TOOL_API_KEY and IMAGE_TOOL_BASE_URL
+"""
+
+from ._version import __version__
+from .client import ImageClient
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    ConfigurationError,
+    ContentPolicyError,
+    ImageToolError,
+    MalformedResponseError,
+    NoImageError,
+    RateLimitError,
+)
+from .models import GeneratedImage, ImageGenerationResult, ImageQuality, ImageSize, ImageStyle
+from .tool import GenerateImageInput, ImageGenerationTool
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "ConfigurationError",
+    "ContentPolicyError",
+    "GenerateImageInput",
+    "GeneratedImage",
+    "ImageClient",
+    "ImageGenerationResult",
+    "ImageGenerationTool",
+    "ImageQuality",
+    "ImageSize",
+    "ImageStyle",
+    "ImageToolError",
+    "MalformedResponseError",
+    "NoImageError",
+    "RateLimitError",
+    "__version__",
+]

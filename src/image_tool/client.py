@@ -1,0 +1,264 @@
+"""ImageClient: settings, building the request, sending it (sync and async), reading the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from typing_extensions import Self
+
+from ._version import __version__
+from .config import resolve_connection
+from .errors import APIConnectionError, APIError, APITimeoutError, error_from_response
+from .models import (
+    DEFAULT_MODEL,
+    DEFAULT_N,
+    DEFAULT_QUALITY,
+    DEFAULT_SIZE,
+    DEFAULT_STYLE,
+    ImageGenerationResult,
+    ImageQuality,
+    ImageSize,
+    ImageStyle,
+)
+from .parsing import parse_result
+
+logger = logging.getLogger("image_tool")
+
+DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+"""Generations take from seconds to several minutes: ten minutes to answer, ten seconds to connect."""
+
+# httpx queues calls beyond 100 connections; generations are long, so let them all run at once.
+_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+
+
+class ImageClient(BaseModel):
+    """Generates images through an OpenAI-compatible relay's ``/chat/completions`` endpoint.
+
+    Setup:
+        Set ``IMAGE_TOOL_API_KEY`` and ``IMAGE_TOOL_BASE_URL``, or pass ``api_key`` and ``base_url``.
+
+    Invoke:
+        .. code-block:: python
+
+            client = ImageClient()
+            result = client.generate("A lighthouse at dawn", size="1792x1024")
+            result = await client.agenerate("A lighthouse at dawn")
+            print(result.images[0].url, result.images[0].revised_prompt)
+
+    Failures raise the typed errors of ``image_tool.errors``.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", use_attribute_docstrings=True)
+
+    api_key: SecretStr = Field(default=SecretStr(""))
+    """The relay's API key. Default: ``IMAGE_TOOL_API_KEY`` (or ``OPENAI_API_KEY``, paired)."""
+    base_url: str = ""
+    """The relay's base URL, e.g. ``https://relay.example.com/v1``. Default:
+    ``IMAGE_TOOL_BASE_URL`` (or ``OPENAI_BASE_URL``, paired with ``OPENAI_API_KEY``)."""
+    model: str = DEFAULT_MODEL
+    """The image model to ask the relay for."""
+    timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT
+    """Seconds, or an ``httpx.Timeout`` with separate connect/read/write/pool limits."""
+    default_headers: dict[str, str] = Field(default_factory=dict)
+    """Extra headers sent with every request."""
+    http_client: httpx.Client | None = Field(default=None, exclude=True, repr=False)
+    """An httpx client for sync calls; its owner closes it. Default: one pooled client."""
+    http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True, repr=False)
+    """An httpx client for async calls, bound to one event loop; its owner closes it.
+    Default: one pooled client per event loop."""
+
+    _sync_client: httpx.Client | None = PrivateAttr(default=None)
+    _async_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = PrivateAttr(default_factory=dict)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_connection(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        api_key = data.get("api_key")
+        if isinstance(api_key, SecretStr):
+            api_key = api_key.get_secret_value()
+        key, url = resolve_connection(api_key, data.get("base_url"))
+        return {**data, "api_key": key, "base_url": url}
+
+    @property
+    def endpoint(self) -> str:
+        """The URL every generation is posted to."""
+        return f"{self.base_url}/chat/completions"
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        n: int = DEFAULT_N,
+        size: ImageSize = DEFAULT_SIZE,
+        quality: ImageQuality = DEFAULT_QUALITY,
+        style: ImageStyle = DEFAULT_STYLE,
+        user: str | None = None,
+    ) -> ImageGenerationResult:
+        """Generate ``n`` images for ``prompt``; ``user`` is the end user's id, for abuse monitoring."""
+        payload = build_payload(self.model, prompt, n=n, size=size, quality=quality, style=style, user=user)
+        client = self._sync_http()
+        request = client.build_request(
+            "POST", self.endpoint, json=payload, headers=self._headers(), timeout=self.timeout
+        )
+        started = time.perf_counter()
+        with self._transport_errors():
+            response = client.send(request)
+        return self._read(response, started)
+
+    async def agenerate(
+        self,
+        prompt: str,
+        *,
+        n: int = DEFAULT_N,
+        size: ImageSize = DEFAULT_SIZE,
+        quality: ImageQuality = DEFAULT_QUALITY,
+        style: ImageStyle = DEFAULT_STYLE,
+        user: str | None = None,
+    ) -> ImageGenerationResult:
+        """Async twin of ``generate``, on httpx's AsyncClient: it never blocks the event loop."""
+        payload = build_payload(self.model, prompt, n=n, size=size, quality=quality, style=style, user=user)
+        client = await self._async_http()
+        request = client.build_request(
+            "POST", self.endpoint, json=payload, headers=self._headers(), timeout=self.timeout
+        )
+        started = time.perf_counter()
+        with self._transport_errors():
+            response = await client.send(request)
+        return self._read(response, started)
+
+    def close(self) -> None:
+        """Close the pooled sync connections (an injected ``http_client`` stays open)."""
+        with self._lock:
+            client, self._sync_client = self._sync_client, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Close the pooled async connections of the running event loop."""
+        client = self._async_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "User-Agent": f"image-tool/{__version__}",
+            **self.default_headers,
+            "Authorization": f"Bearer {self.api_key.get_secret_value()}",
+        }
+
+    def _sync_http(self) -> httpx.Client:
+        if self.http_client is not None:
+            return self.http_client
+        with self._lock:
+            if self._sync_client is None:
+                self._sync_client = httpx.Client(verify=shared_ssl_context(), limits=_LIMITS)
+            return self._sync_client
+
+    async def _async_http(self) -> httpx.AsyncClient:
+        # An AsyncClient's connections belong to the loop that opened them: one pool per loop.
+        if self.http_async_client is not None:
+            return self.http_async_client
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            # Loading the CA bundle blocks for tens of milliseconds: do it off the loop.
+            verify = await asyncio.to_thread(shared_ssl_context)
+            for dead in [other for other in self._async_clients if other.is_closed()]:
+                del self._async_clients[dead]
+            client = self._async_clients.setdefault(loop, httpx.AsyncClient(verify=verify, limits=_LIMITS))
+        return client
+
+    @contextmanager
+    def _transport_errors(self) -> Iterator[None]:
+        """Turn httpx's transport errors into ours, naming the limit that was hit."""
+        try:
+            yield
+        except httpx.TimeoutException as error:
+            raise APITimeoutError(
+                f"The relay at {self.base_url} did not answer in time ({_timeout_hit(error, self.timeout)}). "
+                "Generations can take minutes: raise ImageClient(timeout=...) if this one needs longer."
+            ) from error
+        except httpx.TransportError as error:
+            reason = str(error) or type(error).__name__
+            raise APIConnectionError(f"Could not reach the relay at {self.base_url}: {reason}") from error
+
+    def _read(self, response: httpx.Response, started: float) -> ImageGenerationResult:
+        logger.debug(
+            "HTTP %d from %s in %.2f s",
+            response.status_code,
+            self.endpoint,
+            time.perf_counter() - started,
+        )
+        try:
+            if not response.is_success:
+                raise error_from_response(response.status_code, response.content, response.headers)
+            return parse_result(response.content, requested_model=self.model)
+        except APIError as error:
+            error.redact(self.api_key.get_secret_value())
+            raise
+
+
+def build_payload(
+    model: str,
+    prompt: str,
+    *,
+    n: int,
+    size: ImageSize,
+    quality: ImageQuality,
+    style: ImageStyle,
+    user: str | None,
+) -> dict[str, Any]:
+    """The JSON body of a generation request: the prompt is the single user message."""
+    payload: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "n": n,
+        "size": size,
+        "quality": quality,
+        "style": style,
+    }
+    if user is not None:
+        payload["user"] = user
+    return payload
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One SSL context for every client: building one loads the CA bundle."""
+    return httpx.create_ssl_context()
+
+
+def _timeout_hit(error: httpx.TimeoutException, timeout: float | httpx.Timeout | None) -> str:
+    limits = httpx.Timeout(timeout)
+    if isinstance(error, httpx.ConnectTimeout):
+        return f"connect timeout of {limits.connect} s"
+    if isinstance(error, httpx.WriteTimeout):
+        return f"write timeout of {limits.write} s"
+    if isinstance(error, httpx.PoolTimeout):
+        return f"pool timeout of {limits.pool} s"
+    return f"read timeout of {limits.read} s"

@@ -1,0 +1,71 @@
+"""Where the key and the relay's address come from, and how the address is normalised."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigurationError
+
+API_KEY_ENV = "IMAGE_TOOL_API_KEY"
+BASE_URL_ENV = "IMAGE_TOOL_BASE_URL"
+OPENAI_API_KEY_ENV = "OPENAI_API_KEY"
+OPENAI_BASE_URL_ENV = "OPENAI_BASE_URL"
+
+_EXAMPLE_URL = "https://relay.example.com/v1"
+
+
+def resolve_connection(
+    api_key: str | None, base_url: str | None, environ: Mapping[str, str] = os.environ
+) -> tuple[str, str]:
+    """The API key and normalised base URL, from the arguments or the environment.
+
+    Arguments win, then ``IMAGE_TOOL_API_KEY`` / ``IMAGE_TOOL_BASE_URL``. ``OPENAI_API_KEY`` and
+    ``OPENAI_BASE_URL`` are used only as a pair, and only when nothing else is set, so that one
+    vendor's key is never sent to another vendor's address.
+    """
+    key = _present(api_key) or _present(environ.get(API_KEY_ENV))
+    url = _present(base_url) or _present(environ.get(BASE_URL_ENV))
+    if not key and not url:
+        key = _present(environ.get(OPENAI_API_KEY_ENV))
+        url = _present(environ.get(OPENAI_BASE_URL_ENV))
+        if not (key and url):
+            raise ConfigurationError(
+                f"No image relay is configured: set {API_KEY_ENV} and {BASE_URL_ENV} "
+                f"(for example {_EXAMPLE_URL}), or pass api_key= and base_url=. "
+                f"{OPENAI_API_KEY_ENV} and {OPENAI_BASE_URL_ENV} are used only when both are set."
+            )
+    if not key:
+        raise ConfigurationError(
+            f"No API key for the image relay at {url}: set {API_KEY_ENV} or pass api_key=."
+        )
+    if not url:
+        raise ConfigurationError(
+            f"No base URL for the image relay: set {BASE_URL_ENV} (for example {_EXAMPLE_URL}) "
+            "or pass base_url=. The key is never sent to a default address."
+        )
+    return key, normalise_base_url(url)
+
+
+def normalise_base_url(url: str) -> str:
+    """``https://host//v1/`` -> ``https://host/v1``; a trailing ``/chat/completions`` is dropped."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"The base URL must be an http(s) address such as {_EXAMPLE_URL}; got {url!r}. "
+            f"Set {BASE_URL_ENV} or pass base_url=."
+        )
+    if parts.query or parts.fragment:
+        raise ConfigurationError(
+            f"The base URL must not carry a query or fragment; got {url!r}. Set {BASE_URL_ENV} "
+            "to the address that precedes /chat/completions."
+        )
+    path = re.sub(r"/{2,}", "/", parts.path).rstrip("/")
+    path = path.removesuffix("/chat/completions")
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _present(value: str | None) -> str | None:
+    return value.strip() or None if value else None

@@ -1,0 +1,211 @@
+"""The exceptions image-tool raises, and the one mapping from a relay's error answer to them.
+
+ImageToolError
+├── ConfigurationError        settings missing or invalid, raised at construction
+└── APIError                  a generation request failed
+    ├── APIConnectionError    the relay could not be reached, or the connection broke
+    │   └── APITimeoutError   the relay did not answer in time
+    ├── APIStatusError        the relay answered with an error
+    │   ├── AuthenticationError   the key was refused
+    │   ├── ContentPolicyError    the prompt was refused under the content policy
+    │   └── RateLimitError        too many requests, or the relay is saturated
+    └── MalformedResponseError    the answer could not be read
+        └── NoImageError          the answer was readable but held no image
+"""
+
+from __future__ import annotations
+
+import email.utils
+import html
+import json
+import re
+import time
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "ConfigurationError",
+    "ContentPolicyError",
+    "ImageToolError",
+    "MalformedResponseError",
+    "NoImageError",
+    "RateLimitError",
+    "error_from_response",
+]
+
+REDACTED = "[redacted]"
+_MAX_MESSAGE = 500
+
+
+class ImageToolError(Exception):
+    """Base class of every image-tool exception."""
+
+
+class ConfigurationError(ImageToolError):
+    """A setting is missing or invalid; the message names the variable or argument to set."""
+
+
+class APIError(ImageToolError):
+    """A generation request failed. Carries what the relay said, never the API key."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: str | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        """The relay's own message, or a description of the failure."""
+        self.status_code = status_code
+        """The HTTP status of the answer, if one arrived."""
+        self.code = code
+        """The relay's error code, such as ``content_policy_violation``."""
+        self.error_type = error_type
+        """The relay's error type, such as ``new_api_error``."""
+
+    def __str__(self) -> str:
+        details = []
+        if self.status_code is not None:
+            details.append(f"HTTP {self.status_code}")
+        if self.code:
+            details.append(f"code {self.code}")
+        return f"{self.message} ({', '.join(details)})" if details else self.message
+
+    def redact(self, secret: str) -> None:
+        """Remove every occurrence of ``secret`` (relays sometimes echo the key they got)."""
+        if secret:
+            self.message = self.message.replace(secret, REDACTED)
+            self.args = (self.message,)
+
+
+class APIConnectionError(APIError):
+    """The relay could not be reached, or the connection broke before a full answer."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The relay did not answer within the configured timeout."""
+
+
+class APIStatusError(APIError):
+    """The relay answered with an error (an error status, or an error body)."""
+
+
+class AuthenticationError(APIStatusError):
+    """The relay refused the API key (HTTP 401 or 403)."""
+
+
+class ContentPolicyError(APIStatusError):
+    """The relay refused the prompt under its content policy."""
+
+
+class RateLimitError(APIStatusError):
+    """Too many requests, or the relay's upstream is saturated (HTTP 429)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+        """Seconds the relay asked to wait, when it sent ``Retry-After``."""
+
+
+class MalformedResponseError(APIError):
+    """The relay's answer could not be read as a generation result."""
+
+
+class NoImageError(MalformedResponseError):
+    """The relay's answer was readable but held no image."""
+
+
+CONTENT_POLICY_CODES = frozenset(
+    {"content_policy_violation", "moderation_blocked", "content_filter", "sensitive_words_detected"}
+)
+
+
+def error_from_response(
+    status_code: int, body: bytes, headers: Mapping[str, str] | None = None
+) -> APIStatusError:
+    """The typed error for an error answer of the relay (any status, error body or not)."""
+    error = _error_object(body)
+    message = _text(error.get("message")) or _body_text(body) or _reason(status_code)
+    code = _text(error.get("code")) or None
+    details: dict[str, Any] = {
+        "status_code": status_code,
+        "code": code,
+        "error_type": _text(error.get("type")) or None,
+    }
+    if code in CONTENT_POLICY_CODES:
+        return ContentPolicyError(message, **details)
+    if status_code in (401, 403):
+        return AuthenticationError(message, **details)
+    if status_code == 429:
+        return RateLimitError(message, retry_after=_retry_after(headers or {}), **details)
+    return APIStatusError(message, **details)
+
+
+def _error_object(body: bytes) -> dict[str, Any]:
+    """The ``{"error": {...}}`` object of an OpenAI-style error body, or ``{}``."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return {}
+    if not isinstance(payload, dict):
+        return {}
+    error = payload.get("error")
+    if isinstance(error, dict):
+        return error
+    if isinstance(error, str):
+        return {"message": error}
+    return {"message": payload["message"]} if isinstance(payload.get("message"), str) else {}
+
+
+def _text(value: object) -> str:
+    return value.strip() if isinstance(value, str) else str(value) if value is not None else ""
+
+
+def _body_text(body: bytes) -> str:
+    """A short readable form of a non-JSON body: an HTML page's title, or the text itself."""
+    text = body.decode("utf-8", errors="replace").strip()
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    if title:
+        text = title.group(1)
+    elif text.startswith("<"):
+        text = re.sub(r"<[^>]+>", " ", text)
+    text = " ".join(html.unescape(text).split())
+    return text[:_MAX_MESSAGE]
+
+
+def _reason(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return f"HTTP status {status_code}"
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    lowered = {key.lower(): value for key, value in headers.items()}
+    if "retry-after-ms" in lowered:
+        try:
+            return max(float(lowered["retry-after-ms"]) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = lowered.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)

@@ -1,0 +1,47 @@
+"""What a generation returns, and the vendor's values for its options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+ImageSize = Literal["1024x1024", "1024x1792", "1792x1024"]
+"""Square, portrait or landscape, in pixels."""
+ImageQuality = Literal["standard", "hd"]
+ImageStyle = Literal["vivid", "natural"]
+
+DEFAULT_MODEL = "gpt-4o-image"
+DEFAULT_N = 1
+DEFAULT_SIZE: ImageSize = "1024x1024"
+DEFAULT_QUALITY: ImageQuality = "standard"
+DEFAULT_STYLE: ImageStyle = "vivid"
+
+
+class GeneratedImage(BaseModel):
+    """One image of a generation: where to fetch it, or the image itself."""
+
+    url: str | None = None
+    """Where the relay serves the image. Such links expire: save the image in time."""
+    b64_json: str | None = Field(default=None, repr=False)
+    """The image itself, base64-encoded, when the relay sends it inline."""
+    revised_prompt: str | None = None
+    """The prompt the relay actually drew, when it rewrote the one it was given."""
+    path: Path | None = None
+    """Where a copy of the image was saved on disk, if it was."""
+
+
+class ImageGenerationResult(BaseModel):
+    """Every image of one generation request, in the order the relay listed them."""
+
+    created: int | None = None
+    """Unix time at which the relay created the images, when it says."""
+    model: str
+    """The model that answered (a relay may answer with another model than the one asked)."""
+    images: list[GeneratedImage]
+
+    @property
+    def urls(self) -> list[str]:
+        """The URLs of the images that have one."""
+        return [image.url for image in self.images if image.url]

@@ -1,0 +1,304 @@
+"""FakeRelay: a real HTTP server on loopback that behaves like an image relay."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import re
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+from ._png import png_image
+
+ImageFormat = Literal["url", "b64_json"]
+
+_IMAGE_PATH = re.compile(r"^/images/(\d{2,4})x(\d{2,4})/([0-9a-f]{16})\.png$")
+_MAX_SIDE = 4096
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer of FakeRelay to a generation request.
+
+    With no ``body`` the answer is a success in the documented shape, for the request's prompt,
+    ``n`` and ``size``. The class methods build the common failures.
+    """
+
+    status: int = 200
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    """Seconds to wait before answering."""
+    image_format: ImageFormat = "url"
+    """How a success carries its images: links served by the relay, or inline base64."""
+
+    @classmethod
+    def success(cls, *, image_format: ImageFormat = "url", delay: float = 0.0) -> Reply:
+        return cls(image_format=image_format, delay=delay)
+
+    @classmethod
+    def error(
+        cls,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        error_type: str = "new_api_error",
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        """An OpenAI-style error object, as relays pass it through."""
+        error = {"message": message, "type": error_type, "param": None, "code": code}
+        body = json.dumps({"error": error}, ensure_ascii=False).encode()
+        return cls(status=status, body=body, headers=headers or {})
+
+    @classmethod
+    def unauthorized(cls) -> Reply:
+        return cls.error(401, "Invalid token (request id: 20260311-fake)", code="invalid_api_key")
+
+    @classmethod
+    def content_policy(cls) -> Reply:
+        return cls.error(
+            400,
+            "Your request was rejected as a result of our safety system. Your prompt may contain "
+            "text that is not allowed by our safety system.",
+            code="content_policy_violation",
+            error_type="image_generation_user_error",
+        )
+
+    @classmethod
+    def rate_limited(cls, retry_after: float | None = None) -> Reply:
+        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+        return cls.error(
+            429, "您已达到请求数限制：1分钟内最多请求10次", code="rate_limit_exceeded", headers=headers
+        )
+
+    @classmethod
+    def server_error(cls) -> Reply:
+        return cls.error(
+            500,
+            "upstream error: do request failed (request id: 20260311-fake)",
+            code="do_request_failed",
+            error_type="upstream_error",
+        )
+
+    @classmethod
+    def slow(cls, seconds: float) -> Reply:
+        return cls(delay=seconds)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A request FakeRelay received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    client_port: int
+    """The client's source port: the same port for two requests means a reused connection."""
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+class FakeRelay:
+    """An OpenAI-compatible image relay on ``127.0.0.1``, for tests and offline demos.
+
+    .. code-block:: python
+
+        with FakeRelay() as relay:
+            client = ImageClient(api_key=relay.api_key, base_url=relay.base_url)
+            relay.queue(Reply.rate_limited())   # the next answer is a 429
+            ...
+            relay.requests                      # what the relay received
+
+    It serves ``POST /v1/chat/completions`` with a bearer check, answers in the documented shape
+    with links to PNG images of the requested size that it serves itself, and plays queued
+    ``Reply`` objects, in order, before falling back to ordinary successes.
+    """
+
+    def __init__(self, *, api_key: str = "fake-relay-key") -> None:
+        self.api_key = api_key
+        self.requests: list[RecordedRequest] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        """The most generation requests the relay was handling at once."""
+        self._replies: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def origin(self) -> str:
+        if self._server is None:
+            raise RuntimeError("FakeRelay is not running: use it as a context manager or call start()")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def base_url(self) -> str:
+        """The base URL to give a client: ``http://127.0.0.1:PORT/v1``."""
+        return f"{self.origin}/v1"
+
+    def queue(self, *replies: Reply) -> None:
+        """Answer the next generation requests with these replies, in order."""
+        with self._lock:
+            self._replies.extend(replies)
+
+    def start(self) -> FakeRelay:
+        handler = type("Handler", (_Handler,), {"relay": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._stopping.set()
+        self._server.shutdown()
+        with self._lock:
+            for connection in self._connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+        self._server.server_close()
+        self._server = None
+
+    def __enter__(self) -> FakeRelay:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _next_reply(self) -> Reply:
+        with self._lock:
+            return self._replies.popleft() if self._replies else Reply()
+
+    def _success_body(self, request: dict[str, Any], image_format: ImageFormat) -> bytes:
+        prompt = _prompt_of(request)
+        size = str(request.get("size") or "1024x1024")
+        width, height = (int(side) for side in size.split("x"))
+        images = []
+        for index in range(int(request.get("n") or 1)):
+            token = hashlib.sha256(f"{prompt}|{index}".encode()).hexdigest()[:16]
+            revised = f"{prompt}, {request.get('style') or 'vivid'} style, {size} frame"
+            if image_format == "b64_json":
+                data = base64.b64encode(png_image(width, height, token)).decode()
+                images.append({"b64_json": data, "revised_prompt": revised})
+            else:
+                url = f"{self.origin}/images/{width}x{height}/{token}.png"
+                images.append({"url": url, "revised_prompt": revised})
+        return json.dumps({"created": int(time.time()), "data": images}, ensure_ascii=False).encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    relay: FakeRelay
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def setup(self) -> None:
+        super().setup()
+        with self.relay._lock:
+            self.relay._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.relay._lock:
+            self.relay._connections.discard(self.connection)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: tests read ``relay.requests`` instead."""
+
+    def do_GET(self) -> None:
+        self._record(b"")
+        match = _IMAGE_PATH.match(self.path)
+        if not match or max(int(match[1]), int(match[2])) > _MAX_SIDE:
+            self._send(404, b'{"error": {"message": "not found"}}')
+            return
+        image = png_image(int(match[1]), int(match[2]), match[3])
+        self._send(200, image, content_type="image/png")
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._record(body)
+        if self.path != "/v1/chat/completions":
+            self._send(404, _error_body(f"Invalid URL (POST {self.path})", "invalid_request_error"))
+            return
+        if self.headers.get("Authorization") != f"Bearer {self.relay.api_key}":
+            self._send(401, _error_body("Invalid token", "new_api_error", "invalid_api_key"))
+            return
+        try:
+            request = json.loads(body)
+            prompt = _prompt_of(request)
+        except (ValueError, TypeError, KeyError, IndexError):
+            self._send(400, _error_body("Invalid request body", "invalid_request_error"))
+            return
+        if not prompt or not request.get("model"):
+            self._send(400, _error_body("model and a user message are required", "invalid_request_error"))
+            return
+        relay = self.relay
+        with relay._lock:
+            relay.in_flight += 1
+            relay.max_in_flight = max(relay.max_in_flight, relay.in_flight)
+        try:
+            reply = relay._next_reply()
+            if reply.delay and relay._stopping.wait(reply.delay):
+                return
+            answer = (
+                reply.body if reply.body is not None else relay._success_body(request, reply.image_format)
+            )
+            self._send(reply.status, answer, headers=reply.headers)
+        finally:
+            with relay._lock:
+                relay.in_flight -= 1
+
+    def _record(self, body: bytes) -> None:
+        recorded = RecordedRequest(
+            method=self.command,
+            path=self.path,
+            headers=dict(self.headers.items()),
+            body=body,
+            client_port=self.client_address[1],
+        )
+        with self.relay._lock:
+            self.relay.requests.append(recorded)
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        # One write per answer: separate header and body writes cost a delayed ACK (~40 ms).
+        reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        lines = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {content_type}"]
+        lines += [f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in (headers or {}).items())]
+        self.wfile.write("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body)
+
+
+def _prompt_of(request: dict[str, Any]) -> str:
+    """The text of the last user message (plain text, or the text parts of multi-part content)."""
+    content = request["messages"][-1]["content"]
+    if isinstance(content, list):
+        content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content).strip()
+
+
+def _error_body(message: str, error_type: str, code: str | None = None) -> bytes:
+    return json.dumps({"error": {"message": message, "type": error_type, "code": code}}).encode()

@@ -1,0 +1,261 @@
+"""ImageGenerationTool: the client as a LangChain tool, with arguments and answers written for a model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import ArgsSchema, BaseTool, ToolException
+from pydantic import BaseModel, Field, StringConstraints, ValidationError, model_validator
+
+from .client import ImageClient
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    ConfigurationError,
+    ContentPolicyError,
+    MalformedResponseError,
+    NoImageError,
+    RateLimitError,
+)
+from .models import (
+    DEFAULT_N,
+    DEFAULT_QUALITY,
+    DEFAULT_SIZE,
+    DEFAULT_STYLE,
+    ImageGenerationResult,
+    ImageQuality,
+    ImageSize,
+    ImageStyle,
+)
+
+MAX_PROMPT_LENGTH = 4000
+MAX_IMAGES = 4
+USER_CONFIG_KEY = "image_tool_user"
+"""Key in ``config["configurable"]`` that sets the end user's id for one run."""
+
+
+class GenerateImageInput(BaseModel):
+    """Arguments of ``generate_image``."""
+
+    prompt: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PROMPT_LENGTH)
+    ] = Field(
+        description=(
+            "A detailed description of the image to draw: subject, setting, composition, style, "
+            "lighting and colours, in plain sentences. Include any text that must appear in the "
+            f"image in quotes. 1 to {MAX_PROMPT_LENGTH} characters."
+        )
+    )
+    n: int = Field(
+        default=DEFAULT_N,
+        ge=1,
+        le=MAX_IMAGES,
+        description=(
+            f"How many images to generate, 1 to {MAX_IMAGES}. Use 1 unless the user asks for "
+            "several variations to choose from."
+        ),
+    )
+    size: ImageSize = Field(
+        default=DEFAULT_SIZE,
+        description=(
+            "Image size in pixels: '1024x1024' square (default); '1024x1792' portrait, for tall "
+            "subjects, posters and phone wallpapers; '1792x1024' landscape, for scenery and banners."
+        ),
+    )
+    quality: ImageQuality = Field(
+        default=DEFAULT_QUALITY,
+        description=(
+            "'standard' (default, faster) or 'hd' (finer detail, slower). Choose 'hd' only when "
+            "the user asks for high quality or fine detail."
+        ),
+    )
+    style: ImageStyle = Field(
+        default=DEFAULT_STYLE,
+        description=(
+            "'vivid' (default: dramatic, hyper-real colours) or 'natural' (subdued, realistic, "
+            "photographic). Choose 'natural' for photos and realistic scenes."
+        ),
+    )
+
+
+def describe_result(result: ImageGenerationResult) -> str:
+    """The model's view of a result: each image's link and revised prompt, never base64."""
+    count = len(result.images)
+    lines = [f"Generated {count} image{'s' if count > 1 else ''} ({result.model}):"]
+    for number, image in enumerate(result.images, start=1):
+        where = image.url or "an inline image (kept in the tool's artifact)"
+        lines.append(f"{number}. {where}")
+        if image.path:
+            lines.append(f"   Saved at: {image.path}")
+        if image.revised_prompt:
+            lines.append(f"   Revised prompt: {image.revised_prompt}")
+    if result.urls:
+        lines.append("Give the user these links; they expire after a while.")
+    return "\n".join(lines)
+
+
+def describe_failure(error: APIError) -> str:
+    """One sentence per kind of failure, telling the model what to do next."""
+    if isinstance(error, ContentPolicyError):
+        return (
+            f"The image service refused this prompt under its content policy ({error.message}). "
+            "Rephrase the prompt without the disallowed content and try again, or ask the user "
+            "for another idea."
+        )
+    if isinstance(error, RateLimitError):
+        wait = f"{error.retry_after:.0f} seconds" if error.retry_after else "about a minute"
+        return (
+            f"The image service is rate-limiting requests ({error.message}). Wait {wait} before "
+            "calling generate_image again; do not retry at once."
+        )
+    if isinstance(error, AuthenticationError):
+        return (
+            "The image service rejected this application's credentials. Do not retry; tell the "
+            "user that image generation is unavailable right now."
+        )
+    if isinstance(error, APITimeoutError):
+        return (
+            "The image service did not answer in time. Tell the user the generation timed out; "
+            "you may try once more with a simpler prompt or fewer images."
+        )
+    if isinstance(error, APIConnectionError):
+        return (
+            "The image service could not be reached. Tell the user that image generation is "
+            "unavailable at the moment and can be tried again later."
+        )
+    if isinstance(error, NoImageError):
+        return (
+            f"The image service answered without an image ({error.message}). Try again once, "
+            "perhaps with a rephrased prompt."
+        )
+    if isinstance(error, MalformedResponseError):
+        return (
+            "The image service sent an answer that could not be read. Try again once; if it "
+            "fails again, tell the user that image generation is failing."
+        )
+    return (
+        f"The image service failed with HTTP {error.status_code} ({error.message}). Tell the user "
+        "that image generation failed; retry later only if the message suggests a passing problem."
+    )
+
+
+def describe_invalid_arguments(error: Exception) -> str:
+    """The model's view of arguments that failed validation: which ones, and why."""
+    if isinstance(error, ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc']) or 'arguments'}: {issue['msg']}"
+            for issue in error.errors()
+        )
+    else:
+        problems = str(error)
+    return f"Invalid arguments for generate_image: {problems}. Correct them and call it again."
+
+
+class ImageGenerationTool(BaseTool):
+    """Generates images from a text prompt, for an agent.
+
+    Setup:
+        Set ``IMAGE_TOOL_API_KEY`` and ``IMAGE_TOOL_BASE_URL``.
+
+    Instantiate:
+        .. code-block:: python
+
+            tool = ImageGenerationTool()                          # from the environment
+            tool = ImageGenerationTool(api_key="...", base_url="https://relay.example.com/v1")
+            tool = ImageGenerationTool(client=ImageClient(...), user="end-user-42")
+
+    Invoke:
+        .. code-block:: python
+
+            message = tool.invoke(
+                {"name": "generate_image", "args": {"prompt": "A cat in a tree"},
+                 "id": "call_1", "type": "tool_call"}
+            )
+            message.content    # URLs and revised prompts, for the model
+            message.artifact   # the ImageGenerationResult
+
+    A failure comes back as a ``ToolMessage`` with ``status="error"`` and a sentence telling the
+    model what to do; it never raises into the agent.
+    """
+
+    name: str = "generate_image"
+    description: str = (
+        "Generate images from a text description. Use it when the user asks you to draw, create, "
+        "illustrate, design or picture something (a photo, illustration, logo, poster, scene). "
+        "Returns the URL of each image and the prompt the service actually drew (it may revise "
+        "yours). Give the user the URLs; they expire after a while. A generation can take a "
+        "minute or more."
+    )
+    args_schema: ArgsSchema | None = GenerateImageInput
+    response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
+    handle_tool_error: bool | str | Callable[..., Any] | None = True
+    handle_validation_error: bool | str | Callable[..., str] | None = describe_invalid_arguments
+
+    client: ImageClient = Field(default_factory=ImageClient)
+    """The client that makes the calls. Default: one built from keyword settings or the
+    environment (``api_key``, ``base_url``, ``model``, ``timeout``... as for ``ImageClient``)."""
+    user: str | None = None
+    """The end user's id, sent for abuse monitoring. Set by the application, never by the model;
+    ``config={"configurable": {"image_tool_user": ...}}`` overrides it for one run."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _client_from_settings(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        settings = {key: data[key] for key in ImageClient.model_fields if key in data}
+        if not settings:
+            return data
+        if data.get("client") is not None:
+            raise ConfigurationError(
+                f"Pass either client= or client settings ({', '.join(settings)}), not both."
+            )
+        rest = {key: value for key, value in data.items() if key not in settings}
+        return {**rest, "client": ImageClient(**settings)}
+
+    def _run(
+        self,
+        prompt: str,
+        n: int = DEFAULT_N,
+        size: ImageSize = DEFAULT_SIZE,
+        quality: ImageQuality = DEFAULT_QUALITY,
+        style: ImageStyle = DEFAULT_STYLE,
+        *,
+        config: RunnableConfig,
+        run_manager: CallbackManagerForToolRun | None = None,
+    ) -> tuple[str, ImageGenerationResult]:
+        try:
+            result = self.client.generate(
+                prompt, n=n, size=size, quality=quality, style=style, user=self._user(config)
+            )
+        except APIError as error:
+            raise ToolException(describe_failure(error)) from error
+        return describe_result(result), result
+
+    async def _arun(
+        self,
+        prompt: str,
+        n: int = DEFAULT_N,
+        size: ImageSize = DEFAULT_SIZE,
+        quality: ImageQuality = DEFAULT_QUALITY,
+        style: ImageStyle = DEFAULT_STYLE,
+        *,
+        config: RunnableConfig,
+        run_manager: AsyncCallbackManagerForToolRun | None = None,
+    ) -> tuple[str, ImageGenerationResult]:
+        try:
+            result = await self.client.agenerate(
+                prompt, n=n, size=size, quality=quality, style=style, user=self._user(config)
+            )
+        except APIError as error:
+            raise ToolException(describe_failure(error)) from error
+        return describe_result(result), result
+
+    def _user(self, config: RunnableConfig) -> str | None:
+        per_run = config.get("configurable", {}).get(USER_CONFIG_KEY)
+        return str(per_run) if per_run is not None else self.user
