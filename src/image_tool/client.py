@@ -8,7 +8,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -78,7 +78,9 @@ class ImageClient(BaseModel):
     Default: one pooled client per event loop."""
 
     _sync_client: httpx.Client | None = PrivateAttr(default=None)
-    _async_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = PrivateAttr(default_factory=dict)
+    _async_pools: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, AsyncGenerator[None, None]]] = (
+        PrivateAttr(default_factory=dict)
+    )
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @model_validator(mode="before")
@@ -148,9 +150,9 @@ class ImageClient(BaseModel):
 
     async def aclose(self) -> None:
         """Close the pooled async connections of the running event loop."""
-        client = self._async_clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        pool = self._async_pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool[1].aclose()
 
     def __enter__(self) -> Self:
         return self
@@ -184,14 +186,18 @@ class ImageClient(BaseModel):
         if self.http_async_client is not None:
             return self.http_async_client
         loop = asyncio.get_running_loop()
-        client = self._async_clients.get(loop)
-        if client is None:
+        pool = self._async_pools.get(loop)
+        if pool is None:
             # Loading the CA bundle blocks for tens of milliseconds: do it off the loop.
             verify = await asyncio.to_thread(shared_ssl_context)
-            for dead in [other for other in self._async_clients if other.is_closed()]:
-                del self._async_clients[dead]
-            client = self._async_clients.setdefault(loop, httpx.AsyncClient(verify=verify, limits=_LIMITS))
-        return client
+            pool = self._async_pools.get(loop)
+        if pool is None:
+            for dead in [other for other in self._async_pools if other.is_closed()]:
+                del self._async_pools[dead]
+            client = httpx.AsyncClient(verify=verify, limits=_LIMITS)
+            pool = self._async_pools[loop] = (client, _closed_with_loop(client))
+            await pool[1].__anext__()
+        return pool[0]
 
     @contextmanager
     def _transport_errors(self) -> Iterator[None]:
@@ -245,6 +251,18 @@ def build_payload(
     if user is not None:
         payload["user"] = user
     return payload
+
+
+async def _closed_with_loop(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    """Closes ``client`` when its event loop shuts down.
+
+    ``asyncio.run`` (and ``asyncio.Runner``) finalise every async generator still open before
+    closing the loop, so a pool left open by its user is closed cleanly, on its own loop.
+    """
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 @functools.cache

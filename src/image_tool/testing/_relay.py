@@ -158,8 +158,7 @@ class FakeRelay:
 
     def start(self) -> FakeRelay:
         handler = type("Handler", (_Handler,), {"relay": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -203,6 +202,11 @@ class FakeRelay:
                 url = f"{self.origin}/images/{width}x{height}/{token}.png"
                 images.append({"url": url, "revised_prompt": revised})
         return json.dumps({"created": int(time.time()), "data": images}, ensure_ascii=False).encode()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # the default backlog of 5 drops bursts of concurrent connections
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,0 +1,104 @@
+"""Settings: where the key and address come from, and how a misconfiguration is reported."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from image_tool import ConfigurationError, ImageClient
+from image_tool.config import normalise_base_url, resolve_connection
+
+RELAY = "https://relay.example.com/v1"
+
+
+def test_arguments_win_over_the_environment() -> None:
+    environ = {"IMAGE_TOOL_API_KEY": "env-key", "IMAGE_TOOL_BASE_URL": "https://other.example/v1"}
+    assert resolve_connection("arg-key", RELAY, environ) == ("arg-key", RELAY)
+
+
+def test_image_tool_variables() -> None:
+    environ = {"IMAGE_TOOL_API_KEY": "env-key", "IMAGE_TOOL_BASE_URL": RELAY + "/"}
+    assert resolve_connection(None, None, environ) == ("env-key", RELAY)
+
+
+def test_openai_variables_as_a_pair() -> None:
+    environ = {"OPENAI_API_KEY": "openai-key", "OPENAI_BASE_URL": RELAY}
+    assert resolve_connection(None, None, environ) == ("openai-key", RELAY)
+
+
+@pytest.mark.parametrize(
+    ("api_key", "base_url", "environ", "named"),
+    [
+        # The OpenAI key alone is never sent to an address that came from elsewhere.
+        (None, RELAY, {"OPENAI_API_KEY": "openai-key"}, "IMAGE_TOOL_API_KEY"),
+        (None, None, {"IMAGE_TOOL_BASE_URL": RELAY, "OPENAI_API_KEY": "k"}, "IMAGE_TOOL_API_KEY"),
+        ("key", None, {"OPENAI_BASE_URL": RELAY}, "IMAGE_TOOL_BASE_URL"),
+        (None, None, {"OPENAI_API_KEY": "openai-key"}, "IMAGE_TOOL_BASE_URL"),
+        (None, None, {}, "IMAGE_TOOL_API_KEY and IMAGE_TOOL_BASE_URL"),
+        (None, None, {"IMAGE_TOOL_API_KEY": "  ", "IMAGE_TOOL_BASE_URL": ""}, "IMAGE_TOOL_API_KEY"),
+    ],
+)
+def test_missing_settings_name_the_variables_to_set(
+    api_key: str | None, base_url: str | None, environ: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        resolve_connection(api_key, base_url, environ)
+
+
+@pytest.mark.parametrize(
+    ("given", "normalised"),
+    [
+        ("https://relay.example.com/v1", RELAY),
+        ("https://relay.example.com/v1/", RELAY),
+        ("https://relay.example.com//v1", RELAY),  # the vendor's own examples
+        ("  https://relay.example.com//v1//  ", RELAY),
+        ("https://relay.example.com/v1/chat/completions", RELAY),
+        ("http://127.0.0.1:8080/v1", "http://127.0.0.1:8080/v1"),
+        ("https://relay.example.com", "https://relay.example.com"),
+    ],
+)
+def test_base_url_is_normalised(given: str, normalised: str) -> None:
+    assert normalise_base_url(given) == normalised
+
+
+@pytest.mark.parametrize(
+    "bad", ["relay.example.com/v1", "ftp://relay.example.com", "https://", "https://h/v1?x=1"]
+)
+def test_invalid_base_url_fails_with_the_fix(bad: str) -> None:
+    with pytest.raises(ConfigurationError, match="IMAGE_TOOL_BASE_URL"):
+        normalise_base_url(bad)
+
+
+def test_client_fails_at_construction_naming_the_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigurationError, match="IMAGE_TOOL_API_KEY and IMAGE_TOOL_BASE_URL"):
+        ImageClient()
+
+
+def test_client_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGE_TOOL_API_KEY", "env-key")
+    monkeypatch.setenv("IMAGE_TOOL_BASE_URL", "https://relay.example.com//v1/")
+    client = ImageClient()
+    assert client.api_key.get_secret_value() == "env-key"
+    assert client.endpoint == "https://relay.example.com/v1/chat/completions"
+    assert client.model == "gpt-4o-image"
+
+
+def test_client_settings() -> None:
+    client = ImageClient(
+        api_key="k", base_url=RELAY, model="gpt-4o-image-vip", timeout=300, default_headers={"X-A": "1"}
+    )
+    assert client.model == "gpt-4o-image-vip"
+    assert client.timeout == 300
+    assert client.default_headers == {"X-A": "1"}
+    assert ImageClient(api_key="k", base_url=RELAY, timeout=httpx.Timeout(5.0)).timeout == httpx.Timeout(5.0)
+
+
+def test_default_timeout_fits_minutes_long_generations() -> None:
+    timeout = httpx.Timeout(ImageClient(api_key="k", base_url=RELAY).timeout)
+    assert timeout.read is not None and timeout.read >= 300
+    assert timeout.connect is not None and timeout.connect <= 30
+
+
+def test_unknown_setting_is_refused() -> None:
+    with pytest.raises(ValueError, match="api_kye"):
+        ImageClient(api_key="k", base_url=RELAY, api_kye="typo")

@@ -1,0 +1,82 @@
+"""Reading a successful answer into an ImageGenerationResult."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from image_tool import GeneratedImage, ImageGenerationResult
+from image_tool.errors import APIStatusError, ContentPolicyError, MalformedResponseError, NoImageError
+from image_tool.parsing import parse_result
+
+
+def parse(payload: Any) -> ImageGenerationResult:
+    return parse_result(json.dumps(payload).encode(), requested_model="gpt-4o-image")
+
+
+def test_documented_shape_keeps_every_image_and_revised_prompt() -> None:
+    result = parse(
+        {
+            "created": 1725000000,
+            "data": [
+                {"url": "https://cdn.example/a.png", "revised_prompt": "A cat in an oak tree"},
+                {"url": "https://cdn.example/b.png", "revised_prompt": "A cat on a branch"},
+            ],
+        }
+    )
+    assert result == ImageGenerationResult(
+        created=1725000000,
+        model="gpt-4o-image",
+        images=[
+            GeneratedImage(url="https://cdn.example/a.png", revised_prompt="A cat in an oak tree"),
+            GeneratedImage(url="https://cdn.example/b.png", revised_prompt="A cat on a branch"),
+        ],
+    )
+    assert result.urls == ["https://cdn.example/a.png", "https://cdn.example/b.png"]
+
+
+def test_b64_json_images() -> None:
+    result = parse({"created": 1, "data": [{"b64_json": "iVBORw0KGgo=", "revised_prompt": "p"}]})
+    assert result.images == [GeneratedImage(b64_json="iVBORw0KGgo=", revised_prompt="p")]
+    assert result.urls == []
+    assert "iVBOR" not in repr(result)  # base64 stays out of reprs and logs
+
+
+def test_model_that_answered_is_kept() -> None:
+    assert parse({"model": "sora_image", "data": [{"url": "https://x/a.png"}]}).model == "sora_image"
+
+
+def test_missing_or_odd_fields_are_tolerated() -> None:
+    result = parse({"created": "soon", "data": [{"url": "https://x/a.png", "revised_prompt": 5}, "junk", {}]})
+    assert result.created is None
+    assert result.images == [GeneratedImage(url="https://x/a.png")]
+
+
+@pytest.mark.parametrize("payload", [{"data": []}, {"created": 1, "data": [{}, {"url": ""}]}])
+def test_answer_without_image_is_a_failure(payload: Any) -> None:
+    with pytest.raises(NoImageError, match="no image"):
+        parse(payload)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"<html>502</html>", b"[1, 2]", b'"text"', b'{"id": "x", "object": "unknown"}', b"\xff\xfe"],
+)
+def test_unreadable_answer_is_malformed(body: bytes) -> None:
+    with pytest.raises(MalformedResponseError):
+        parse_result(body, requested_model="m")
+
+
+def test_error_body_with_http_200_is_a_failure() -> None:
+    with pytest.raises(ContentPolicyError) as caught:
+        parse({"error": {"message": "rejected", "code": "content_policy_violation"}})
+    assert caught.value.status_code == 200
+    with pytest.raises(APIStatusError, match="quota"):
+        parse({"error": {"message": "insufficient quota", "type": "new_api_error"}})
+
+
+def test_non_finite_created_is_ignored() -> None:
+    body = b'{"created": Infinity, "data": [{"url": "https://x/a.png"}]}'
+    assert parse_result(body, requested_model="m").created is None
