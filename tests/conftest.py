@@ -11,6 +11,7 @@ rewritten to ``https://relay.test`` and the key never reaches the cassette.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator
@@ -59,10 +60,8 @@ def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
     }
     body = response["body"].get("string")
     if isinstance(body, bytes):
-        try:
+        with contextlib.suppress(UnicodeDecodeError):  # binary (an image): nothing to rewrite
             response["body"]["string"] = _to_replay_origin(body.decode()).encode()
-        except UnicodeDecodeError:
-            pass  # binary (an image): nothing to rewrite
     return response
 
 

@@ -164,9 +164,9 @@ def closed_port() -> int:
 
 
 def test_unreachable_relay_is_a_connection_error() -> None:
-    with ImageClient(api_key="k", base_url=f"http://127.0.0.1:{closed_port()}/v1") as client:
-        with pytest.raises(APIConnectionError, match="Could not reach the relay") as caught:
-            client.generate("A cat")
+    client = ImageClient(api_key="k", base_url=f"http://127.0.0.1:{closed_port()}/v1")
+    with client, pytest.raises(APIConnectionError, match="Could not reach the relay") as caught:
+        client.generate("A cat")
     assert not isinstance(caught.value, APITimeoutError)
     assert caught.value.status_code is None
 
@@ -244,9 +244,9 @@ async def test_injected_async_client(fake_relay: FakeRelay) -> None:
 
 def test_errors_never_hold_the_key(fake_relay: FakeRelay) -> None:
     fake_relay.queue(Reply.error(401, f"Invalid token: {fake_relay.api_key}"))
-    with ImageClient(api_key=fake_relay.api_key, base_url=fake_relay.base_url) as client:
-        with pytest.raises(APIError) as caught:
-            client.generate("A cat")
+    client = ImageClient(api_key=fake_relay.api_key, base_url=fake_relay.base_url)
+    with client, pytest.raises(APIError) as caught:
+        client.generate("A cat")
     assert fake_relay.api_key not in str(caught.value)
     assert fake_relay.api_key not in repr(caught.value.args)
     assert "[redacted]" in caught.value.message

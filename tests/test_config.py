@@ -101,4 +101,4 @@ def test_default_timeout_fits_minutes_long_generations() -> None:
 
 def test_unknown_setting_is_refused() -> None:
     with pytest.raises(ValueError, match="api_kye"):
-        ImageClient(api_key="k", base_url=RELAY, api_kye="typo")
+        ImageClient(api_key="k", base_url=RELAY, api_kye="typo")  # type: ignore[call-arg]

@@ -8,12 +8,21 @@ import logging
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_serializer,
+    model_validator,
+)
 from typing_extensions import Self
 
 from ._version import __version__
@@ -83,6 +92,20 @@ class ImageClient(BaseModel):
     )
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
+    if TYPE_CHECKING:
+        # What type checkers see: the key may be a plain str; unset settings come from the environment.
+        def __init__(
+            self,
+            *,
+            api_key: str | SecretStr | None = None,
+            base_url: str | None = None,
+            model: str = DEFAULT_MODEL,
+            timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+            default_headers: dict[str, str] | None = None,
+            http_client: httpx.Client | None = None,
+            http_async_client: httpx.AsyncClient | None = None,
+        ) -> None: ...
+
     @model_validator(mode="before")
     @classmethod
     def _resolve_connection(cls, data: Any) -> Any:
@@ -93,6 +116,12 @@ class ImageClient(BaseModel):
             api_key = api_key.get_secret_value()
         key, url = resolve_connection(api_key, data.get("base_url"))
         return {**data, "api_key": key, "base_url": url}
+
+    @field_serializer("timeout")
+    def _serialize_timeout(
+        self, timeout: float | httpx.Timeout | None
+    ) -> float | dict[str, float | None] | None:
+        return timeout.as_dict() if isinstance(timeout, httpx.Timeout) else timeout
 
     @property
     def endpoint(self) -> str:
@@ -179,6 +208,8 @@ class ImageClient(BaseModel):
         with self._lock:
             if self._sync_client is None:
                 self._sync_client = httpx.Client(verify=shared_ssl_context(), limits=_LIMITS)
+                # A client dropped without close() still closes its connections.
+                weakref.finalize(self, self._sync_client.close)
             return self._sync_client
 
     async def _async_http(self) -> httpx.AsyncClient:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import ArgsSchema, BaseTool, ToolException
-from pydantic import BaseModel, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, StringConstraints, ValidationError, model_validator
+
+if TYPE_CHECKING:
+    import httpx
 
 from .client import ImageClient
 from .errors import (
@@ -202,6 +205,23 @@ class ImageGenerationTool(BaseTool):
     user: str | None = None
     """The end user's id, sent for abuse monitoring. Set by the application, never by the model;
     ``config={"configurable": {"image_tool_user": ...}}`` overrides it for one run."""
+
+    if TYPE_CHECKING:
+        # What type checkers see: ImageClient's settings are accepted here too.
+        def __init__(
+            self,
+            *,
+            client: ImageClient | None = None,
+            user: str | None = None,
+            api_key: str | SecretStr | None = None,
+            base_url: str | None = None,
+            model: str = ...,
+            timeout: float | httpx.Timeout | None = ...,
+            default_headers: dict[str, str] | None = None,
+            http_client: httpx.Client | None = None,
+            http_async_client: httpx.AsyncClient | None = None,
+            **kwargs: Any,
+        ) -> None: ...
 
     @model_validator(mode="before")
     @classmethod

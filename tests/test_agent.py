@@ -1,0 +1,137 @@
+"""The tool inside real agent loops: langchain's create_agent and a LangGraph ToolNode graph."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from langchain.agents import create_agent
+from langchain_core.language_models import GenericFakeChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode
+
+from image_tool import ImageGenerationResult, ImageGenerationTool
+from image_tool.testing import FakeRelay, Reply
+
+from .conftest import RelayTarget
+
+
+class ScriptedChatModel(GenericFakeChatModel):
+    """Answers with the scripted messages in turn; tool binding is a no-op."""
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        return self
+
+
+def scripted(*messages: AIMessage) -> ScriptedChatModel:
+    return ScriptedChatModel(messages=iter(messages))
+
+
+def calls_generate_image(**args: Any) -> AIMessage:
+    return AIMessage(content="", tool_calls=[{"name": "generate_image", "args": args, "id": "call_1"}])
+
+
+def tool_messages(state: dict[str, Any]) -> list[ToolMessage]:
+    return [message for message in state["messages"] if isinstance(message, ToolMessage)]
+
+
+@pytest.mark.vcr
+def test_create_agent_generates_images_mid_conversation(tool: ImageGenerationTool) -> None:
+    model = scripted(
+        calls_generate_image(prompt="A cosy reading nook with a sleeping cat", n=2, style="natural"),
+        AIMessage(content="Here are two pictures of the reading nook."),
+    )
+    agent = create_agent(model, tools=[tool])
+    state = agent.invoke({"messages": [HumanMessage("Draw me a cosy reading nook, two options")]})
+    (message,) = tool_messages(state)
+    assert message.status == "success"
+    assert isinstance(message.artifact, ImageGenerationResult)
+    assert len(message.artifact.images) == 2
+    for image in message.artifact.images:
+        assert image.url and image.url in message.content
+        assert image.revised_prompt and image.revised_prompt in message.content
+    assert state["messages"][-1].content == "Here are two pictures of the reading nook."
+
+
+@pytest.mark.vcr
+async def test_create_agent_async(tool: ImageGenerationTool) -> None:
+    model = scripted(calls_generate_image(prompt="A lighthouse at dawn"), AIMessage(content="Done."))
+    state = await create_agent(model, tools=[tool]).ainvoke({"messages": [HumanMessage("A lighthouse")]})
+    (message,) = tool_messages(state)
+    assert message.status == "success"
+    assert message.artifact.images[0].url in message.content
+
+
+def tool_node_graph(tool: ImageGenerationTool, model: ScriptedChatModel) -> Any:
+    """A model node and LangGraph's ToolNode with its default error handling."""
+
+    def call_model(state: MessagesState) -> dict[str, list[BaseMessage]]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    def route(state: MessagesState) -> str:
+        last = state["messages"][-1]
+        return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("model", call_model)
+    graph.add_node("tools", ToolNode([tool]))
+    graph.add_edge(START, "model")
+    graph.add_conditional_edges("model", route, ["tools", END])
+    graph.add_edge("tools", "model")
+    return graph.compile()
+
+
+@pytest.mark.vcr
+@pytest.mark.emulator_only
+def test_tool_node_graph_survives_a_policy_refusal_and_recovers(
+    tool: ImageGenerationTool, relay: RelayTarget
+) -> None:
+    relay.queue(Reply.content_policy())
+    model = scripted(
+        calls_generate_image(prompt="A violent battle scene"),
+        calls_generate_image(prompt="Two knights saluting each other before a tournament"),
+        AIMessage(content="I drew a friendlier tournament scene."),
+    )
+    state = tool_node_graph(tool, model).invoke({"messages": [HumanMessage("Draw a battle")]})
+    refused, drawn = tool_messages(state)
+    assert refused.status == "error"
+    assert "content policy" in refused.content and "Rephrase" in refused.content
+    assert drawn.status == "success"
+    assert drawn.artifact.images
+
+
+@pytest.mark.parametrize(
+    "failure", [Reply.unauthorized(), Reply.rate_limited(), Reply.server_error(), Reply(body=b"{}")]
+)
+def test_tool_node_graph_never_crashes_on_api_failures(fake_relay: FakeRelay, failure: Reply) -> None:
+    fake_relay.queue(failure)
+    tool = ImageGenerationTool(api_key=fake_relay.api_key, base_url=fake_relay.base_url)
+    model = scripted(calls_generate_image(prompt="A cat"), AIMessage(content="Sorry, no image today."))
+    state = tool_node_graph(tool, model).invoke({"messages": [HumanMessage("Draw a cat")]})
+    tool.client.close()
+    (message,) = tool_messages(state)
+    assert message.status == "error"
+    assert state["messages"][-1].content == "Sorry, no image today."
+
+
+def test_tool_node_graph_returns_invalid_arguments_to_the_model() -> None:
+    tool = ImageGenerationTool(api_key="k", base_url="http://127.0.0.1:9/v1")  # never reached
+    model = scripted(
+        calls_generate_image(prompt="A cat", size="4000x4000"), AIMessage(content="Let me fix that.")
+    )
+    state = tool_node_graph(tool, model).invoke({"messages": [HumanMessage("Draw a huge cat")]})
+    (message,) = tool_messages(state)
+    assert message.status == "error"
+    assert isinstance(message.content, str)
+    assert message.content.startswith("Invalid arguments for generate_image: size:")
+    assert "'1024x1024', '1024x1792' or '1792x1024'" in message.content

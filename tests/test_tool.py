@@ -1,0 +1,258 @@
+"""ImageGenerationTool: the schema a model sees, what it gets back, and how failures reach it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from langchain_core.messages import ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from image_tool import (
+    ConfigurationError,
+    GenerateImageInput,
+    ImageClient,
+    ImageGenerationResult,
+    ImageGenerationTool,
+)
+from image_tool.testing import FakeRelay, Reply
+
+from .conftest import RelayTarget
+from .helpers import tool_call
+
+
+def invoke(tool: ImageGenerationTool, **args: Any) -> ToolMessage:
+    message = tool.invoke(tool_call(**args))
+    assert isinstance(message, ToolMessage)
+    return message
+
+
+# --- The schema the model sees ---
+
+
+def test_schema_for_the_model() -> None:
+    tool = ImageGenerationTool(api_key="k", base_url="https://relay.example.com/v1")
+    function = convert_to_openai_tool(tool)["function"]
+    assert function["name"] == "generate_image"
+    assert "image" in function["description"]
+    parameters = function["parameters"]
+    assert parameters["required"] == ["prompt"]
+    assert set(parameters["properties"]) == {"prompt", "n", "size", "quality", "style"}  # no `user`
+    assert parameters["properties"]["size"]["enum"] == ["1024x1024", "1024x1792", "1792x1024"]
+    assert parameters["properties"]["quality"]["enum"] == ["standard", "hd"]
+    assert parameters["properties"]["style"]["enum"] == ["vivid", "natural"]
+    assert parameters["properties"]["size"]["default"] == "1024x1024"
+    assert parameters["properties"]["n"]["default"] == 1
+    for name, field in parameters["properties"].items():
+        assert len(field.get("description", "")) > 40, f"{name} needs a description a model can act on"
+
+
+def test_input_defaults_are_the_vendors() -> None:
+    arguments = GenerateImageInput(prompt="  A cat  ")
+    assert arguments.model_dump() == {
+        "prompt": "A cat",
+        "n": 1,
+        "size": "1024x1024",
+        "quality": "standard",
+        "style": "vivid",
+    }
+
+
+# --- Success: content for the model, artifact for the application ---
+
+
+@pytest.mark.vcr
+def test_invoke_returns_every_image_with_its_revised_prompt(tool: ImageGenerationTool) -> None:
+    message = invoke(tool, prompt="A watercolour fox in the snow", n=2, size="1024x1792")
+    assert message.status == "success"
+    result = message.artifact
+    assert isinstance(result, ImageGenerationResult)
+    assert len(result.images) == 2
+    assert isinstance(message.content, str)
+    for image in result.images:
+        assert image.url and image.url in message.content
+        assert image.revised_prompt and image.revised_prompt in message.content
+
+
+@pytest.mark.vcr
+async def test_ainvoke(tool: ImageGenerationTool) -> None:
+    message = await tool.ainvoke(tool_call(prompt="A watercolour fox in the snow"))
+    assert isinstance(message, ToolMessage)
+    assert message.status == "success"
+    assert len(message.artifact.images) == 1
+    assert message.artifact.images[0].url in message.content
+
+
+@pytest.mark.vcr
+@pytest.mark.emulator_only
+def test_content_never_holds_base64(tool: ImageGenerationTool, relay: RelayTarget) -> None:
+    relay.queue(Reply.success(image_format="b64_json"))
+    message = invoke(tool, prompt="A red bicycle")
+    (image,) = message.artifact.images
+    assert image.b64_json and len(image.b64_json) > 100
+    assert image.b64_json[:40] not in message.content
+    assert "inline image" in message.content
+    assert len(message.content) < 500
+
+
+@pytest.mark.vcr
+def test_invoke_with_a_plain_dict_returns_the_content(tool: ImageGenerationTool) -> None:
+    content = tool.invoke({"prompt": "A paper boat on a pond"})
+    assert isinstance(content, str)
+    assert content.startswith("Generated 1 image")
+
+
+# --- The end user's id: the application's, never the model's ---
+
+
+@pytest.mark.vcr
+def test_user_set_on_the_tool(client: ImageClient, vcr: Any) -> None:
+    tool = ImageGenerationTool(client=client, user="end-user-42")
+    assert invoke(tool, prompt="A cat").status == "success"
+    assert json.loads(vcr.requests[0].body)["user"] == "end-user-42"
+
+
+@pytest.mark.vcr
+def test_user_set_per_run(client: ImageClient, vcr: Any) -> None:
+    tool = ImageGenerationTool(client=client, user="default-user")
+    config: RunnableConfig = {"configurable": {"image_tool_user": "end-user-7"}}
+    assert tool.invoke(tool_call(prompt="A cat"), config=config).status == "success"
+    assert json.loads(vcr.requests[0].body)["user"] == "end-user-7"
+
+
+def test_model_cannot_set_the_user(fake_relay: FakeRelay) -> None:
+    tool = ImageGenerationTool(api_key=fake_relay.api_key, base_url=fake_relay.base_url, user="app-user")
+    assert invoke(tool, prompt="A cat", user="chosen-by-the-model").status == "success"
+    tool.client.close()
+    assert fake_relay.requests[0].json["user"] == "app-user"
+
+
+# --- Failures: one ToolMessage with status="error" and a distinct sentence for each kind ---
+
+FAILURES = {
+    "content_policy": (Reply.content_policy(), "Rephrase the prompt"),
+    "rate_limited": (Reply.rate_limited(retry_after=30), "Wait 30 seconds"),
+    "rate_limited_no_retry_after": (Reply.rate_limited(), "Wait about a minute"),
+    "unauthorized": (Reply.unauthorized(), "tell the user that image generation is unavailable"),
+    "server_error": (Reply.server_error(), "failed with HTTP 500"),
+    "no_image": (Reply(body=b'{"created": 1725000000, "data": []}'), "answered without an image"),
+    "malformed": (Reply(body=b"<html>oops</html>"), "could not be read"),
+}
+
+
+@pytest.mark.vcr
+@pytest.mark.emulator_only
+@pytest.mark.parametrize("failure", FAILURES)
+def test_failures_become_error_messages(tool: ImageGenerationTool, relay: RelayTarget, failure: str) -> None:
+    reply, advice = FAILURES[failure]
+    relay.queue(reply)
+    message = invoke(tool, prompt="A cat in a tree")
+    assert message.status == "error"
+    assert advice in message.content
+    assert message.artifact is None
+
+
+@pytest.mark.vcr
+@pytest.mark.emulator_only
+@pytest.mark.parametrize("failure", ["content_policy", "rate_limited", "unauthorized"])
+async def test_failures_become_error_messages_async(
+    tool: ImageGenerationTool, relay: RelayTarget, failure: str
+) -> None:
+    reply, advice = FAILURES[failure]
+    relay.queue(reply)
+    message = await tool.ainvoke(tool_call(prompt="A cat in a tree"))
+    assert message.status == "error"
+    assert advice in message.content
+
+
+def test_timeout_and_unreachable_become_error_messages(fake_relay: FakeRelay) -> None:
+    fake_relay.queue(Reply.slow(5))
+    slow = ImageGenerationTool(api_key=fake_relay.api_key, base_url=fake_relay.base_url, timeout=0.2)
+    timed_out = invoke(slow, prompt="A cat")
+    slow.client.close()
+    base_url = fake_relay.base_url
+    fake_relay.stop()
+    unreachable = invoke(ImageGenerationTool(api_key="k", base_url=base_url), prompt="A cat")
+    assert timed_out.status == unreachable.status == "error"
+    assert "did not answer in time" in timed_out.content
+    assert "could not be reached" in unreachable.content
+
+
+def test_every_failure_kind_has_its_own_sentence() -> None:
+    from image_tool import errors
+    from image_tool.tool import describe_failure
+
+    kinds = [
+        errors.ContentPolicyError("m", status_code=400),
+        errors.RateLimitError("m", status_code=429),
+        errors.AuthenticationError("m", status_code=401),
+        errors.APITimeoutError("m"),
+        errors.APIConnectionError("m"),
+        errors.NoImageError("m"),
+        errors.MalformedResponseError("m"),
+        errors.APIStatusError("m", status_code=500),
+    ]
+    sentences = [describe_failure(error) for error in kinds]
+    assert len({sentence.split(".")[0] for sentence in sentences}) == len(kinds)
+
+
+# --- Invalid arguments from the model come back as readable messages ---
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        ({}, ["prompt", "Field required"]),
+        ({"prompt": "   "}, ["prompt", "at least 1 character"]),
+        ({"prompt": "x" * 4001}, ["prompt", "at most 4000 characters"]),
+        ({"prompt": "A cat", "n": 0}, ["n", "greater than or equal to 1"]),
+        ({"prompt": "A cat", "n": 9}, ["n", "less than or equal to 4"]),
+        ({"prompt": "A cat", "size": "512x512"}, ["size", "'1024x1024', '1024x1792' or '1792x1024'"]),
+        ({"prompt": "A cat", "quality": "ultra"}, ["quality", "'standard' or 'hd'"]),
+        ({"prompt": "A cat", "style": "noir"}, ["style", "'vivid' or 'natural'"]),
+    ],
+)
+def test_invalid_arguments_are_explained_to_the_model(args: dict[str, Any], names: list[str]) -> None:
+    tool = ImageGenerationTool(api_key="k", base_url="http://127.0.0.1:9/v1")  # never reached
+    message = invoke(tool, **args)
+    assert message.status == "error"
+    assert isinstance(message.content, str)
+    assert message.content.startswith("Invalid arguments for generate_image")
+    for name in names:
+        assert name in message.content
+
+
+# --- Construction ---
+
+
+def test_construct_from_keyword_settings() -> None:
+    tool = ImageGenerationTool(
+        api_key="k", base_url="https://relay.example.com//v1", model="gpt-4o-image-vip"
+    )
+    assert tool.client.base_url == "https://relay.example.com/v1"
+    assert tool.client.model == "gpt-4o-image-vip"
+
+
+def test_construct_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGE_TOOL_API_KEY", "env-key")
+    monkeypatch.setenv("IMAGE_TOOL_BASE_URL", "https://relay.example.com/v1")
+    assert ImageGenerationTool().client.api_key.get_secret_value() == "env-key"
+
+
+def test_construct_around_a_client() -> None:
+    client = ImageClient(api_key="k", base_url="https://relay.example.com/v1")
+    tool = ImageGenerationTool(client=client, user="u")
+    assert tool.client is client
+
+
+def test_missing_configuration_fails_at_construction() -> None:
+    with pytest.raises(ConfigurationError, match="IMAGE_TOOL_API_KEY and IMAGE_TOOL_BASE_URL"):
+        ImageGenerationTool()
+
+
+def test_client_and_settings_together_are_refused() -> None:
+    client = ImageClient(api_key="k", base_url="https://relay.example.com/v1")
+    with pytest.raises(ConfigurationError, match="either client= or client settings"):
+        ImageGenerationTool(client=client, model="other")
