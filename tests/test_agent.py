@@ -135,3 +135,15 @@ def test_tool_node_graph_returns_invalid_arguments_to_the_model() -> None:
     assert isinstance(message.content, str)
     assert message.content.startswith("Invalid arguments for generate_image: size:")
     assert "'1024x1024', '1024x1792' or '1792x1024'" in message.content
+
+
+def test_create_agent_passes_the_end_user_of_each_run(fake_relay: FakeRelay) -> None:
+    tool = ImageGenerationTool(api_key=fake_relay.api_key, base_url=fake_relay.base_url)
+    model = scripted(calls_generate_image(prompt="A lighthouse"), AIMessage(content="Done."))
+    agent = create_agent(model, tools=[tool])
+    agent.invoke(
+        {"messages": [HumanMessage("Draw a lighthouse")]},
+        config={"configurable": {"image_tool_user": "end-user-42"}},
+    )
+    tool.client.close()
+    assert fake_relay.requests[0].json["user"] == "end-user-42"
