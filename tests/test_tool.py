@@ -256,3 +256,12 @@ def test_client_and_settings_together_are_refused() -> None:
     client = ImageClient(api_key="k", base_url="https://relay.example.com/v1")
     with pytest.raises(ConfigurationError, match="either client= or client settings"):
         ImageGenerationTool(client=client, model="other")
+
+
+def test_relay_messages_are_bounded_for_the_model() -> None:
+    from image_tool.errors import ContentPolicyError
+    from image_tool.tool import describe_failure
+
+    sentence = describe_failure(ContentPolicyError("x" * 5000, status_code=400))
+    assert len(sentence) < 500
+    assert "Rephrase the prompt" in sentence

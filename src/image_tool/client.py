@@ -7,7 +7,6 @@ import functools
 import logging
 import ssl
 import threading
-import time
 import weakref
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
@@ -141,13 +140,9 @@ class ImageClient(BaseModel):
         """Generate ``n`` images for ``prompt``; ``user`` is the end user's id, for abuse monitoring."""
         payload = build_payload(self.model, prompt, n=n, size=size, quality=quality, style=style, user=user)
         client = self._sync_http()
-        request = client.build_request(
-            "POST", self.endpoint, json=payload, headers=self._headers(), timeout=self.timeout
-        )
-        started = time.perf_counter()
         with self._transport_errors():
-            response = client.send(request)
-        return self._read(response, started)
+            response = client.send(self._request(client, payload))
+        return self._read(response)
 
     async def agenerate(
         self,
@@ -162,13 +157,9 @@ class ImageClient(BaseModel):
         """Async twin of ``generate``, on httpx's AsyncClient: it never blocks the event loop."""
         payload = build_payload(self.model, prompt, n=n, size=size, quality=quality, style=style, user=user)
         client = await self._async_http()
-        request = client.build_request(
-            "POST", self.endpoint, json=payload, headers=self._headers(), timeout=self.timeout
-        )
-        started = time.perf_counter()
         with self._transport_errors():
-            response = await client.send(request)
-        return self._read(response, started)
+            response = await client.send(self._request(client, payload))
+        return self._read(response)
 
     def close(self) -> None:
         """Close the pooled sync connections (an injected ``http_client`` stays open)."""
@@ -195,12 +186,15 @@ class ImageClient(BaseModel):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def _headers(self) -> dict[str, str]:
-        return {
+    def _request(self, client: httpx.Client | httpx.AsyncClient, payload: dict[str, Any]) -> httpx.Request:
+        headers = {
             "User-Agent": f"image-tool/{__version__}",
             **self.default_headers,
             "Authorization": f"Bearer {self.api_key.get_secret_value()}",
         }
+        return client.build_request(
+            "POST", self.endpoint, json=payload, headers=headers, timeout=self.timeout
+        )
 
     def _sync_http(self) -> httpx.Client:
         if self.http_client is not None:
@@ -217,18 +211,19 @@ class ImageClient(BaseModel):
         if self.http_async_client is not None:
             return self.http_async_client
         loop = asyncio.get_running_loop()
-        pool = self._async_pools.get(loop)
-        if pool is None:
-            # Loading the CA bundle blocks for tens of milliseconds: do it off the loop.
-            verify = await asyncio.to_thread(shared_ssl_context)
-            pool = self._async_pools.get(loop)
-        if pool is None:
-            for dead in [other for other in self._async_pools if other.is_closed()]:
-                del self._async_pools[dead]
-            client = httpx.AsyncClient(verify=verify, limits=_LIMITS)
-            pool = self._async_pools[loop] = (client, _closed_with_loop(client))
-            await pool[1].__anext__()
-        return pool[0]
+        if (pool := self._async_pools.get(loop)) is not None:
+            return pool[0]
+        # Loading the CA bundle blocks for tens of milliseconds: do it off the loop.
+        verify = await asyncio.to_thread(shared_ssl_context)
+        if (pool := self._async_pools.get(loop)) is not None:  # another task made it meanwhile
+            return pool[0]
+        for dead in [other for other in self._async_pools if other.is_closed()]:
+            del self._async_pools[dead]
+        client = httpx.AsyncClient(verify=verify, limits=_LIMITS)
+        closer = _closed_with_loop(client)
+        self._async_pools[loop] = (client, closer)
+        await closer.__anext__()  # started, so the loop finalises it at shutdown
+        return client
 
     @contextmanager
     def _transport_errors(self) -> Iterator[None]:
@@ -244,13 +239,9 @@ class ImageClient(BaseModel):
             reason = str(error) or type(error).__name__
             raise APIConnectionError(f"Could not reach the relay at {self.base_url}: {reason}") from error
 
-    def _read(self, response: httpx.Response, started: float) -> ImageGenerationResult:
-        logger.debug(
-            "HTTP %d from %s in %.2f s",
-            response.status_code,
-            self.endpoint,
-            time.perf_counter() - started,
-        )
+    def _read(self, response: httpx.Response) -> ImageGenerationResult:
+        seconds = response.elapsed.total_seconds()
+        logger.debug("HTTP %d from %s in %.2f s", response.status_code, self.endpoint, seconds)
         try:
             if not response.is_success:
                 raise error_from_response(response.status_code, response.content, response.headers)

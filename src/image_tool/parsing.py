@@ -15,7 +15,7 @@ from typing import Any
 from .errors import MalformedResponseError, NoImageError, error_from_response
 from .models import GeneratedImage, ImageGenerationResult
 
-ShapeReader = Callable[[dict[str, Any], str], "ImageGenerationResult | None"]
+ShapeReader = Callable[[dict[str, Any], str], ImageGenerationResult | None]
 """Reads one shape of answer: ``(payload, requested_model) -> result``, or ``None`` if not its shape."""
 
 _SNIPPET = 200

@@ -106,14 +106,14 @@ def describe_failure(error: APIError) -> str:
     """One sentence per kind of failure, telling the model what to do next."""
     if isinstance(error, ContentPolicyError):
         return (
-            f"The image service refused this prompt under its content policy ({error.message}). "
+            f"The image service refused this prompt under its content policy ({_brief(error.message)}). "
             "Rephrase the prompt without the disallowed content and try again, or ask the user "
             "for another idea."
         )
     if isinstance(error, RateLimitError):
         wait = f"{error.retry_after:.0f} seconds" if error.retry_after else "about a minute"
         return (
-            f"The image service is rate-limiting requests ({error.message}). Wait {wait} before "
+            f"The image service is rate-limiting requests ({_brief(error.message)}). Wait {wait} before "
             "calling generate_image again; do not retry at once."
         )
     if isinstance(error, AuthenticationError):
@@ -133,7 +133,7 @@ def describe_failure(error: APIError) -> str:
         )
     if isinstance(error, NoImageError):
         return (
-            f"The image service answered without an image ({error.message}). Try again once, "
+            f"The image service answered without an image ({_brief(error.message)}). Try again once, "
             "perhaps with a rephrased prompt."
         )
     if isinstance(error, MalformedResponseError):
@@ -142,9 +142,14 @@ def describe_failure(error: APIError) -> str:
             "fails again, tell the user that image generation is failing."
         )
     return (
-        f"The image service failed with HTTP {error.status_code} ({error.message}). Tell the user "
+        f"The image service failed with HTTP {error.status_code} ({_brief(error.message)}). Tell the user "
         "that image generation failed; retry later only if the message suggests a passing problem."
     )
+
+
+def _brief(text: str, limit: int = 300) -> str:
+    """The relay's own words, bounded: they go into the model's context."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def describe_invalid_arguments(error: Exception) -> str:
