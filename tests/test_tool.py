@@ -16,8 +16,10 @@ from image_tool import (
     ImageClient,
     ImageGenerationResult,
     ImageGenerationTool,
+    errors,
 )
 from image_tool.testing import FakeRelay, Reply
+from image_tool.tool import describe_failure
 
 from .conftest import RelayTarget
 from .helpers import tool_call
@@ -181,9 +183,6 @@ def test_timeout_and_unreachable_become_error_messages(fake_relay: FakeRelay) ->
 
 
 def test_every_failure_kind_has_its_own_sentence() -> None:
-    from image_tool import errors
-    from image_tool.tool import describe_failure
-
     kinds = [
         errors.ContentPolicyError("m", status_code=400),
         errors.RateLimitError("m", status_code=429),
@@ -259,9 +258,6 @@ def test_client_and_settings_together_are_refused() -> None:
 
 
 def test_relay_messages_are_bounded_for_the_model() -> None:
-    from image_tool.errors import ContentPolicyError
-    from image_tool.tool import describe_failure
-
-    sentence = describe_failure(ContentPolicyError("x" * 5000, status_code=400))
+    sentence = describe_failure(errors.ContentPolicyError("x" * 5000, status_code=400))
     assert len(sentence) < 500
     assert "Rephrase the prompt" in sentence
