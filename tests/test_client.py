@@ -22,6 +22,7 @@ from image_tool import (
     ImageGenerationResult,
     MalformedResponseError,
     NoImageError,
+    QuotaExceededError,
     RateLimitError,
 )
 from image_tool.testing import FakeRelay, Reply, png_size
@@ -102,7 +103,7 @@ FAILURES = {
     ),
     "error_with_200": (
         Reply.error(200, "用户额度不足", code="insufficient_user_quota"),
-        APIStatusError,
+        QuotaExceededError,
         200,
     ),
     "not_json": (Reply(body=b"upstream said something else"), MalformedResponseError, None),

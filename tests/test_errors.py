@@ -11,8 +11,12 @@ from image_tool.errors import (
     APIStatusError,
     AuthenticationError,
     ContentPolicyError,
+    ModelNotFoundError,
+    QuotaExceededError,
     RateLimitError,
+    error_from_payload,
     error_from_response,
+    error_from_text,
 )
 
 
@@ -46,7 +50,7 @@ def error_body(message: str, code: str | None = None, error_type: str = "new_api
             APIStatusError,
             "invalid_size",
         ),
-        (200, error_body("quota", "insufficient_user_quota"), APIStatusError, "insufficient_user_quota"),
+        (200, error_body("quota", "insufficient_user_quota"), QuotaExceededError, "insufficient_user_quota"),
     ],
 )
 def test_error_kinds(status: int, body: bytes, kind: type[APIError], code: str | None) -> None:
@@ -98,3 +102,77 @@ def test_redact_removes_an_echoed_key() -> None:
     assert "sk-echoed-secret-123" not in str(error)
     assert "sk-echoed-secret-123" not in repr(error)
     assert "[redacted]" in error.message
+
+
+# Relay error bodies of new-api and one-api, as they come in the field.
+RELAY_ERRORS = [
+    (
+        403,
+        "用户额度不足, 剩余额度: ＄0.012 (request id: 2026031115323)",
+        "insufficient_user_quota",
+        "new_api_error",
+        QuotaExceededError,
+    ),
+    (
+        503,
+        "当前分组 default 下对于模型 gpt-4o-image 无可用渠道 (request id: 42)",
+        "model_not_found",
+        "new_api_error",
+        ModelNotFoundError,
+    ),
+    (503, "当前分组 vip 下对于模型 sora_image 无可用渠道", None, "one_api_error", ModelNotFoundError),
+    (429, "当前分组上游负载已饱和，请稍后再试 (request id: 7)", None, "new_api_error", RateLimitError),
+    (503, "当前分组上游负载已饱和，请稍后再试", None, "upstream_error", RateLimitError),
+    (429, "您已达到请求数限制：1分钟内最多请求10次", None, "one_api_error", RateLimitError),
+    (
+        500,
+        'do request failed: Post "https://upstream": EOF',
+        "do_request_failed",
+        "upstream_error",
+        APIStatusError,
+    ),
+    (502, "bad response status code 502", "bad_response_status_code", "upstream_error", APIStatusError),
+    (
+        400,
+        "输入的提示词违反了OpenAI的相关服务政策，请调整提示词后进行重试",
+        None,
+        "upstream_error",
+        ContentPolicyError,
+    ),
+    (401, "无效的令牌", "invalid_api_key", "one_api_error", AuthenticationError),
+]
+
+
+@pytest.mark.parametrize(("status", "message", "code", "error_type", "kind"), RELAY_ERRORS)
+def test_relay_error_bodies(
+    status: int, message: str, code: str | None, error_type: str, kind: type[APIError]
+) -> None:
+    error = error_from_response(status, error_body(message, code, error_type))
+    assert type(error) is kind
+    assert (error.status_code, error.code, error.error_type) == (status, code, error_type)
+    assert error.message == message  # the relay's own words, Chinese included
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("图片检测系统认为内容可能违反相关政策", ContentPolicyError),
+        ("输入的提示词...违反了OpenAI的相关服务政策，请调整提示词后进行重试", ContentPolicyError),
+        ("Your request may contain content that is not allowed by our safety system.", ContentPolicyError),
+        ("当前分组上游负载已饱和，请稍后再试", RateLimitError),
+        ("Rate limit reached for gpt-4o-image, please try again in 20s", RateLimitError),
+        ("任务已提交，ID: task_01abc", None),
+    ],
+)
+def test_error_from_text(text: str, kind: type[APIError] | None) -> None:
+    error = error_from_text(text)
+    assert (type(error) if error else None) is kind
+    if error:
+        assert error.message == text
+        assert error.status_code == 200
+
+
+def test_error_from_payload_reads_a_stream_error_object() -> None:
+    error = error_from_payload(200, {"error": {"message": "upstream timeout", "type": "upstream_error"}})
+    assert type(error) is APIStatusError
+    assert error.error_type == "upstream_error"

@@ -16,10 +16,19 @@ from .errors import (
     ContentPolicyError,
     ImageToolError,
     MalformedResponseError,
+    ModelNotFoundError,
     NoImageError,
+    QuotaExceededError,
     RateLimitError,
 )
-from .models import GeneratedImage, ImageGenerationResult, ImageQuality, ImageSize, ImageStyle
+from .models import (
+    GeneratedImage,
+    GenerationProgress,
+    ImageGenerationResult,
+    ImageQuality,
+    ImageSize,
+    ImageStyle,
+)
 from .tool import GenerateImageInput, ImageGenerationTool
 
 __all__ = [
@@ -32,6 +41,7 @@ __all__ = [
     "ContentPolicyError",
     "GenerateImageInput",
     "GeneratedImage",
+    "GenerationProgress",
     "ImageClient",
     "ImageGenerationResult",
     "ImageGenerationTool",
@@ -40,7 +50,9 @@ __all__ = [
     "ImageStyle",
     "ImageToolError",
     "MalformedResponseError",
+    "ModelNotFoundError",
     "NoImageError",
+    "QuotaExceededError",
     "RateLimitError",
     "__version__",
 ]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import ssl
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -33,17 +34,22 @@ from .models import (
     DEFAULT_QUALITY,
     DEFAULT_SIZE,
     DEFAULT_STYLE,
+    GenerationProgress,
     ImageGenerationResult,
     ImageQuality,
     ImageSize,
     ImageStyle,
 )
 from .parsing import parse_result
+from .streaming import StreamReader
 
 logger = logging.getLogger("image_tool")
 
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
 """Generations take from seconds to several minutes: ten minutes to answer, ten seconds to connect."""
+
+ProgressCallback = Callable[[GenerationProgress], object]
+"""Receives each progress update of a streamed generation; async callers may pass a coroutine function."""
 
 # httpx queues calls beyond 100 connections; generations are long, so let them all run at once.
 _LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100)
@@ -79,6 +85,8 @@ class ImageClient(BaseModel):
     """Seconds, or an ``httpx.Timeout`` with separate connect/read/write/pool limits."""
     default_headers: dict[str, str] = Field(default_factory=dict)
     """Extra headers sent with every request."""
+    stream: bool = False
+    """Ask for a streamed answer (server-sent events), so progress can be reported while it runs."""
     http_client: httpx.Client | None = Field(default=None, exclude=True, repr=False)
     """An httpx client for sync calls; its owner closes it. Default: one pooled client."""
     http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True, repr=False)
@@ -101,6 +109,7 @@ class ImageClient(BaseModel):
             model: str = DEFAULT_MODEL,
             timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
             default_headers: dict[str, str] | None = None,
+            stream: bool = False,
             http_client: httpx.Client | None = None,
             http_async_client: httpx.AsyncClient | None = None,
         ) -> None: ...
@@ -136,13 +145,30 @@ class ImageClient(BaseModel):
         quality: ImageQuality = DEFAULT_QUALITY,
         style: ImageStyle = DEFAULT_STYLE,
         user: str | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> ImageGenerationResult:
-        """Generate ``n`` images for ``prompt``; ``user`` is the end user's id, for abuse monitoring."""
+        """Generate ``n`` images for ``prompt``.
+
+        ``user`` is the end user's id, for abuse monitoring. With ``stream=True``, ``on_progress``
+        receives each ``GenerationProgress`` while the relay works.
+        """
         payload = build_payload(self.model, prompt, n=n, size=size, quality=quality, style=style, user=user)
+        if self.stream:
+            payload["stream"] = True
         client = self._sync_http()
-        with self._transport_errors():
-            response = client.send(self._request(client, payload))
-        return self._read(response)
+        with (
+            self._calling(),
+            client.stream("POST", self.endpoint, **self._request_options(payload)) as response,
+        ):
+            if not self._is_event_stream(response):
+                response.read()
+                return self._read(response)
+            reader = StreamReader(self.model)
+            for line in response.iter_lines():
+                _report(on_progress, reader.feed(line))
+            result = reader.result()
+            _report(on_progress, reader.final_progress())
+            return result
 
     async def agenerate(
         self,
@@ -153,13 +179,27 @@ class ImageClient(BaseModel):
         quality: ImageQuality = DEFAULT_QUALITY,
         style: ImageStyle = DEFAULT_STYLE,
         user: str | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> ImageGenerationResult:
-        """Async twin of ``generate``, on httpx's AsyncClient: it never blocks the event loop."""
+        """Async twin of ``generate``, on httpx's AsyncClient: it never blocks the event loop.
+
+        ``on_progress`` may be a plain function or a coroutine function.
+        """
         payload = build_payload(self.model, prompt, n=n, size=size, quality=quality, style=style, user=user)
+        if self.stream:
+            payload["stream"] = True
         client = await self._async_http()
-        with self._transport_errors():
-            response = await client.send(self._request(client, payload))
-        return self._read(response)
+        with self._calling():
+            async with client.stream("POST", self.endpoint, **self._request_options(payload)) as response:
+                if not self._is_event_stream(response):
+                    await response.aread()
+                    return self._read(response)
+                reader = StreamReader(self.model)
+                async for line in response.aiter_lines():
+                    await _areport(on_progress, reader.feed(line))
+                result = reader.result()
+                await _areport(on_progress, reader.final_progress())
+                return result
 
     def close(self) -> None:
         """Close the pooled sync connections (an injected ``http_client`` stays open)."""
@@ -186,15 +226,13 @@ class ImageClient(BaseModel):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def _request(self, client: httpx.Client | httpx.AsyncClient, payload: dict[str, Any]) -> httpx.Request:
+    def _request_options(self, payload: dict[str, Any]) -> dict[str, Any]:
         headers = {
             "User-Agent": f"image-tool/{__version__}",
             **self.default_headers,
             "Authorization": f"Bearer {self.api_key.get_secret_value()}",
         }
-        return client.build_request(
-            "POST", self.endpoint, json=payload, headers=headers, timeout=self.timeout
-        )
+        return {"json": payload, "headers": headers, "timeout": self.timeout}
 
     def _sync_http(self) -> httpx.Client:
         if self.http_client is not None:
@@ -226,8 +264,8 @@ class ImageClient(BaseModel):
         return client
 
     @contextmanager
-    def _transport_errors(self) -> Iterator[None]:
-        """Turn httpx's transport errors into ours, naming the limit that was hit."""
+    def _calling(self) -> Iterator[None]:
+        """Turn httpx's transport errors into ours (naming the limit hit), and keep the key out."""
         try:
             yield
         except httpx.TimeoutException as error:
@@ -238,17 +276,21 @@ class ImageClient(BaseModel):
         except httpx.TransportError as error:
             reason = str(error) or type(error).__name__
             raise APIConnectionError(f"Could not reach the relay at {self.base_url}: {reason}") from error
-
-    def _read(self, response: httpx.Response) -> ImageGenerationResult:
-        seconds = response.elapsed.total_seconds()
-        logger.debug("HTTP %d from %s in %.2f s", response.status_code, self.endpoint, seconds)
-        try:
-            if not response.is_success:
-                raise error_from_response(response.status_code, response.content, response.headers)
-            return parse_result(response.content, requested_model=self.model)
         except APIError as error:
             error.redact(self.api_key.get_secret_value())
             raise
+
+    def _is_event_stream(self, response: httpx.Response) -> bool:
+        """Server-sent events: said so, or asked for and answered with anything but JSON."""
+        content_type = response.headers.get("content-type", "")
+        streamed = "event-stream" in content_type or (self.stream and "json" not in content_type)
+        logger.debug("HTTP %d from %s (%s)", response.status_code, self.endpoint, content_type or "no type")
+        return response.is_success and streamed
+
+    def _read(self, response: httpx.Response) -> ImageGenerationResult:
+        if not response.is_success:
+            raise error_from_response(response.status_code, response.content, response.headers)
+        return parse_result(response.content, requested_model=self.model)
 
 
 def build_payload(
@@ -291,6 +333,20 @@ async def _closed_with_loop(client: httpx.AsyncClient) -> AsyncGenerator[None, N
 def shared_ssl_context() -> ssl.SSLContext:
     """One SSL context for every client: building one loads the CA bundle."""
     return httpx.create_ssl_context()
+
+
+def _report(on_progress: ProgressCallback | None, updates: list[GenerationProgress]) -> None:
+    if on_progress is not None:
+        for update in updates:
+            on_progress(update)
+
+
+async def _areport(on_progress: ProgressCallback | None, updates: list[GenerationProgress]) -> None:
+    if on_progress is not None:
+        for update in updates:
+            outcome = on_progress(update)
+            if inspect.isawaitable(outcome):
+                await outcome
 
 
 def _timeout_hit(error: httpx.TimeoutException, timeout: float | httpx.Timeout | None) -> str:

@@ -1,12 +1,14 @@
 """The exceptions image-tool raises, and the one mapping from a relay's error answer to them.
 
 ImageToolError
-├── ConfigurationError        settings missing or invalid, raised at construction
-└── APIError                  a generation request failed
-    ├── APIConnectionError    the relay could not be reached, or the connection broke
-    │   └── APITimeoutError   the relay did not answer in time
-    ├── APIStatusError        the relay answered with an error
+├── ConfigurationError            settings missing or invalid, raised at construction
+└── APIError                      a generation request failed
+    ├── APIConnectionError        the relay could not be reached, or the connection broke
+    │   └── APITimeoutError       the relay did not answer in time
+    ├── APIStatusError            the relay answered with an error
     │   ├── AuthenticationError   the key was refused
+    │   ├── QuotaExceededError    the account behind the key has no quota left
+    │   ├── ModelNotFoundError    the relay has no channel for the model
     │   ├── ContentPolicyError    the prompt was refused under the content policy
     │   └── RateLimitError        too many requests, or the relay is saturated
     └── MalformedResponseError    the answer could not be read
@@ -34,9 +36,13 @@ __all__ = [
     "ContentPolicyError",
     "ImageToolError",
     "MalformedResponseError",
+    "ModelNotFoundError",
     "NoImageError",
+    "QuotaExceededError",
     "RateLimitError",
+    "error_from_payload",
     "error_from_response",
+    "error_from_text",
 ]
 
 REDACTED = "[redacted]"
@@ -103,6 +109,14 @@ class AuthenticationError(APIStatusError):
     """The relay refused the API key (HTTP 401 or 403)."""
 
 
+class QuotaExceededError(APIStatusError):
+    """The account behind the key has no quota left (``insufficient_user_quota``)."""
+
+
+class ModelNotFoundError(APIStatusError):
+    """The relay has no channel serving the model (``model_not_found``)."""
+
+
 class ContentPolicyError(APIStatusError):
     """The relay refused the prompt under its content policy."""
 
@@ -127,41 +141,100 @@ class NoImageError(MalformedResponseError):
 CONTENT_POLICY_CODES = frozenset(
     {"content_policy_violation", "moderation_blocked", "content_filter", "sensitive_words_detected"}
 )
+QUOTA_CODES = frozenset({"insufficient_user_quota", "insufficient_quota", "pre_consume_token_quota_failed"})
+MODEL_CODES = frozenset({"model_not_found", "model_not_available"})
+RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded", "rate_limit_error"})
+
+# Sentences relays send instead of a code, Chinese and English (matched lower-cased).
+POLICY_PHRASES = ("content policy", "safety system", "not allowed by our", "违反", "违规", "敏感")
+RATE_LIMIT_PHRASES = (
+    "rate limit",
+    "too many requests",
+    "请求数限制",
+    "请求过于频繁",
+    "频率限制",
+    "负载已饱和",
+)
+QUOTA_PHRASES = ("额度不足", "insufficient quota", "quota exceeded")
+MODEL_PHRASES = ("无可用渠道", "no available channel")
 
 
 def error_from_response(
     status_code: int, body: bytes, headers: Mapping[str, str] | None = None
 ) -> APIStatusError:
-    """The typed error for an error answer of the relay (any status, error body or not)."""
-    error = _error_object(body)
-    message = _text(error.get("message")) or _body_text(body) or _reason(status_code)
-    code = _text(error.get("code")) or None
-    details: dict[str, Any] = {
-        "status_code": status_code,
-        "code": code,
-        "error_type": _text(error.get("type")) or None,
-    }
-    if code in CONTENT_POLICY_CODES:
-        return ContentPolicyError(message, **details)
-    if status_code in (401, 403):
-        return AuthenticationError(message, **details)
-    if status_code == 429:
-        return RateLimitError(message, retry_after=_retry_after(headers or {}), **details)
-    return APIStatusError(message, **details)
-
-
-def _error_object(body: bytes) -> dict[str, Any]:
-    """The ``{"error": {...}}`` object of an OpenAI-style error body, or ``{}``."""
+    """The typed error for an error answer of the relay: a JSON error body, an HTML page, nothing."""
     try:
         payload = json.loads(body)
-    except ValueError:
-        return {}
-    if not isinstance(payload, dict):
-        return {}
+    except (ValueError, RecursionError):
+        payload = None
+    if isinstance(payload, dict) and _error_object(payload):
+        return error_from_payload(status_code, payload, headers)
+    message = _body_text(body) or _reason(status_code)
+    return _build(_classify(status_code, None, message), message, status_code, None, None, headers)
+
+
+def error_from_payload(
+    status_code: int, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None
+) -> APIStatusError:
+    """The typed error for a JSON error body: ``{"error": {"message", "type", "code"}}`` and kin."""
+    error = _error_object(payload)
+    message = _text(error.get("message")) or _reason(status_code)
+    code = _text(error.get("code")) or None
+    error_type = _text(error.get("type")) or None
+    return _build(_classify(status_code, code, message), message, status_code, code, error_type, headers)
+
+
+def error_from_text(text: str, status_code: int = 200) -> APIStatusError | None:
+    """The error a relay's prose stands for (a refusal or a rate-limit sentence), or ``None``."""
+    lowered = text.lower()
+    if _mentions(lowered, POLICY_PHRASES):
+        return ContentPolicyError(text, status_code=status_code)
+    if _mentions(lowered, RATE_LIMIT_PHRASES):
+        return RateLimitError(text, status_code=status_code)
+    return None
+
+
+def _classify(status_code: int, code: str | None, message: str) -> type[APIStatusError]:
+    lowered = message.lower()
+    if code in CONTENT_POLICY_CODES:
+        return ContentPolicyError
+    if code in QUOTA_CODES or _mentions(lowered, QUOTA_PHRASES):
+        return QuotaExceededError
+    if code in MODEL_CODES or _mentions(lowered, MODEL_PHRASES):
+        return ModelNotFoundError
+    if status_code in (401, 403):
+        return AuthenticationError
+    if status_code == 429 or code in RATE_LIMIT_CODES or _mentions(lowered, RATE_LIMIT_PHRASES):
+        return RateLimitError
+    if _mentions(lowered, POLICY_PHRASES):
+        return ContentPolicyError
+    return APIStatusError
+
+
+def _build(
+    kind: type[APIStatusError],
+    message: str,
+    status_code: int,
+    code: str | None,
+    error_type: str | None,
+    headers: Mapping[str, str] | None,
+) -> APIStatusError:
+    details: dict[str, Any] = {"status_code": status_code, "code": code, "error_type": error_type}
+    if kind is RateLimitError:
+        return RateLimitError(message, retry_after=_retry_after(headers or {}), **details)
+    return kind(message, **details)
+
+
+def _mentions(lowered: str, phrases: tuple[str, ...]) -> bool:
+    return any(phrase in lowered for phrase in phrases)
+
+
+def _error_object(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The ``{"error": {...}}`` object of an OpenAI-style error body, or ``{}``."""
     error = payload.get("error")
     if isinstance(error, dict):
         return error
-    if isinstance(error, str):
+    if isinstance(error, str) and error:
         return {"message": error}
     return {"message": payload["message"]} if isinstance(payload.get("message"), str) else {}
 

@@ -45,3 +45,16 @@ class ImageGenerationResult(BaseModel):
     def urls(self) -> list[str]:
         """The URLs of the images that have one."""
         return [image.url for image in self.images if image.url]
+
+
+ProgressStage = Literal["queued", "generating", "done"]
+
+
+class GenerationProgress(BaseModel):
+    """How far a streamed generation has come, as the relay reports it."""
+
+    stage: ProgressStage
+    percent: int | None = None
+    """0 to 100, when the relay gives a figure."""
+    text: str = ""
+    """The relay's own progress line, e.g. ``🏃 进度 57``."""

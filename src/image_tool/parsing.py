@@ -12,13 +12,15 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .errors import MalformedResponseError, NoImageError, error_from_response
+from .errors import MalformedResponseError, NoImageError, error_from_payload, error_from_text
+from .markdown import image_from_url, read_markdown, unique
 from .models import GeneratedImage, ImageGenerationResult
 
 ShapeReader = Callable[[dict[str, Any], str], ImageGenerationResult | None]
 """Reads one shape of answer: ``(payload, requested_model) -> result``, or ``None`` if not its shape."""
 
 _SNIPPET = 200
+_RELAY_TEXT = 500
 
 
 def parse_result(body: bytes, *, requested_model: str) -> ImageGenerationResult:
@@ -31,7 +33,7 @@ def parse_result(body: bytes, *, requested_model: str) -> ImageGenerationResult:
         raise MalformedResponseError(f"The relay's answer is not a JSON object: {_snippet(body)}")
     if payload.get("error"):
         # Some relays report failures with HTTP 200 and an error body.
-        raise error_from_response(200, body)
+        raise error_from_payload(200, payload)
     for read in SHAPE_READERS:
         result = read(payload, requested_model)
         if result is None:
@@ -55,7 +57,65 @@ def read_images_api_shape(payload: dict[str, Any], requested_model: str) -> Imag
     )
 
 
-SHAPE_READERS: tuple[ShapeReader, ...] = (read_images_api_shape,)
+def read_chat_completion(payload: dict[str, Any], requested_model: str) -> ImageGenerationResult | None:
+    """A ``chat.completion`` whose message content (text or parts) carries the images."""
+    choices = payload.get("choices")
+    if not isinstance(choices, list):
+        return None
+    choice = choices[0] if choices and isinstance(choices[0], dict) else {}
+    message = choice.get("message") or choice.get("delta")
+    content = message.get("content") if isinstance(message, dict) else None
+    return result_from_content(
+        content,
+        model=_string(payload.get("model")) or requested_model,
+        created=_timestamp(payload.get("created")),
+    )
+
+
+SHAPE_READERS: tuple[ShapeReader, ...] = (read_images_api_shape, read_chat_completion)
+
+
+def result_from_content(content: object, *, model: str, created: int | None = None) -> ImageGenerationResult:
+    """The images of a completion's content: markdown text, or a list of text and image parts.
+
+    A content without an image is a failure: a refusal or rate-limit sentence becomes that error,
+    anything else ``NoImageError``; each carries the relay's own text.
+    """
+    text, part_images = _text_and_images(content)
+    answer = read_markdown(text)
+    images = unique([*part_images, *answer.images])
+    if not images:
+        relay_text = " ".join(answer.text.split())[:_RELAY_TEXT]
+        raise error_from_text(relay_text) or NoImageError(
+            f"The relay answered without an image: {relay_text or '(empty answer)'}"
+        )
+    if answer.revised_prompt:
+        images = [
+            image
+            if image.revised_prompt
+            else image.model_copy(update={"revised_prompt": answer.revised_prompt})
+            for image in images
+        ]
+    return ImageGenerationResult(created=created, model=model, images=images)
+
+
+def _text_and_images(content: object) -> tuple[str, list[GeneratedImage]]:
+    """Content as a string, or as parts: ``[{"type": "text"}, {"type": "image_url"}]``."""
+    if isinstance(content, str):
+        return content, []
+    if not isinstance(content, list):
+        return "", []
+    texts, images = [], []
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        if isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        image_url = part.get("image_url")
+        url = image_url.get("url") if isinstance(image_url, dict) else image_url
+        if isinstance(url, str):
+            images.append(image_from_url(url))
+    return "\n".join(texts), images
 
 
 def _image_from_data_item(item: object) -> GeneratedImage | None:

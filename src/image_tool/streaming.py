@@ -1,0 +1,175 @@
+"""A streamed chat completion (server-sent events) -> progress updates and the result. Pure, no I/O.
+
+Feed ``StreamReader`` the answer's lines as they arrive; it returns the progress each line
+revealed. At the end, ``result()`` reads the whole text exactly as a non-streamed answer's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from .errors import APIConnectionError, MalformedResponseError, NoImageError, error_from_payload
+from .models import GenerationProgress, ImageGenerationResult, ProgressStage
+from .parsing import result_from_content
+
+_DONE = "[DONE]"
+_MAX_PROGRESS_LINE = 300  # longer lines (inline base64, say) are not read for progress
+_STAGE_WORDS: tuple[tuple[ProgressStage, tuple[str, ...]], ...] = (
+    ("done", ("生成完成", "generation complete", "completed")),
+    ("generating", ("进度", "progress", "生成中", "generating")),
+    ("queued", ("排队", "queuing", "queued", "in queue")),
+)
+_PERCENT_WORDS = ("进度", "progress")
+_NUMBER = re.compile(r"\d+")
+
+
+class ProgressTracker:
+    """Reads progress from the relay's text as it grows: one update per change of stage or percent."""
+
+    def __init__(self) -> None:
+        self.last: GenerationProgress | None = None
+        self._line = ""
+        self._long_line = False
+        self._in_json_block = False
+
+    def feed(self, text: str) -> list[GenerationProgress]:
+        updates: list[GenerationProgress] = []
+        for index, piece in enumerate(text.split("\n")):
+            if index:
+                self._end_line()
+            if self._long_line or not piece:
+                continue
+            self._line += piece
+            if len(self._line) > _MAX_PROGRESS_LINE:
+                self._line, self._long_line = "", True  # not a progress line (an inline image, say)
+            else:
+                updates += self._read(self._line)
+        return updates
+
+    def _end_line(self) -> None:
+        if self._line.lstrip().startswith("```"):
+            self._in_json_block = not self._in_json_block
+        self._line, self._long_line = "", False
+
+    def _read(self, line: str) -> list[GenerationProgress]:
+        progress = None if self._in_json_block else progress_of_line(line)
+        if progress is None or (
+            self.last is not None
+            and (progress.stage, progress.percent) == (self.last.stage, self.last.percent)
+        ):
+            return []
+        self.last = progress
+        return [progress]
+
+
+def progress_of_line(line: str) -> GenerationProgress | None:
+    """``>🏃 进度 13....57...`` -> generating, 57 %; ``Queuing`` -> queued; ``✅ 生成完成`` -> done."""
+    text = line.split("](")[0]  # a progress line's preview link is not part of its figure
+    lowered = text.lower()
+    for stage, words in _STAGE_WORDS:
+        if any(word in lowered for word in words):
+            percent = 100 if stage == "done" else _percent(lowered)
+            return GenerationProgress(stage=stage, percent=percent, text=text.strip(" >\t\r"))
+    return None
+
+
+def _percent(lowered: str) -> int | None:
+    if not any(word in lowered for word in _PERCENT_WORDS):
+        return None
+    figures = [int(number) for number in _NUMBER.findall(lowered) if len(number) <= 3 and int(number) <= 100]
+    return figures[-1] if figures else None
+
+
+class StreamReader:
+    """Reads a streamed chat completion line by line: ``feed`` each line, then ``result()``."""
+
+    def __init__(self, requested_model: str) -> None:
+        self.requested_model = requested_model
+        self.done = False
+        """Whether the stream ended with ``data: [DONE]``."""
+        self.progress = ProgressTracker()
+        self._model: str | None = None
+        self._created: int | None = None
+        self._texts: list[str] = []
+        self._parts: list[Any] = []
+        self._event: list[str] = []  # the data lines of the event being read
+
+    def feed(self, line: str) -> list[GenerationProgress]:
+        """One line of the stream (without its newline); the progress it revealed."""
+        line = line.rstrip("\r")
+        if line.startswith("data:"):
+            self._event.append(line[5:].removeprefix(" "))  # "data:" with or without a space
+            return []
+        if line == "":
+            return self._dispatch()
+        return []  # a keep-alive comment (": PING"), or an event/id/retry field
+
+    def result(self) -> ImageGenerationResult:
+        """The images of the whole stream; the typed error if it holds none, or was cut short."""
+        self._dispatch()
+        text = "".join(self._texts)
+        content: object = [{"type": "text", "text": text}, *self._parts] if self._parts else text
+        try:
+            return result_from_content(
+                content, model=self._model or self.requested_model, created=self._created
+            )
+        except NoImageError as error:
+            if self.done:
+                raise
+            raise APIConnectionError(
+                f"The relay's stream was cut before it finished. {error.message}"
+            ) from error
+
+    def final_progress(self) -> list[GenerationProgress]:
+        """A closing "done" update, when the relay never said it was done."""
+        if self.progress.last is not None and self.progress.last.stage == "done":
+            return []
+        self.progress.last = GenerationProgress(stage="done", percent=100)
+        return [self.progress.last]
+
+    def _dispatch(self) -> list[GenerationProgress]:
+        lines, self._event = self._event, []
+        if not lines:
+            return []
+        try:
+            chunks = [json.loads("\n".join(lines))] if lines != [_DONE] else []
+        except (ValueError, RecursionError):
+            # Some relays send several one-line events without the blank line between them.
+            chunks = [self._decode(line) for line in lines if line.strip() != _DONE]
+        if _DONE in (line.strip() for line in lines):
+            self.done = True
+        updates = []
+        for chunk in chunks:
+            updates += self._read_chunk(chunk)
+        return updates
+
+    def _decode(self, data: str) -> Any:
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError) as error:
+            raise MalformedResponseError(
+                f"The relay's stream sent an unreadable event: {data[:200]}"
+            ) from error
+
+    def _read_chunk(self, chunk: Any) -> list[GenerationProgress]:
+        if not isinstance(chunk, dict):
+            raise MalformedResponseError(f"The relay's stream sent an unexpected event: {str(chunk)[:200]}")
+        if chunk.get("error"):
+            raise error_from_payload(200, chunk)
+        if isinstance(chunk.get("model"), str) and chunk["model"].strip():
+            self._model = chunk["model"].strip()
+        if isinstance(chunk.get("created"), int) and not isinstance(chunk["created"], bool):
+            self._created = chunk["created"]
+        choices = chunk.get("choices")
+        updates = []
+        for choice in choices if isinstance(choices, list) else []:  # a usage-only chunk has none
+            delta = (choice.get("delta") or choice.get("message")) if isinstance(choice, dict) else None
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(content, str):
+                self._texts.append(content)
+                updates += self.progress.feed(content)
+            elif isinstance(content, list):
+                self._parts.extend(content)
+        return updates
