@@ -106,8 +106,8 @@ FAILURES = {
         QuotaExceededError,
         200,
     ),
-    "not_json": (Reply(body=b"upstream said something else"), MalformedResponseError, None),
-    "no_image": (Reply(body=b'{"created": 1725000000, "data": []}'), NoImageError, None),
+    "not_json": (Reply(body=b"upstream said something else"), MalformedResponseError, 200),
+    "no_image": (Reply(body=b'{"created": 1725000000, "data": []}'), NoImageError, 200),
 }
 
 

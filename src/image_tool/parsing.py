@@ -28,9 +28,13 @@ def parse_result(body: bytes, *, requested_model: str) -> ImageGenerationResult:
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as error:
-        raise MalformedResponseError(f"The relay's answer is not JSON: {_snippet(body)}") from error
+        raise MalformedResponseError(
+            f"The relay's answer is not JSON: {_snippet(body)}", status_code=200
+        ) from error
     if not isinstance(payload, dict):
-        raise MalformedResponseError(f"The relay's answer is not a JSON object: {_snippet(body)}")
+        raise MalformedResponseError(
+            f"The relay's answer is not a JSON object: {_snippet(body)}", status_code=200
+        )
     if payload.get("error"):
         # Some relays report failures with HTTP 200 and an error body.
         raise error_from_payload(200, payload)
@@ -39,9 +43,11 @@ def parse_result(body: bytes, *, requested_model: str) -> ImageGenerationResult:
         if result is None:
             continue
         if not result.images:
-            raise NoImageError(f"The relay's answer held no image: {_snippet(body)}")
+            raise NoImageError(f"The relay's answer held no image: {_snippet(body)}", status_code=200)
         return result
-    raise MalformedResponseError(f"The relay's answer is in no known shape: {_snippet(body)}")
+    raise MalformedResponseError(
+        f"The relay's answer is in no known shape: {_snippet(body)}", status_code=200
+    )
 
 
 def read_images_api_shape(payload: dict[str, Any], requested_model: str) -> ImageGenerationResult | None:
@@ -87,7 +93,7 @@ def result_from_content(content: object, *, model: str, created: int | None = No
     if not images:
         relay_text = " ".join(answer.text.split())[:_RELAY_TEXT]
         raise error_from_text(relay_text) or NoImageError(
-            f"The relay answered without an image: {relay_text or '(empty answer)'}"
+            f"The relay answered without an image: {relay_text or '(empty answer)'}", status_code=200
         )
     if answer.revised_prompt:
         images = [

@@ -36,7 +36,8 @@ class ProgressTracker:
 
     def feed(self, text: str) -> list[GenerationProgress]:
         updates: list[GenerationProgress] = []
-        for index, piece in enumerate(text.split("\n")):
+        pieces = text.split("\n")
+        for index, piece in enumerate(pieces):
             if index:
                 self._end_line()
             if self._long_line or not piece:
@@ -44,8 +45,10 @@ class ProgressTracker:
             self._line += piece
             if len(self._line) > _MAX_PROGRESS_LINE:
                 self._line, self._long_line = "", True  # not a progress line (an inline image, say)
-            else:
+            elif index < len(pieces) - 1:
                 updates += self._read(self._line)
+            else:  # the line goes on: a figure at its very end may be cut ("1" of "13")
+                updates += self._read(self._line.rstrip("0123456789"))
         return updates
 
     def _end_line(self) -> None:
@@ -150,12 +153,14 @@ class StreamReader:
             return json.loads(data)
         except (ValueError, RecursionError) as error:
             raise MalformedResponseError(
-                f"The relay's stream sent an unreadable event: {data[:200]}"
+                f"The relay's stream sent an unreadable event: {data[:200]}", status_code=200
             ) from error
 
     def _read_chunk(self, chunk: Any) -> list[GenerationProgress]:
         if not isinstance(chunk, dict):
-            raise MalformedResponseError(f"The relay's stream sent an unexpected event: {str(chunk)[:200]}")
+            raise MalformedResponseError(
+                f"The relay's stream sent an unexpected event: {str(chunk)[:200]}", status_code=200
+            )
         if chunk.get("error"):
             raise error_from_payload(200, chunk)
         if isinstance(chunk.get("model"), str) and chunk["model"].strip():

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
-from langchain_core.runnables import RunnableConfig
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForToolRun,
+    CallbackManagerForToolRun,
+    adispatch_custom_event,
+    dispatch_custom_event,
+)
+from langchain_core.runnables import RunnableConfig, patch_config
 from langchain_core.tools import ArgsSchema, BaseTool, ToolException
 from pydantic import BaseModel, Field, SecretStr, StringConstraints, ValidationError, model_validator
 
@@ -22,7 +28,9 @@ from .errors import (
     ConfigurationError,
     ContentPolicyError,
     MalformedResponseError,
+    ModelNotFoundError,
     NoImageError,
+    QuotaExceededError,
     RateLimitError,
 )
 from .models import (
@@ -30,6 +38,7 @@ from .models import (
     DEFAULT_QUALITY,
     DEFAULT_SIZE,
     DEFAULT_STYLE,
+    GenerationProgress,
     ImageGenerationResult,
     ImageQuality,
     ImageSize,
@@ -38,6 +47,8 @@ from .models import (
 
 MAX_PROMPT_LENGTH = 4000
 MAX_IMAGES = 4
+PROGRESS_EVENT = "image_generation_progress"
+"""Name of the custom event (and LangGraph custom-stream key) that carries streamed progress."""
 USER_CONFIG_KEY = "image_tool_user"
 """Key in ``config["configurable"]`` that sets the end user's id for one run."""
 
@@ -115,6 +126,16 @@ def describe_failure(error: APIError) -> str:
         return (
             f"The image service is rate-limiting requests ({_brief(error.message)}). Wait {wait} before "
             "calling generate_image again; do not retry at once."
+        )
+    if isinstance(error, QuotaExceededError):
+        return (
+            f"The image service's account has run out of quota ({_brief(error.message)}). Do not retry; "
+            "tell the user that image generation is unavailable until the quota is topped up."
+        )
+    if isinstance(error, ModelNotFoundError):
+        return (
+            f"The image service has no model available for this request ({_brief(error.message)}). "
+            "Do not retry now; tell the user that image generation is unavailable at the moment."
         )
     if isinstance(error, AuthenticationError):
         return (
@@ -223,6 +244,7 @@ class ImageGenerationTool(BaseTool):
             model: str = ...,
             timeout: float | httpx.Timeout | None = ...,
             default_headers: dict[str, str] | None = None,
+            stream: bool = ...,
             http_client: httpx.Client | None = None,
             http_async_client: httpx.AsyncClient | None = None,
             **kwargs: Any,
@@ -254,9 +276,23 @@ class ImageGenerationTool(BaseTool):
         config: RunnableConfig,
         run_manager: CallbackManagerForToolRun | None = None,
     ) -> tuple[str, ImageGenerationResult]:
+        progress_config, stream_writer = _progress_channels(config, run_manager)
+
+        def on_progress(update: GenerationProgress) -> None:
+            if progress_config is not None:
+                dispatch_custom_event(PROGRESS_EVENT, update.model_dump(), config=progress_config)
+            if stream_writer is not None:
+                stream_writer({PROGRESS_EVENT: update.model_dump()})
+
         try:
             result = self.client.generate(
-                prompt, n=n, size=size, quality=quality, style=style, user=self._user(config)
+                prompt,
+                n=n,
+                size=size,
+                quality=quality,
+                style=style,
+                user=self._user(config),
+                on_progress=on_progress,
             )
         except APIError as error:
             raise ToolException(describe_failure(error)) from error
@@ -273,9 +309,23 @@ class ImageGenerationTool(BaseTool):
         config: RunnableConfig,
         run_manager: AsyncCallbackManagerForToolRun | None = None,
     ) -> tuple[str, ImageGenerationResult]:
+        progress_config, stream_writer = _progress_channels(config, run_manager)
+
+        async def on_progress(update: GenerationProgress) -> None:
+            if progress_config is not None:
+                await adispatch_custom_event(PROGRESS_EVENT, update.model_dump(), config=progress_config)
+            if stream_writer is not None:
+                stream_writer({PROGRESS_EVENT: update.model_dump()})
+
         try:
             result = await self.client.agenerate(
-                prompt, n=n, size=size, quality=quality, style=style, user=self._user(config)
+                prompt,
+                n=n,
+                size=size,
+                quality=quality,
+                style=style,
+                user=self._user(config),
+                on_progress=on_progress,
             )
         except APIError as error:
             raise ToolException(describe_failure(error)) from error
@@ -284,3 +334,27 @@ class ImageGenerationTool(BaseTool):
     def _user(self, config: RunnableConfig) -> str | None:
         per_run = config.get("configurable", {}).get(USER_CONFIG_KEY)
         return str(per_run) if per_run is not None else self.user
+
+
+def _progress_channels(
+    config: RunnableConfig, run_manager: CallbackManagerForToolRun | AsyncCallbackManagerForToolRun | None
+) -> tuple[RunnableConfig | None, Callable[[Any], None] | None]:
+    """Where a run's progress goes: LangChain custom events of this tool run (seen by callback
+    handlers and ``astream_events``), and LangGraph's ``custom`` stream when inside a graph."""
+    events = patch_config(config, callbacks=run_manager.get_child()) if run_manager else None
+    get_stream_writer = _langgraph_stream_writer()
+    try:
+        writer = get_stream_writer() if get_stream_writer else None
+    except (RuntimeError, KeyError):  # not inside a LangGraph graph
+        writer = None
+    return events, writer
+
+
+@functools.cache
+def _langgraph_stream_writer() -> Callable[[], Callable[[Any], None]] | None:
+    """LangGraph's ``get_stream_writer``, when LangGraph is installed (it is optional)."""
+    try:
+        from langgraph.config import get_stream_writer
+    except ImportError:
+        return None
+    return get_stream_writer

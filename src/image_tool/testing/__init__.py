@@ -5,11 +5,22 @@ from image_tool.testing import FakeRelay, Reply
 
 with FakeRelay() as relay:
     client = ImageClient(api_key=relay.api_key, base_url=relay.base_url)
-    relay.queue(Reply.content_policy())
+    relay.queue(Reply.content_policy(), Reply.success("markdown", locale="en"))
     ...
 """
 
 from ._png import png_image, png_size
-from ._relay import FakeRelay, RecordedRequest, Reply
+from ._relay import FakeRelay, RecordedRequest
+from ._replies import ImageFormat, Locale, Reply, Shape, StreamFault
 
-__all__ = ["FakeRelay", "RecordedRequest", "Reply", "png_image", "png_size"]
+__all__ = [
+    "FakeRelay",
+    "ImageFormat",
+    "Locale",
+    "RecordedRequest",
+    "Reply",
+    "Shape",
+    "StreamFault",
+    "png_image",
+    "png_size",
+]

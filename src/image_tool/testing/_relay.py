@@ -2,96 +2,31 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import json
 import re
 import socket
 import threading
-import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any
 
+from ._answers import (
+    GenerationRequest,
+    chat_content,
+    completion_body,
+    images_api_body,
+    read_request,
+    stream_events,
+)
 from ._png import png_image
-
-ImageFormat = Literal["url", "b64_json"]
+from ._replies import Reply
 
 _IMAGE_PATH = re.compile(r"^/images/(\d{2,4})x(\d{2,4})/([0-9a-f]{16})\.png$")
 _MAX_SIDE = 4096
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One scripted answer of FakeRelay to a generation request.
-
-    With no ``body`` the answer is a success in the documented shape, for the request's prompt,
-    ``n`` and ``size``. The class methods build the common failures.
-    """
-
-    status: int = 200
-    body: bytes | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-    """Seconds to wait before answering."""
-    image_format: ImageFormat = "url"
-    """How a success carries its images: links served by the relay, or inline base64."""
-
-    @classmethod
-    def success(cls, *, image_format: ImageFormat = "url", delay: float = 0.0) -> Reply:
-        return cls(image_format=image_format, delay=delay)
-
-    @classmethod
-    def error(
-        cls,
-        status: int,
-        message: str,
-        *,
-        code: str | None = None,
-        error_type: str = "new_api_error",
-        headers: dict[str, str] | None = None,
-    ) -> Reply:
-        """An OpenAI-style error object, as relays pass it through."""
-        error = {"message": message, "type": error_type, "param": None, "code": code}
-        body = json.dumps({"error": error}, ensure_ascii=False).encode()
-        return cls(status=status, body=body, headers=headers or {})
-
-    @classmethod
-    def unauthorized(cls) -> Reply:
-        return cls.error(401, "Invalid token (request id: 20260311-fake)", code="invalid_api_key")
-
-    @classmethod
-    def content_policy(cls) -> Reply:
-        return cls.error(
-            400,
-            "Your request was rejected as a result of our safety system. Your prompt may contain "
-            "text that is not allowed by our safety system.",
-            code="content_policy_violation",
-            error_type="image_generation_user_error",
-        )
-
-    @classmethod
-    def rate_limited(cls, retry_after: float | None = None) -> Reply:
-        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
-        return cls.error(
-            429, "您已达到请求数限制：1分钟内最多请求10次", code="rate_limit_exceeded", headers=headers
-        )
-
-    @classmethod
-    def server_error(cls) -> Reply:
-        return cls.error(
-            500,
-            "upstream error: do request failed (request id: 20260311-fake)",
-            code="do_request_failed",
-            error_type="upstream_error",
-        )
-
-    @classmethod
-    def slow(cls, seconds: float) -> Reply:
-        return cls(delay=seconds)
 
 
 @dataclass(frozen=True)
@@ -187,22 +122,6 @@ class FakeRelay:
         with self._lock:
             return self._replies.popleft() if self._replies else Reply()
 
-    def _success_body(self, request: dict[str, Any], image_format: ImageFormat) -> bytes:
-        prompt = _prompt_of(request)
-        size = str(request.get("size") or "1024x1024")
-        width, height = (int(side) for side in size.split("x"))
-        images = []
-        for index in range(int(request.get("n") or 1)):
-            token = hashlib.sha256(f"{prompt}|{index}".encode()).hexdigest()[:16]
-            revised = f"{prompt}, {request.get('style') or 'vivid'} style, {size} frame"
-            if image_format == "b64_json":
-                data = base64.b64encode(png_image(width, height, token)).decode()
-                images.append({"b64_json": data, "revised_prompt": revised})
-            else:
-                url = f"{self.origin}/images/{width}x{height}/{token}.png"
-                images.append({"url": url, "revised_prompt": revised})
-        return json.dumps({"created": int(time.time()), "data": images}, ensure_ascii=False).encode()
-
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -246,13 +165,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(401, _error_body("Invalid token", "new_api_error", "invalid_api_key"))
             return
         try:
-            request = json.loads(body)
-            prompt = _prompt_of(request)
-        except (ValueError, TypeError, KeyError, IndexError):
-            self._send(400, _error_body("Invalid request body", "invalid_request_error"))
-            return
-        if not prompt or not request.get("model"):
-            self._send(400, _error_body("model and a user message are required", "invalid_request_error"))
+            request = read_request(body)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+            self._send(400, _error_body(f"Invalid request: {error}", "invalid_request_error"))
             return
         relay = self.relay
         with relay._lock:
@@ -262,13 +177,25 @@ class _Handler(BaseHTTPRequestHandler):
             reply = relay._next_reply()
             if reply.delay and relay._stopping.wait(reply.delay):
                 return
-            answer = (
-                reply.body if reply.body is not None else relay._success_body(request, reply.image_format)
-            )
-            self._send(reply.status, answer, headers=reply.headers)
+            self._answer(request, reply)
         finally:
             with relay._lock:
                 relay.in_flight -= 1
+
+    def _answer(self, request: GenerationRequest, reply: Reply) -> None:
+        origin = self.relay.origin
+        if reply.body is not None:
+            self._send(reply.status, reply.body, headers=reply.headers)
+        elif reply.shape == "images_api" and reply.content is None:  # never streamed, as in the field
+            self._send(reply.status, images_api_body(request, origin, reply), headers=reply.headers)
+        elif not request.stream:
+            content = chat_content(request, origin, reply)
+            self._send(
+                reply.status, completion_body(content, reply.model or request.model), headers=reply.headers
+            )
+        else:
+            content = chat_content(request, origin, reply)
+            self._send_stream(stream_events(content, reply.model or request.model, reply), reply.pace)
 
     def _record(self, body: bytes) -> None:
         recorded = RecordedRequest(
@@ -280,6 +207,16 @@ class _Handler(BaseHTTPRequestHandler):
         )
         with self.relay._lock:
             self.relay.requests.append(recorded)
+
+    def _send_stream(self, events: Iterable[bytes], pace: float) -> None:
+        """Server-sent events, each written as it comes; the body ends when the connection closes."""
+        self.close_connection = True
+        head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+        self.wfile.write((head + "Connection: close\r\n\r\n").encode())
+        for event in events:
+            if pace and self.relay._stopping.wait(pace):
+                return
+            self.wfile.write(event)
 
     def _send(
         self,
@@ -294,14 +231,6 @@ class _Handler(BaseHTTPRequestHandler):
         lines = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {content_type}"]
         lines += [f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in (headers or {}).items())]
         self.wfile.write("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body)
-
-
-def _prompt_of(request: dict[str, Any]) -> str:
-    """The text of the last user message (plain text, or the text parts of multi-part content)."""
-    content = request["messages"][-1]["content"]
-    if isinstance(content, list):
-        content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return str(content).strip()
 
 
 def _error_body(message: str, error_type: str, code: str | None = None) -> bytes:

@@ -1,0 +1,185 @@
+"""Reply: what FakeRelay answers to one generation request, and the answers relays give in the field."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+Shape = Literal["images_api", "markdown", "inline_data", "content_parts", "json_block"]
+"""How a success is written: the documented ``data[]``; a chat completion whose content holds
+markdown images (with progress text), inline ``data:`` images, a list of content parts, or
+URLs only inside its fenced json block."""
+ImageFormat = Literal["url", "b64_json"]
+Locale = Literal["zh", "en"]
+StreamFault = Literal["error_mid_stream", "done_without_image", "cut_before_done"]
+"""How a streamed answer goes wrong: an error object mid-stream, ``[DONE]`` with no image, or the
+connection closed before ``[DONE]``."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer of FakeRelay to a generation request.
+
+    The default is a success in the documented shape, for the request's prompt, ``n`` and
+    ``size``. The class methods build the other shapes and the failures seen in the field.
+    """
+
+    status: int = 200
+    body: bytes | None = None
+    """A raw body, sent as it is (wins over everything below)."""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    """Seconds to wait before answering."""
+    shape: Shape = "images_api"
+    image_format: ImageFormat = "url"
+    """For ``images_api``: links served by the relay, or inline base64."""
+    locale: Locale = "zh"
+    """The language of the progress text of a ``markdown`` answer."""
+    content: str | None = None
+    """A chat completion with exactly this content (text without an image, a refusal...)."""
+    model: str | None = None
+    """The model the answer names; relays may answer with another than the one asked."""
+    stream_fault: StreamFault | None = None
+    pace: float = 0.0
+    """Seconds between the events of a streamed answer."""
+
+    @classmethod
+    def success(
+        cls,
+        shape: Shape = "images_api",
+        *,
+        image_format: ImageFormat = "url",
+        locale: Locale = "zh",
+        model: str | None = None,
+        delay: float = 0.0,
+        pace: float = 0.0,
+    ) -> Reply:
+        return cls(shape=shape, image_format=image_format, locale=locale, model=model, delay=delay, pace=pace)
+
+    @classmethod
+    def completion(cls, content: str) -> Reply:
+        """A chat completion (or, streamed, its events) with this content."""
+        return cls(shape="markdown", content=content)
+
+    @classmethod
+    def streamed_fault(cls, fault: StreamFault, *, locale: Locale = "zh") -> Reply:
+        """A streamed markdown answer that goes wrong (a plain request gets the full answer)."""
+        return cls(shape="markdown", locale=locale, stream_fault=fault)
+
+    @classmethod
+    def error(
+        cls,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        error_type: str = "new_api_error",
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        """An OpenAI-style error object, as relays pass it through."""
+        error = {"message": message, "type": error_type, "param": None, "code": code}
+        body = json.dumps({"error": error}, ensure_ascii=False).encode()
+        return cls(status=status, body=body, headers=headers or {})
+
+    @classmethod
+    def unauthorized(cls) -> Reply:
+        return cls.error(401, "Invalid token (request id: 20260311-fake)", code="invalid_api_key")
+
+    @classmethod
+    def content_policy(cls) -> Reply:
+        return cls.error(
+            400,
+            "Your request was rejected as a result of our safety system. Your prompt may contain "
+            "text that is not allowed by our safety system.",
+            code="content_policy_violation",
+            error_type="image_generation_user_error",
+        )
+
+    @classmethod
+    def rate_limited(cls, retry_after: float | None = None) -> Reply:
+        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+        return cls.error(
+            429, "您已达到请求数限制：1分钟内最多请求10次", code="rate_limit_exceeded", headers=headers
+        )
+
+    @classmethod
+    def bare_rate_limit(cls) -> Reply:
+        """A limiter's 429 with an empty body."""
+        return cls(status=429, body=b"")
+
+    @classmethod
+    def saturated(cls, status: int = 503) -> Reply:
+        return cls.error(status, "当前分组上游负载已饱和，请稍后再试 (request id: 20260311-fake)")
+
+    @classmethod
+    def quota_exhausted(cls) -> Reply:
+        return cls.error(
+            403, "用户额度不足, 剩余额度: ＄0.012 (request id: 20260311-fake)", code="insufficient_user_quota"
+        )
+
+    @classmethod
+    def model_unavailable(cls) -> Reply:
+        return cls.error(
+            503,
+            "当前分组 default 下对于模型 gpt-4o-image 无可用渠道 (request id: 20260311-fake)",
+            code="model_not_found",
+            error_type="one_api_error",
+        )
+
+    @classmethod
+    def server_error(cls) -> Reply:
+        return cls.error(
+            500,
+            "upstream error: do request failed (request id: 20260311-fake)",
+            code="do_request_failed",
+            error_type="upstream_error",
+        )
+
+    @classmethod
+    def bad_gateway(cls) -> Reply:
+        """A gateway's HTML page."""
+        page = b"<html><head><title>502 Bad Gateway</title></head><body><center>nginx</center></body></html>"
+        return cls(status=502, body=page, headers={"Content-Type": "text/html"})
+
+    @classmethod
+    def error_with_200(cls) -> Reply:
+        return cls.error(200, "用户额度不足", code="insufficient_user_quota")
+
+    @classmethod
+    def empty_link(cls) -> Reply:
+        """A completion whose image link is empty: ``![image]()``."""
+        return cls.completion(
+            '```json\n{"prompt": "a cat"}\n```\n\n>🕐 排队中.\n\n>⚡ 生成中.....\n\n![image]()'
+        )
+
+    @classmethod
+    def text_only(cls) -> Reply:
+        """A completion with an id and a preview page, but no image."""
+        return cls.completion("任务已提交，ID: task_01hx9\n预览页面: https://preview.example/task_01hx9")
+
+    @classmethod
+    def refusal(cls, locale: Locale = "zh") -> Reply:
+        """A completion whose text is a content-policy refusal."""
+        if locale == "en":
+            return cls.completion(
+                "Your request may contain content that is not allowed by our safety system."
+            )
+        return cls.completion(
+            '```json\n{"prompt": "a cat"}\n```\n\n>🕐 排队中.\n\n'
+            "> ❌ 图片检测系统认为内容可能违反相关政策，请更换提示词后重试。"
+        )
+
+    @classmethod
+    def refusal_prompt(cls) -> Reply:
+        """The other Chinese refusal: the prompt broke the upstream's policy."""
+        return cls.completion("输入的提示词违反了OpenAI的相关服务政策，请调整提示词后进行重试")
+
+    @classmethod
+    def rate_limit_sentence(cls) -> Reply:
+        """A completion whose text says the relay is saturated."""
+        return cls.completion("当前分组上游负载已饱和，请稍后再试")
+
+    @classmethod
+    def slow(cls, seconds: float) -> Reply:
+        return cls(delay=seconds)
