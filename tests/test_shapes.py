@@ -4,6 +4,7 @@ streamed. Recorded from FakeRelay, which writes each shape the way relays in the
 from __future__ import annotations
 
 import asyncio
+
 import pytest
 
 from image_tool import (
