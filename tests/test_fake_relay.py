@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import threading
 
 import httpx
@@ -105,3 +106,49 @@ def test_stop_interrupts_a_slow_answer() -> None:
     caller.join(timeout=5)
     assert not caller.is_alive()
     assert len(failures) == 1  # the caller saw the connection close instead of waiting 30 s
+
+
+def test_streams_server_sent_events_as_relays_do(fake_relay: FakeRelay) -> None:
+    fake_relay.queue(Reply.success("markdown", locale="en"))
+    with httpx.stream(
+        "POST",
+        f"{fake_relay.base_url}/chat/completions",
+        json={**REQUEST, "stream": True},
+        headers={"Authorization": f"Bearer {fake_relay.api_key}"},
+    ) as response:
+        assert response.headers["content-type"] == "text/event-stream"
+        lines = list(response.iter_lines())
+    assert ": PING" in lines
+    assert any(line.startswith("data:{") for line in lines)  # "data:" without a space
+    assert any(line.startswith("data: {") for line in lines)
+    assert any('"choices": []' in line and '"usage"' in line for line in lines)  # a usage-only chunk
+    assert lines[-2:] == ["data: [DONE]", ""]
+    text = "".join(
+        json.loads(line.split(":", 1)[1])["choices"][0]["delta"].get("content", "")
+        for line in lines
+        if line.startswith("data:") and "[DONE]" not in line and '"choices": []' not in line
+    )
+    assert ">🕐 Queuing." in text
+    assert "Generation complete" in text
+    assert "[Click to download](" in text
+
+
+@pytest.mark.parametrize(
+    ("reply", "words"),
+    [
+        (Reply.success("inline_data"), "data:image/png;base64,iVBOR"),
+        (Reply.success("json_block"), '"image": ["http'),
+        (Reply.text_only(), "task_01hx9"),
+    ],
+)
+def test_answers_chat_completions(fake_relay: FakeRelay, reply: Reply, words: str) -> None:
+    fake_relay.queue(reply)
+    answer = post(fake_relay, REQUEST).json()
+    assert answer["object"] == "chat.completion"
+    assert words in answer["choices"][0]["message"]["content"]
+
+
+def test_content_parts(fake_relay: FakeRelay) -> None:
+    fake_relay.queue(Reply.success("content_parts"))
+    parts = post(fake_relay, {**REQUEST, "n": 2}).json()["choices"][0]["message"]["content"]
+    assert [part["type"] for part in parts] == ["text", "image_url", "image_url"]

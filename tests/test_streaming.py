@@ -1,0 +1,176 @@
+"""Server-sent events of streamed answers, read line by line."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from image_tool import APIConnectionError, APIStatusError, GenerationProgress, ImageGenerationResult
+from image_tool.errors import MalformedResponseError, NoImageError
+from image_tool.streaming import ProgressTracker, StreamReader, progress_of_line
+
+from .test_markdown import FIELD_ANSWER_ZH
+
+
+def chunk(content: Any = None, model: str = "gpt-4o-image", **extra: Any) -> str:
+    delta = {} if content is None else {"content": content}
+    return json.dumps(
+        {"object": "chat.completion.chunk", "model": model, "choices": [{"delta": delta}], **extra}
+    )
+
+
+def events(*payloads: str, space: bool = True) -> list[str]:
+    lines = []
+    for payload in payloads:
+        lines += [("data: " if space else "data:") + payload, ""]
+    return lines
+
+
+def read(lines: list[str]) -> tuple[ImageGenerationResult, list[GenerationProgress]]:
+    reader = StreamReader("gpt-4o-image")
+    progress = [update for line in lines for update in reader.feed(line)]
+    return reader.result(), progress + reader.final_progress()
+
+
+def pieces(text: str, size: int = 7) -> list[str]:
+    return [text[start : start + size] for start in range(0, len(text), size)]
+
+
+def test_deltas_are_joined_then_read_like_a_plain_answer() -> None:
+    lines = [": PING", "", *events(*(chunk(piece) for piece in pieces(FIELD_ANSWER_ZH))), "data: [DONE]", ""]
+    result, progress = read(lines)
+    assert result.urls == ["https://cdn.example/20260311/e952.png"]
+    assert result.images[0].revised_prompt == "a cat in a tree"
+    assert progress[0].stage == "queued"
+    assert progress[-1].stage == "done"
+
+
+def test_data_without_a_space_usage_chunk_and_keep_alives() -> None:
+    usage_only = json.dumps({"object": "chat.completion.chunk", "choices": [], "usage": {"total_tokens": 9}})
+    lines = [
+        ": keep-alive",
+        *events(chunk("![a](https://cdn.example/a.png)", model="sora_image"), space=False),
+        ": PING",
+        "",
+        *events(usage_only),
+        "data:[DONE]",
+        "",
+    ]
+    result, _ = read(lines)
+    assert result.urls == ["https://cdn.example/a.png"]
+    assert result.model == "sora_image"
+
+
+def test_events_without_blank_lines_between_them() -> None:
+    lines = ["data: " + chunk("![a](https://cdn.e"), "data: " + chunk("xample/a.png)"), "data: [DONE]"]
+    assert read(lines)[0].urls == ["https://cdn.example/a.png"]
+
+
+def test_crlf_lines_and_other_fields_are_tolerated() -> None:
+    lines = ["event: message\r", "id: 1\r", "data: " + chunk("![a](https://cdn.example/a.png)") + "\r", "\r"]
+    assert read([*lines, "data: [DONE]", ""])[0].urls == ["https://cdn.example/a.png"]
+
+
+def test_an_error_object_mid_stream_is_the_relays_error() -> None:
+    error = json.dumps(
+        {"error": {"message": "upstream timeout", "type": "upstream_error", "code": "timeout"}}
+    )
+    reader = StreamReader("m")
+    for line in events(chunk(">🕐 排队中.\n")):
+        reader.feed(line)
+    reader.feed("data: " + error)
+    with pytest.raises(APIStatusError, match="upstream timeout") as caught:
+        reader.feed("")
+    assert caught.value.error_type == "upstream_error"
+
+
+def test_done_without_an_image_is_no_image() -> None:
+    with pytest.raises(NoImageError, match="排队中"):
+        read([*events(chunk(">🕐 排队中.\n>⚡ 生成中...")), "data: [DONE]", ""])
+
+
+def test_a_stream_cut_before_done_without_an_image_is_a_connection_error() -> None:
+    with pytest.raises(APIConnectionError, match="cut before it finished"):
+        read(events(chunk(">🕐 排队中.\n")))
+
+
+def test_a_stream_cut_after_its_image_keeps_the_image() -> None:
+    result, _ = read(events(chunk("![a](https://cdn.example/a.png)")))
+    assert result.urls == ["https://cdn.example/a.png"]
+
+
+@pytest.mark.parametrize("line", ["data: {not json", "data: [1, 2]"])
+def test_unreadable_events_are_malformed(line: str) -> None:
+    reader = StreamReader("m")
+    reader.feed(line)
+    with pytest.raises(MalformedResponseError):
+        reader.feed("")
+
+
+def test_content_parts_in_a_stream() -> None:
+    parts = [
+        {"type": "text", "text": "Here."},
+        {"type": "image_url", "image_url": {"url": "https://c.example/a.png"}},
+    ]
+    assert read([*events(chunk(parts)), "data: [DONE]", ""])[0].urls == ["https://c.example/a.png"]
+
+
+@pytest.mark.parametrize(
+    ("line", "stage", "percent"),
+    [
+        (">🕐 排队中.", "queued", None),
+        (">⚡ 生成中.....", "generating", None),
+        (">🏃 进度 13....57...[100](https://progress.example/20260311/preview.png)", "generating", 100),
+        (">🏃 进度 13....57...", "generating", 57),
+        ("> ✅ 生成完成", "done", 100),
+        (">🕐 Queuing.", "queued", None),
+        (">⚡ Generating.....", "generating", None),
+        (">🏃 Progress 7....25...", "generating", 25),
+        ("> ✅ Generation complete", "done", 100),
+    ],
+)
+def test_progress_lines(line: str, stage: str, percent: int | None) -> None:
+    progress = progress_of_line(line)
+    assert progress is not None
+    assert (progress.stage, progress.percent) == (stage, percent)
+    assert progress.text.startswith(line.lstrip("> ")[:2])
+
+
+@pytest.mark.parametrize(
+    "line", ["![gen](https://cdn.example/a.png)", "[点击下载](https://cdn.example/a.png)", ""]
+)
+def test_other_lines_are_not_progress(line: str) -> None:
+    assert progress_of_line(line) is None
+
+
+def test_progress_is_reported_once_per_change() -> None:
+    tracker = ProgressTracker()
+    text = (
+        ">🕐 排队中.\n\n>⚡ 生成中.....\n\n>🏃 进度 7....13....25....37....[100](https://p.example/x.png)\n"
+    )
+    updates = [update for piece in pieces(text, 1) for update in tracker.feed(piece)]
+    assert [(update.stage, update.percent) for update in updates] == [
+        ("queued", None),
+        ("generating", None),
+        ("generating", 7),
+        ("generating", 13),
+        ("generating", 25),
+        ("generating", 37),
+        ("generating", 100),
+    ]
+
+
+def test_the_prompt_in_the_json_block_is_not_progress() -> None:
+    tracker = ProgressTracker()
+    assert tracker.feed('```json\n{"prompt": "a progress bar, generating energy"}\n```\n') == []
+
+
+def test_a_large_inline_image_in_small_deltas() -> None:
+    image = "iVBOR" + "A" * 2_000_000
+    text = f">🕐 排队中.\n\n![Generated Image](data:image/png;base64,{image})\n"
+    lines = [*events(*(chunk(piece) for piece in pieces(text, 4096))), "data: [DONE]", ""]
+    result, progress = read(lines)
+    assert result.images[0].b64_json == image
+    assert [update.stage for update in progress] == ["queued", "done"]
