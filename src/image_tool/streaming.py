@@ -23,6 +23,7 @@ _STAGE_WORDS: tuple[tuple[ProgressStage, tuple[str, ...]], ...] = (
 )
 _PERCENT_WORDS = ("进度", "progress")
 _NUMBER = re.compile(r"\d+")
+_LINK_LABEL = re.compile(r"\[(\d*)\]?$")
 
 
 class ProgressTracker:
@@ -69,7 +70,8 @@ class ProgressTracker:
 
 def progress_of_line(line: str) -> GenerationProgress | None:
     """``>🏃 进度 13....57...`` -> generating, 57 %; ``Queuing`` -> queued; ``✅ 生成完成`` -> done."""
-    text = line.split("](")[0]  # a progress line's preview link is not part of its figure
+    # A progress line's preview link is not part of its figure: "57...[100](https://...)" -> "57...100".
+    text = _LINK_LABEL.sub(r"\1", line.split("](")[0])
     lowered = text.lower()
     for stage, words in _STAGE_WORDS:
         if any(word in lowered for word in words):
