@@ -152,9 +152,9 @@ class ImageClient(BaseModel):
         ``user`` is the end user's id, for abuse monitoring. With ``stream=True``, ``on_progress``
         receives each ``GenerationProgress`` while the relay works.
         """
-        payload = build_payload(self.model, prompt, n=n, size=size, quality=quality, style=style, user=user)
-        if self.stream:
-            payload["stream"] = True
+        payload = build_payload(
+            self.model, prompt, n=n, size=size, quality=quality, style=style, user=user, stream=self.stream
+        )
         client = self._sync_http()
         with (
             self._calling(),
@@ -185,9 +185,9 @@ class ImageClient(BaseModel):
 
         ``on_progress`` may be a plain function or a coroutine function.
         """
-        payload = build_payload(self.model, prompt, n=n, size=size, quality=quality, style=style, user=user)
-        if self.stream:
-            payload["stream"] = True
+        payload = build_payload(
+            self.model, prompt, n=n, size=size, quality=quality, style=style, user=user, stream=self.stream
+        )
         client = await self._async_http()
         with self._calling():
             async with client.stream("POST", self.endpoint, **self._request_options(payload)) as response:
@@ -302,6 +302,7 @@ def build_payload(
     quality: ImageQuality,
     style: ImageStyle,
     user: str | None,
+    stream: bool = False,
 ) -> dict[str, Any]:
     """The JSON body of a generation request: the prompt is the single user message."""
     payload: dict[str, Any] = {
@@ -314,6 +315,8 @@ def build_payload(
     }
     if user is not None:
         payload["user"] = user
+    if stream:
+        payload["stream"] = True
     return payload
 
 
