@@ -9,9 +9,8 @@ import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from image_tool import ImageGenerationTool
+from image_tool import PROGRESS_EVENT, ImageGenerationTool
 from image_tool.testing import Reply
-from image_tool.tool import PROGRESS_EVENT
 
 from .conftest import RelayTarget
 from .helpers import tool_call

@@ -29,9 +29,10 @@ from .models import (
     ImageSize,
     ImageStyle,
 )
-from .tool import GenerateImageInput, ImageGenerationTool
+from .tool import PROGRESS_EVENT, GenerateImageInput, ImageGenerationTool
 
 __all__ = [
+    "PROGRESS_EVENT",
     "APIConnectionError",
     "APIError",
     "APIStatusError",
