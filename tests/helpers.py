@@ -2,9 +2,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from langchain_core.language_models import GenericFakeChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode
 
 
 def tool_call(**args: Any) -> dict[str, Any]:
     """A model's call of generate_image, as LangChain hands it to the tool."""
     return {"name": "generate_image", "args": args, "id": "call_1", "type": "tool_call"}
+
+
+class ScriptedChatModel(GenericFakeChatModel):
+    """Answers with the scripted messages in turn; tool binding is a no-op."""
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        return self
+
+
+def scripted(*messages: AIMessage) -> ScriptedChatModel:
+    return ScriptedChatModel(messages=iter(messages))
+
+
+def calls_generate_image(**args: Any) -> AIMessage:
+    return AIMessage(content="", tool_calls=[{"name": "generate_image", "args": args, "id": "call_1"}])
+
+
+def tool_node_graph(tool: BaseTool, model: ScriptedChatModel) -> Any:
+    """A model node and LangGraph's ToolNode with its default error handling."""
+
+    def call_model(state: MessagesState) -> dict[str, list[BaseMessage]]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    def route(state: MessagesState) -> str:
+        last = state["messages"][-1]
+        return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("model", call_model)
+    graph.add_node("tools", ToolNode([tool]))
+    graph.add_edge(START, "model")
+    graph.add_conditional_edges("model", route, ["tools", END])
+    graph.add_edge("tools", "model")
+    return graph.compile()

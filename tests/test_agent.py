@@ -2,43 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 from langchain.agents import create_agent
-from langchain_core.language_models import GenericFakeChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool
-from langgraph.graph import END, START, MessagesState, StateGraph
-from langgraph.prebuilt import ToolNode
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from image_tool import ImageGenerationResult, ImageGenerationTool
 from image_tool.testing import FakeRelay, Reply
 
 from .conftest import RelayTarget
-
-
-class ScriptedChatModel(GenericFakeChatModel):
-    """Answers with the scripted messages in turn; tool binding is a no-op."""
-
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *,
-        tool_choice: str | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        return self
-
-
-def scripted(*messages: AIMessage) -> ScriptedChatModel:
-    return ScriptedChatModel(messages=iter(messages))
-
-
-def calls_generate_image(**args: Any) -> AIMessage:
-    return AIMessage(content="", tool_calls=[{"name": "generate_image", "args": args, "id": "call_1"}])
+from .helpers import calls_generate_image, scripted, tool_node_graph
 
 
 def tool_messages(state: dict[str, Any]) -> list[ToolMessage]:
@@ -70,25 +44,6 @@ async def test_create_agent_async(tool: ImageGenerationTool) -> None:
     (message,) = tool_messages(state)
     assert message.status == "success"
     assert message.artifact.images[0].url in message.content
-
-
-def tool_node_graph(tool: ImageGenerationTool, model: ScriptedChatModel) -> Any:
-    """A model node and LangGraph's ToolNode with its default error handling."""
-
-    def call_model(state: MessagesState) -> dict[str, list[BaseMessage]]:
-        return {"messages": [model.invoke(state["messages"])]}
-
-    def route(state: MessagesState) -> str:
-        last = state["messages"][-1]
-        return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
-
-    graph = StateGraph(MessagesState)
-    graph.add_node("model", call_model)
-    graph.add_node("tools", ToolNode([tool]))
-    graph.add_edge(START, "model")
-    graph.add_conditional_edges("model", route, ["tools", END])
-    graph.add_edge("tools", "model")
-    return graph.compile()
 
 
 @pytest.mark.vcr

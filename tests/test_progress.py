@@ -13,8 +13,7 @@ from image_tool import PROGRESS_EVENT, ImageGenerationTool
 from image_tool.testing import Reply
 
 from .conftest import RelayTarget
-from .helpers import tool_call
-from .test_agent import calls_generate_image, scripted, tool_node_graph
+from .helpers import calls_generate_image, scripted, tool_call, tool_node_graph
 
 
 @pytest.fixture
