@@ -179,6 +179,12 @@ RELAY_ERRORS: dict[str, tuple[Reply, type[APIError], int, str]] = {
     "model_not_found": (Reply.model_unavailable(), ModelNotFoundError, 503, "无可用渠道"),
     "upstream_error": (Reply.server_error(), APIStatusError, 500, "do request failed"),
     "html_502": (Reply.bad_gateway(), APIStatusError, 502, "502 Bad Gateway"),
+    "html_504": (
+        Reply(status=504, body=b"<html><head><title>504 Gateway Time-out</title></head></html>"),
+        APIStatusError,
+        504,
+        "504 Gateway Time-out",
+    ),
 }
 
 
