@@ -110,7 +110,9 @@ def relay(request: pytest.FixtureRequest, record_mode: str) -> Iterator[RelayTar
 
 @pytest.fixture
 def client(relay: RelayTarget) -> Iterator[ImageClient]:
-    with ImageClient(api_key=relay.api_key, base_url=relay.base_url) as client:
+    """A client without retries: each cassette holds one answer per call (retries are tested on
+    loopback, in test_faults.py)."""
+    with ImageClient(api_key=relay.api_key, base_url=relay.base_url, max_retries=0) as client:
         yield client
 
 
@@ -128,7 +130,7 @@ def fake_relay() -> Iterator[FakeRelay]:
 
 @pytest.fixture
 def live_client(fake_relay: FakeRelay) -> Iterator[ImageClient]:
-    with ImageClient(api_key=fake_relay.api_key, base_url=fake_relay.base_url) as client:
+    with ImageClient(api_key=fake_relay.api_key, base_url=fake_relay.base_url, max_retries=0) as client:
         yield client
 
 

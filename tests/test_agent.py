@@ -70,7 +70,7 @@ def test_tool_node_graph_survives_a_policy_refusal_and_recovers(
 )
 def test_tool_node_graph_never_crashes_on_api_failures(fake_relay: FakeRelay, failure: Reply) -> None:
     fake_relay.queue(failure)
-    tool = ImageGenerationTool(api_key=fake_relay.api_key, base_url=fake_relay.base_url)
+    tool = ImageGenerationTool(api_key=fake_relay.api_key, base_url=fake_relay.base_url, max_retries=0)
     model = scripted(calls_generate_image(prompt="A cat"), AIMessage(content="Sorry, no image today."))
     state = tool_node_graph(tool, model).invoke({"messages": [HumanMessage("Draw a cat")]})
     tool.client.close()

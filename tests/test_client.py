@@ -144,7 +144,7 @@ async def test_failures_raise_typed_errors_async(
 
 def test_timeout_names_the_limit(fake_relay: FakeRelay) -> None:
     fake_relay.queue(Reply.slow(5))
-    client = ImageClient(api_key=fake_relay.api_key, base_url=fake_relay.base_url, timeout=0.2)
+    client = ImageClient(api_key=fake_relay.api_key, base_url=fake_relay.base_url, timeout=0.2, max_retries=0)
     with pytest.raises(APITimeoutError, match=r"read timeout of 0\.2 s.*timeout="):
         client.generate("A cat")
     client.close()
@@ -152,7 +152,9 @@ def test_timeout_names_the_limit(fake_relay: FakeRelay) -> None:
 
 async def test_timeout_async(fake_relay: FakeRelay) -> None:
     fake_relay.queue(Reply.slow(5))
-    async with ImageClient(api_key=fake_relay.api_key, base_url=fake_relay.base_url, timeout=0.2) as client:
+    async with ImageClient(
+        api_key=fake_relay.api_key, base_url=fake_relay.base_url, timeout=0.2, max_retries=0
+    ) as client:
         with pytest.raises(APITimeoutError):
             await client.agenerate("A cat")
 
@@ -165,7 +167,7 @@ def closed_port() -> int:
 
 
 def test_unreachable_relay_is_a_connection_error() -> None:
-    client = ImageClient(api_key="k", base_url=f"http://127.0.0.1:{closed_port()}/v1")
+    client = ImageClient(api_key="k", base_url=f"http://127.0.0.1:{closed_port()}/v1", max_retries=0)
     with client, pytest.raises(APIConnectionError, match="Could not reach the relay") as caught:
         client.generate("A cat")
     assert not isinstance(caught.value, APITimeoutError)
@@ -173,7 +175,9 @@ def test_unreachable_relay_is_a_connection_error() -> None:
 
 
 async def test_unreachable_relay_async() -> None:
-    async with ImageClient(api_key="k", base_url=f"http://127.0.0.1:{closed_port()}/v1") as client:
+    async with ImageClient(
+        api_key="k", base_url=f"http://127.0.0.1:{closed_port()}/v1", max_retries=0
+    ) as client:
         with pytest.raises(APIConnectionError):
             await client.agenerate("A cat")
 

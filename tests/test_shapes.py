@@ -32,7 +32,7 @@ REVISED = "A cat in a tree, vivid style, 1024x1024 frame"  # FakeRelay's revisio
 def generate(
     relay: RelayTarget, mode: str, stream: bool, progress: list[GenerationProgress] | None = None
 ) -> ImageGenerationResult:
-    client = ImageClient(api_key=relay.api_key, base_url=relay.base_url, stream=stream)
+    client = ImageClient(api_key=relay.api_key, base_url=relay.base_url, stream=stream, max_retries=0)
     on_progress = progress.append if progress is not None else None
     if mode == "sync":
         with client:

@@ -175,12 +175,14 @@ async def test_failures_become_error_messages_async(
 
 def test_timeout_and_unreachable_become_error_messages(fake_relay: FakeRelay) -> None:
     fake_relay.queue(Reply.slow(5))
-    slow = ImageGenerationTool(api_key=fake_relay.api_key, base_url=fake_relay.base_url, timeout=0.2)
+    slow = ImageGenerationTool(
+        api_key=fake_relay.api_key, base_url=fake_relay.base_url, timeout=0.2, max_retries=0
+    )
     timed_out = invoke(slow, prompt="A cat")
     slow.client.close()
     base_url = fake_relay.base_url
     fake_relay.stop()
-    unreachable = invoke(ImageGenerationTool(api_key="k", base_url=base_url), prompt="A cat")
+    unreachable = invoke(ImageGenerationTool(api_key="k", base_url=base_url, max_retries=0), prompt="A cat")
     assert timed_out.status == unreachable.status == "error"
     assert "did not answer in time" in timed_out.content
     assert "could not be reached" in unreachable.content

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -18,7 +19,11 @@ _EXAMPLE_URL = "https://relay.example.com/v1"
 
 
 def resolve_connection(
-    api_key: str | None, base_url: str | None, environ: Mapping[str, str] = os.environ
+    api_key: str | None,
+    base_url: str | None,
+    environ: Mapping[str, str] = os.environ,
+    *,
+    allow_insecure_http: bool = False,
 ) -> tuple[str, str]:
     """The API key and normalised base URL, from the arguments or the environment.
 
@@ -46,7 +51,13 @@ def resolve_connection(
             f"No base URL for the image relay: set {BASE_URL_ENV} (for example {_EXAMPLE_URL}) "
             "or pass base_url=. The key is never sent to a default address."
         )
-    return key, normalise_base_url(url)
+    url = normalise_base_url(url)
+    if not allow_insecure_http and _sends_key_in_clear(url):
+        raise ConfigurationError(
+            f"The base URL {url} is plain http to a host that is not this machine: the API key would "
+            "travel unencrypted. Use https, or pass allow_insecure_http=True if that is really intended."
+        )
+    return key, url
 
 
 def normalise_base_url(url: str) -> str:
@@ -65,6 +76,17 @@ def normalise_base_url(url: str) -> str:
     path = re.sub(r"/{2,}", "/", parts.path).rstrip("/")
     path = path.removesuffix("/chat/completions")
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _sends_key_in_clear(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host != "localhost"
 
 
 def _present(value: str | None) -> str | None:

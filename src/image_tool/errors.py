@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 REDACTED = "[redacted]"
+_KEY_SHAPED = re.compile(r"\bsk-[A-Za-z0-9_-]{16,}")
 _MAX_MESSAGE = 500
 
 
@@ -87,10 +88,10 @@ class APIError(ImageToolError):
         return f"{self.message} ({', '.join(details)})" if details else self.message
 
     def redact(self, secret: str) -> None:
-        """Remove every occurrence of ``secret`` (relays sometimes echo the key they got)."""
-        if secret:
-            self.message = self.message.replace(secret, REDACTED)
-            self.args = (self.message,)
+        """Remove ``secret`` and anything shaped like an API key (relays sometimes echo keys)."""
+        message = self.message.replace(secret, REDACTED) if secret else self.message
+        self.message = _KEY_SHAPED.sub(REDACTED, message)
+        self.args = (self.message,)
 
 
 class APIConnectionError(APIError):
@@ -100,9 +101,19 @@ class APIConnectionError(APIError):
 class APITimeoutError(APIConnectionError):
     """The relay did not answer within the configured timeout."""
 
+    def __init__(self, message: str, *, answer_started: bool = False, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.answer_started = answer_started
+        """Whether the relay had begun to answer: such a generation is not retried."""
+
 
 class APIStatusError(APIError):
     """The relay answered with an error (an error status, or an error body)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+        """Seconds the relay asked to wait (``Retry-After`` or ``retry-after-ms``), when it said."""
 
 
 class AuthenticationError(APIStatusError):
@@ -123,11 +134,6 @@ class ContentPolicyError(APIStatusError):
 
 class RateLimitError(APIStatusError):
     """Too many requests, or the relay's upstream is saturated (HTTP 429)."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **details: Any) -> None:
-        super().__init__(message, **details)
-        self.retry_after = retry_after
-        """Seconds the relay asked to wait, when it sent ``Retry-After``."""
 
 
 class MalformedResponseError(APIError):
@@ -219,10 +225,13 @@ def _build(
     error_type: str | None,
     headers: Mapping[str, str] | None,
 ) -> APIStatusError:
-    details: dict[str, Any] = {"status_code": status_code, "code": code, "error_type": error_type}
-    if kind is RateLimitError:
-        return RateLimitError(message, retry_after=_retry_after(headers or {}), **details)
-    return kind(message, **details)
+    return kind(
+        message,
+        status_code=status_code,
+        code=code,
+        error_type=error_type,
+        retry_after=_retry_after(headers or {}),
+    )
 
 
 def _mentions(lowered: str, phrases: tuple[str, ...]) -> bool:

@@ -29,7 +29,9 @@ class GeneratedImage(BaseModel):
     revised_prompt: str | None = None
     """The prompt the relay actually drew, when it rewrote the one it was given."""
     path: Path | None = None
-    """Where a copy of the image was saved on disk, if it was."""
+    """Where a copy of the image was saved on disk (with ``save_dir`` set)."""
+    save_error: str | None = None
+    """Why the image could not be saved, when it could not; its ``url`` is still here."""
 
 
 class ImageGenerationResult(BaseModel):
@@ -40,6 +42,8 @@ class ImageGenerationResult(BaseModel):
     model: str
     """The model that answered (a relay may answer with another model than the one asked)."""
     images: list[GeneratedImage]
+    attempts: int = 1
+    """How many requests it took (more than one when failures were retried)."""
 
     @property
     def urls(self) -> list[str]:

@@ -1,0 +1,101 @@
+"""Which failures are retried, how long to wait between attempts, and the total time a call may take."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, Retrying, stop_after_attempt, wait_exponential_jitter
+
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    ModelNotFoundError,
+    RateLimitError,
+)
+
+logger = logging.getLogger("image_tool")
+
+RETRYABLE_STATUSES = frozenset({502, 503, 504})
+MAX_RETRY_AFTER = 60.0
+"""A relay asking for a longer wait is not waited for: the error goes to the caller (and the model)."""
+BACKOFF_INITIAL = 1.0
+BACKOFF_MAX = 30.0
+
+RetryingT = TypeVar("RetryingT", Retrying, AsyncRetrying)
+
+
+class Deadline:
+    """The total time one call may take, retries and waits included; ``None`` for no limit."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self._end = None if seconds is None else time.monotonic() + seconds
+
+    def remaining(self) -> float | None:
+        return None if self._end is None else max(self._end - time.monotonic(), 0.0)
+
+    def expired(self) -> bool:
+        remaining = self.remaining()
+        return remaining is not None and remaining <= 0.01
+
+    def check(self) -> None:
+        if self.expired():
+            raise APITimeoutError(
+                f"The generation took longer than the total timeout of {self.seconds:g} s. Generations can "
+                "take minutes: raise ImageClient(total_timeout=...) if this one needs longer.",
+                answer_started=True,
+            )
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Safe to try again: connection failures, timeouts before any answer, 429, 502/503/504.
+
+    Never a refusal, an authentication failure, a bad request, a spent quota or a missing model.
+    """
+    if isinstance(error, APITimeoutError):
+        return not error.answer_started
+    if isinstance(error, APIConnectionError):
+        return True
+    if isinstance(error, ModelNotFoundError) or not isinstance(error, APIStatusError):
+        return False
+    if error.retry_after is not None and error.retry_after > MAX_RETRY_AFTER:
+        return False
+    return isinstance(error, RateLimitError) or (
+        type(error) is APIStatusError and error.status_code in RETRYABLE_STATUSES
+    )
+
+
+def retry_policy(kind: type[RetryingT], max_retries: int, deadline: Deadline) -> RetryingT:
+    """A tenacity policy: ``max_retries`` more attempts, waits from ``Retry-After`` or backoff."""
+    backoff = wait_exponential_jitter(initial=BACKOFF_INITIAL, max=BACKOFF_MAX)
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        chosen = (
+            error.retry_after if isinstance(error, APIStatusError) and error.retry_after else backoff(state)
+        )
+        remaining = deadline.remaining()
+        return chosen if remaining is None else min(chosen, remaining)
+
+    def retry(state: RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome else None
+        return error is not None and is_retryable(error) and not deadline.expired()
+
+    return kind(
+        stop=stop_after_attempt(max_retries + 1),
+        wait=wait,
+        retry=retry,
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    kind = type(error).__name__ if isinstance(error, APIError) else "error"
+    wait = state.next_action.sleep if state.next_action else 0.0
+    logger.info("Attempt %d failed with %s (%s); retrying in %.2f s", state.attempt_number, kind, error, wait)
