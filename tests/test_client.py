@@ -91,7 +91,7 @@ def test_b64_json(client: ImageClient, relay: RelayTarget) -> None:
     assert png_size(base64.b64decode(image.b64_json)) == (1024, 1792)
 
 
-FAILURES = {
+FAILURES: dict[str, tuple[Reply, type[APIError], int]] = {
     "unauthorized": (Reply.unauthorized(), AuthenticationError, 401),
     "content_policy": (Reply.content_policy(), ContentPolicyError, 400),
     "rate_limited": (Reply.rate_limited(retry_after=20), RateLimitError, 429),
