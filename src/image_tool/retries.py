@@ -6,7 +6,14 @@ import logging
 import time
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, Retrying, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 
 from .errors import (
     APIConnectionError,
@@ -71,7 +78,7 @@ def is_retryable(error: BaseException) -> bool:
 
 def retry_policy(kind: type[RetryingT], max_retries: int, deadline: Deadline) -> RetryingT:
     """A tenacity policy: ``max_retries`` more attempts, waits from ``Retry-After`` or backoff."""
-    backoff = wait_exponential_jitter(initial=BACKOFF_INITIAL, max=BACKOFF_MAX)
+    backoff = wait_exponential(multiplier=BACKOFF_INITIAL, max=BACKOFF_MAX) + wait_random(0, BACKOFF_INITIAL)
 
     def wait(state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None

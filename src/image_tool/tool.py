@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -14,9 +15,19 @@ from langchain_core.callbacks import (
 )
 from langchain_core.runnables import RunnableConfig, patch_config
 from langchain_core.tools import ArgsSchema, BaseTool, ToolException
-from pydantic import BaseModel, Field, SecretStr, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import httpx
 
 from .client import ImageClient
@@ -106,6 +117,8 @@ def describe_result(result: ImageGenerationResult) -> str:
         lines.append(f"{number}. {where}")
         if image.path:
             lines.append(f"   Saved at: {image.path}")
+        if image.save_error:
+            lines.append(f"   Not saved: {image.save_error}")
         if image.revised_prompt:
             lines.append(f"   Revised prompt: {image.revised_prompt}")
     if result.urls:
@@ -231,6 +244,12 @@ class ImageGenerationTool(BaseTool):
     user: str | None = None
     """The end user's id, sent for abuse monitoring. Set by the application, never by the model;
     ``config={"configurable": {"image_tool_user": ...}}`` overrides it for one run."""
+    max_images: int | None = Field(default=None, ge=0)
+    """How many images this tool may generate over its life (``None``: no limit). Past it the
+    model is told plainly that the budget is spent; a runaway agent cannot spend more."""
+
+    _images_used: int = PrivateAttr(default=0)
+    _budget_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     if TYPE_CHECKING:
         # What type checkers see: ImageClient's settings are accepted here too.
@@ -239,12 +258,20 @@ class ImageGenerationTool(BaseTool):
             *,
             client: ImageClient | None = None,
             user: str | None = None,
+            max_images: int | None = None,
             api_key: str | SecretStr | None = None,
             base_url: str | None = None,
             model: str = ...,
             timeout: float | httpx.Timeout | None = ...,
+            total_timeout: float | None = ...,
+            max_retries: int = ...,
+            max_concurrency: int = ...,
             default_headers: dict[str, str] | None = None,
             stream: bool = ...,
+            save_dir: str | Path | None = None,
+            allow_private_downloads: bool = ...,
+            max_image_bytes: int = ...,
+            allow_insecure_http: bool = ...,
             http_client: httpx.Client | None = None,
             http_async_client: httpx.AsyncClient | None = None,
             **kwargs: Any,
@@ -284,6 +311,8 @@ class ImageGenerationTool(BaseTool):
             if stream_writer is not None:
                 stream_writer({PROGRESS_EVENT: update.model_dump()})
 
+        self._reserve(n)
+        generated = 0
         try:
             result = self.client.generate(
                 prompt,
@@ -294,8 +323,11 @@ class ImageGenerationTool(BaseTool):
                 user=self._user(config),
                 on_progress=on_progress,
             )
+            generated = len(result.images)
         except APIError as error:
             raise ToolException(describe_failure(error)) from error
+        finally:
+            self._settle(n, generated)
         return describe_result(result), result
 
     async def _arun(
@@ -317,6 +349,8 @@ class ImageGenerationTool(BaseTool):
             if stream_writer is not None:
                 stream_writer({PROGRESS_EVENT: update.model_dump()})
 
+        self._reserve(n)
+        generated = 0
         try:
             result = await self.client.agenerate(
                 prompt,
@@ -327,9 +361,31 @@ class ImageGenerationTool(BaseTool):
                 user=self._user(config),
                 on_progress=on_progress,
             )
+            generated = len(result.images)
         except APIError as error:
             raise ToolException(describe_failure(error)) from error
+        finally:
+            self._settle(n, generated)
         return describe_result(result), result
+
+    def _reserve(self, n: int) -> None:
+        """Take ``n`` images from the budget, or tell the model plainly that it is spent."""
+        with self._budget_lock:
+            if self.max_images is None or self._images_used + n <= self.max_images:
+                self._images_used += n
+                return
+            left = self.max_images - self._images_used
+        if left <= 0:
+            raise ToolException(
+                f"The image budget is spent: all {self.max_images} images allowed here have been "
+                "generated. Do not call generate_image again; tell the user no more images can be made."
+            )
+        raise ToolException(f"Only {left} more image(s) may be generated here; ask for n={left} or fewer.")
+
+    def _settle(self, reserved: int, generated: int) -> None:
+        """Give back what a call reserved but did not generate."""
+        with self._budget_lock:
+            self._images_used += generated - reserved
 
     def _user(self, config: RunnableConfig) -> str | None:
         per_run = config.get("configurable", {}).get(USER_CONFIG_KEY)

@@ -11,7 +11,7 @@ with FakeRelay() as relay:
 
 from ._png import png_image, png_size
 from ._relay import FakeRelay, RecordedRequest
-from ._replies import ImageFormat, Locale, Reply, Shape, StreamFault
+from ._replies import ImageFormat, Locale, Reply, Shape, StreamFault, TransportFault
 
 __all__ = [
     "FakeRelay",
@@ -21,6 +21,7 @@ __all__ = [
     "Reply",
     "Shape",
     "StreamFault",
+    "TransportFault",
     "png_image",
     "png_size",
 ]

@@ -6,6 +6,8 @@ import contextlib
 import json
 import re
 import socket
+import struct
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -127,6 +129,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # the default backlog of 5 drops bursts of concurrent connections
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-answer (a timeout, a size cap) is expected, not an error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     relay: FakeRelay
@@ -184,7 +191,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, request: GenerationRequest, reply: Reply) -> None:
         origin = self.relay.origin
-        if reply.body is not None:
+        if reply.fault is not None:
+            self._misbehave(reply, images_api_body(request, origin, reply))
+        elif reply.body is not None:
             self._send(reply.status, reply.body, headers=reply.headers)
         elif reply.shape == "images_api" and reply.content is None:  # never streamed, as in the field
             self._send(reply.status, images_api_body(request, origin, reply), headers=reply.headers)
@@ -207,6 +216,27 @@ class _Handler(BaseHTTPRequestHandler):
         )
         with self.relay._lock:
             self.relay.requests.append(recorded)
+
+    def _misbehave(self, reply: Reply, answer: bytes) -> None:
+        self.close_connection = True
+        if reply.fault == "reset_mid_body":
+            head = (
+                f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(answer)}\r\n\r\n"
+            )
+            self.wfile.write(head.encode() + answer[: len(answer) // 2])
+            # Linger 0: close() sends a TCP reset instead of an orderly end.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        elif reply.fault == "endless_stream":
+            self._send_stream(iter(lambda: b": PING\n\n", None), pace=reply.pace or 0.05)
+        elif reply.fault == "huge_body":
+            size = 256 * 1024 * 1024
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
+            self.wfile.write(head.encode() + b'{"data": "')
+            filler = b"A" * (1024 * 1024)
+            for _ in range(size // len(filler)):
+                if self.relay._stopping.is_set():
+                    return
+                self.wfile.write(filler)
 
     def _send_stream(self, events: Iterable[bytes], pace: float) -> None:
         """Server-sent events, each written as it comes; the body ends when the connection closes."""

@@ -13,6 +13,9 @@ URLs only inside its fenced json block."""
 ImageFormat = Literal["url", "b64_json"]
 Locale = Literal["zh", "en"]
 StreamFault = Literal["error_mid_stream", "done_without_image", "cut_before_done"]
+TransportFault = Literal["reset_mid_body", "endless_stream", "huge_body"]
+"""How the connection itself goes wrong: reset halfway through the body; an event stream that
+never ends (keep-alives only); a body far larger than any answer (256 MiB, written lazily)."""
 """How a streamed answer goes wrong: an error object mid-stream, ``[DONE]`` with no image, or the
 connection closed before ``[DONE]``."""
 
@@ -41,6 +44,7 @@ class Reply:
     model: str | None = None
     """The model the answer names; relays may answer with another than the one asked."""
     stream_fault: StreamFault | None = None
+    fault: TransportFault | None = None
     pace: float = 0.0
     """Seconds between the events of a streamed answer."""
 
@@ -183,3 +187,12 @@ class Reply:
     @classmethod
     def slow(cls, seconds: float) -> Reply:
         return cls(delay=seconds)
+
+    @classmethod
+    def transport_fault(cls, fault: TransportFault) -> Reply:
+        return cls(fault=fault)
+
+    @classmethod
+    def truncated_json(cls) -> Reply:
+        """A body cut short by a proxy that still closed it cleanly."""
+        return cls(body=b'{"created": 1725000000, "data": [{"url": "https://cdn.exa')
