@@ -102,3 +102,23 @@ def test_default_timeout_fits_minutes_long_generations() -> None:
 def test_unknown_setting_is_refused() -> None:
     with pytest.raises(ValueError, match="api_kye"):
         ImageClient(api_key="k", base_url=RELAY, api_kye="typo")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("base_url", "allowed"),
+    [
+        ("http://relay.example.com/v1", False),
+        ("http://10.0.0.5:3000/v1", False),
+        ("http://127.0.0.1:3000/v1", True),
+        ("http://localhost:3000/v1", True),
+        ("http://[::1]:3000/v1", True),
+        ("https://relay.example.com/v1", True),
+    ],
+)
+def test_the_key_never_travels_in_clear_to_another_host(base_url: str, allowed: bool) -> None:
+    if allowed:
+        assert ImageClient(api_key="k", base_url=base_url).base_url == base_url
+    else:
+        with pytest.raises(ConfigurationError, match="allow_insecure_http=True"):
+            ImageClient(api_key="k", base_url=base_url)
+        assert ImageClient(api_key="k", base_url=base_url, allow_insecure_http=True).base_url == base_url

@@ -1,0 +1,114 @@
+"""Saving images: types from bytes, content names, atomic files, and which addresses are fetched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from image_tool import GeneratedImage, ImageGenerationResult
+from image_tool.storage import SaveError, SaveOptions, _check_public, image_extension, save_images
+from image_tool.testing import png_image
+
+
+@pytest.mark.parametrize(
+    ("head", "extension"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00", ".png"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", ".jpg"),
+        (b"RIFF\x24\x00\x00\x00WEBPVP8 ", ".webp"),
+        (b"GIF89a\x01\x00", ".gif"),
+        (b"GIF87a\x01\x00", ".gif"),
+        (b"<html><body>", None),
+        (b"", None),
+    ],
+)
+def test_image_type_comes_from_the_bytes(head: bytes, extension: str | None) -> None:
+    assert image_extension(head) == extension
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.0.0.8",
+        "172.16.4.4",
+        "192.168.1.1",
+        "169.254.169.254",
+        "::1",
+        "fe80::1",
+        "fd00::1",
+        "::ffff:127.0.0.1",
+        "100.64.0.1",
+        "0.0.0.0",  # noqa: S104 - an address to refuse, not one to bind
+    ],
+)
+def test_private_addresses_are_refused(address: str) -> None:
+    with pytest.raises(SaveError, match="allow_private_downloads=True"):
+        _check_public("images.example", [address])
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"])
+def test_public_addresses_pass(address: str) -> None:
+    _check_public("images.example", [address])
+
+
+def options(tmp_path: Path, allow_private: bool = True) -> SaveOptions:
+    return SaveOptions(tmp_path / "images", allow_private, 10_000_000)
+
+
+def redirecting(hops: int, target: bytes = b"") -> httpx.MockTransport:
+    def answer(request: httpx.Request) -> httpx.Response:
+        step = int(request.url.path.strip("/") or 0)
+        if step < hops:
+            return httpx.Response(302, headers={"Location": f"/{step + 1}"})
+        return httpx.Response(200, content=target)
+
+    return httpx.MockTransport(answer)
+
+
+def result_with(*images: GeneratedImage) -> ImageGenerationResult:
+    return ImageGenerationResult(model="m", images=list(images))
+
+
+def test_redirects_are_followed_but_bounded(tmp_path: Path) -> None:
+    png = png_image(4, 4, "r")
+    image = GeneratedImage(url="https://images.example/0")
+    with httpx.Client(transport=redirecting(3, png)) as http:
+        (saved,) = save_images(result_with(image), options(tmp_path), http).images
+    assert saved.path is not None
+    assert saved.path.read_bytes() == png
+    with httpx.Client(transport=redirecting(4, png)) as http:
+        (refused,) = save_images(result_with(image), options(tmp_path), http).images
+    assert refused.save_error == "more than 3 redirects"
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://images.example/a.png", "gopher://x/"])
+def test_only_http_and_https_are_downloaded(tmp_path: Path, url: str) -> None:
+    with httpx.Client(transport=redirecting(0)) as http:
+        (image,) = save_images(result_with(GeneratedImage(url=url)), options(tmp_path), http).images
+    assert image.save_error is not None
+    assert "only http and https" in image.save_error
+
+
+def test_invalid_base64_is_reported(tmp_path: Path) -> None:
+    with httpx.Client(transport=redirecting(0)) as http:
+        (image,) = save_images(
+            result_with(GeneratedImage(b64_json="not base64!")), options(tmp_path), http
+        ).images
+    assert image.save_error == "the inline image is not valid base64"
+    assert not (tmp_path / "images").exists()  # nothing written, not even a half file
+
+
+def test_a_failed_download_leaves_no_part_file(tmp_path: Path) -> None:
+    def broken(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadError("connection reset", request=request)
+
+    with httpx.Client(transport=httpx.MockTransport(broken)) as http:
+        (image,) = save_images(
+            result_with(GeneratedImage(url="https://x.example/a.png")), options(tmp_path), http
+        ).images
+    assert image.save_error is not None
+    assert "download failed" in image.save_error
+    assert not (tmp_path / "images").exists() or list((tmp_path / "images").iterdir()) == []
