@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from examples import quickstart
 from image_tool.testing import FakeRelay
+
+
+@pytest.fixture(autouse=True)
+def _in_a_scratch_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the demo saves its images under ./generated-images
 
 
 def test_quickstart_without_a_relay_uses_fake_relay(capsys: pytest.CaptureFixture[str]) -> None:
@@ -15,6 +22,8 @@ def test_quickstart_without_a_relay_uses_fake_relay(capsys: pytest.CaptureFixtur
     assert "status=success" in output
     assert "Revised prompt: A paper boat on a pond" in output
     assert "/images/1024x1024/" in output
+    (saved,) = Path("generated-images").iterdir()
+    assert f"saved={saved}" in output
 
 
 def test_quickstart_with_a_relay_configured_calls_it(
