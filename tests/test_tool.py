@@ -41,7 +41,8 @@ def test_schema_for_the_model() -> None:
     assert "image" in function["description"]
     parameters = function["parameters"]
     assert parameters["required"] == ["prompt"]
-    assert set(parameters["properties"]) == {"prompt", "n", "size", "quality", "style"}  # no `user`
+    properties = {"prompt", "n", "size", "quality", "style", "image_urls"}
+    assert set(parameters["properties"]) == properties  # no `user`: the application sets it
     assert parameters["properties"]["size"]["enum"] == ["1024x1024", "1024x1792", "1792x1024"]
     assert parameters["properties"]["quality"]["enum"] == ["standard", "hd"]
     assert parameters["properties"]["style"]["enum"] == ["vivid", "natural"]
@@ -59,6 +60,7 @@ def test_input_defaults_are_the_vendors() -> None:
         "size": "1024x1024",
         "quality": "standard",
         "style": "vivid",
+        "image_urls": None,
     }
 
 

@@ -9,7 +9,7 @@ import logging
 import ssl
 import threading
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,16 +196,26 @@ class ImageClient(BaseModel):
         quality: ImageQuality = DEFAULT_QUALITY,
         style: ImageStyle = DEFAULT_STYLE,
         user: str | None = None,
+        image_urls: Sequence[str] = (),
         on_progress: ProgressCallback | None = None,
     ) -> ImageGenerationResult:
         """Generate ``n`` images for ``prompt``.
 
-        ``user`` is the end user's id, for abuse monitoring. With ``stream=True``, ``on_progress``
+        ``user`` is the end user's id, for abuse monitoring. ``image_urls`` are earlier images to edit
+        or draw from (http(s) links or ``data:`` URLs). With ``stream=True``, ``on_progress``
         receives each ``GenerationProgress`` while the relay works. With ``save_dir``, every image
         is saved before this returns.
         """
         payload = build_payload(
-            self.model, prompt, n=n, size=size, quality=quality, style=style, user=user, stream=self.stream
+            self.model,
+            prompt,
+            n=n,
+            size=size,
+            quality=quality,
+            style=style,
+            user=user,
+            stream=self.stream,
+            image_urls=image_urls,
         )
         deadline = Deadline(self.total_timeout)
         retrying = retry_policy(Retrying, self.max_retries, deadline)
@@ -224,6 +234,7 @@ class ImageClient(BaseModel):
         quality: ImageQuality = DEFAULT_QUALITY,
         style: ImageStyle = DEFAULT_STYLE,
         user: str | None = None,
+        image_urls: Sequence[str] = (),
         on_progress: ProgressCallback | None = None,
     ) -> ImageGenerationResult:
         """Async twin of ``generate``, on httpx's AsyncClient: it never blocks the event loop.
@@ -231,7 +242,15 @@ class ImageClient(BaseModel):
         ``on_progress`` may be a plain function or a coroutine function.
         """
         payload = build_payload(
-            self.model, prompt, n=n, size=size, quality=quality, style=style, user=user, stream=self.stream
+            self.model,
+            prompt,
+            n=n,
+            size=size,
+            quality=quality,
+            style=style,
+            user=user,
+            stream=self.stream,
+            image_urls=image_urls,
         )
         deadline = Deadline(self.total_timeout)
         retrying = retry_policy(AsyncRetrying, self.max_retries, deadline)
@@ -408,11 +427,17 @@ def build_payload(
     style: ImageStyle,
     user: str | None,
     stream: bool = False,
+    image_urls: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The JSON body of a generation request: the prompt is the single user message."""
+    """The JSON body of a generation request: the prompt is the single user message, with the
+    reference images (for edits) as the standard multi-part content."""
+    content: str | list[dict[str, Any]] = prompt
+    if image_urls:
+        references = [{"type": "image_url", "image_url": {"url": url}} for url in image_urls]
+        content = [{"type": "text", "text": prompt}, *references]
     payload: dict[str, Any] = {
         "model": model,
-        "messages": [{"role": "user", "content": prompt}],
+        "messages": [{"role": "user", "content": content}],
         "n": n,
         "size": size,
         "quality": quality,

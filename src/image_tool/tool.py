@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import functools
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from langchain_core.callbacks import (
@@ -26,8 +29,6 @@ from pydantic import (
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import httpx
 
 from .client import ImageClient
@@ -49,15 +50,19 @@ from .models import (
     DEFAULT_QUALITY,
     DEFAULT_SIZE,
     DEFAULT_STYLE,
+    GeneratedImage,
     GenerationProgress,
     ImageGenerationResult,
     ImageQuality,
     ImageSize,
     ImageStyle,
 )
+from .references import MIME_TYPES, ReferenceImageError, reference_urls
 
 MAX_PROMPT_LENGTH = 4000
 MAX_IMAGES = 4
+MAX_REFERENCES = 4
+MAX_SHOWN_BYTES = 1_000_000
 PROGRESS_EVENT = "image_generation_progress"
 """Name of the custom event (and LangGraph custom-stream key) that carries streamed progress."""
 USER_CONFIG_KEY = "image_tool_user"
@@ -106,6 +111,15 @@ class GenerateImageInput(BaseModel):
             "photographic). Choose 'natural' for photos and realistic scenes."
         ),
     )
+    image_urls: list[str] | None = Field(
+        default=None,
+        max_length=MAX_REFERENCES,
+        description=(
+            "Earlier images to edit or draw from: their URLs, or the 'Saved at' paths this tool "
+            "reported. Use it when the user asks to change, extend or restyle an image from earlier "
+            "in the conversation, and describe the change in the prompt. Leave it out for a new image."
+        ),
+    )
 
 
 def describe_result(result: ImageGenerationResult) -> str:
@@ -124,6 +138,19 @@ def describe_result(result: ImageGenerationResult) -> str:
     if result.urls:
         lines.append("Give the user these links; they expire after a while.")
     return "\n".join(lines)
+
+
+def image_block(image: GeneratedImage) -> dict[str, Any] | None:
+    """A standard image content block: a saved file up to ``MAX_SHOWN_BYTES`` inline, else the URL."""
+    if image.path is not None and image.path.stat().st_size <= MAX_SHOWN_BYTES:
+        data = image.path.read_bytes()
+        mime_type = MIME_TYPES.get(image.path.suffix, "image/png")
+        return {"type": "image", "base64": base64.b64encode(data).decode(), "mime_type": mime_type}
+    if image.url:
+        return {"type": "image", "url": image.url}
+    if image.b64_json and len(image.b64_json) <= MAX_SHOWN_BYTES * 4 // 3:
+        return {"type": "image", "base64": image.b64_json, "mime_type": "image/png"}
+    return None
 
 
 def describe_failure(error: APIError) -> str:
@@ -248,6 +275,13 @@ class ImageGenerationTool(BaseTool):
     """How many images this tool may generate over its life (``None``: no limit). Past it the
     model is told plainly that the budget is spent; a runaway agent cannot spend more."""
 
+    image_dirs: list[Path] | None = None
+    """Directories whose image files the model may pass in ``image_urls`` (for edits of saved
+    images). Default: the client's ``save_dir``. Files anywhere else are refused."""
+    show_images: bool = False
+    """Also return the images to the model as image content blocks, for vision models: the saved
+    file (up to 1 MB, base64), else the URL. Off by default: text-only models and context stay safe."""
+
     _images_used: int = PrivateAttr(default=0)
     _budget_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
@@ -259,6 +293,8 @@ class ImageGenerationTool(BaseTool):
             client: ImageClient | None = None,
             user: str | None = None,
             max_images: int | None = None,
+            image_dirs: list[Path] | None = None,
+            show_images: bool = False,
             api_key: str | SecretStr | None = None,
             base_url: str | None = None,
             model: str = ...,
@@ -299,10 +335,11 @@ class ImageGenerationTool(BaseTool):
         size: ImageSize = DEFAULT_SIZE,
         quality: ImageQuality = DEFAULT_QUALITY,
         style: ImageStyle = DEFAULT_STYLE,
+        image_urls: list[str] | None = None,
         *,
         config: RunnableConfig,
         run_manager: CallbackManagerForToolRun | None = None,
-    ) -> tuple[str, ImageGenerationResult]:
+    ) -> tuple[str | list[str | dict[str, Any]], ImageGenerationResult]:
         progress_config, stream_writer = _progress_channels(config, run_manager)
 
         def on_progress(update: GenerationProgress) -> None:
@@ -311,6 +348,7 @@ class ImageGenerationTool(BaseTool):
             if stream_writer is not None:
                 stream_writer({PROGRESS_EVENT: update.model_dump()})
 
+        references = self._references(image_urls)
         self._reserve(n)
         generated = 0
         try:
@@ -321,6 +359,7 @@ class ImageGenerationTool(BaseTool):
                 quality=quality,
                 style=style,
                 user=self._user(config),
+                image_urls=references,
                 on_progress=on_progress,
             )
             generated = len(result.images)
@@ -328,7 +367,7 @@ class ImageGenerationTool(BaseTool):
             raise ToolException(describe_failure(error)) from error
         finally:
             self._settle(n, generated)
-        return describe_result(result), result
+        return self._content(result), result
 
     async def _arun(
         self,
@@ -337,10 +376,11 @@ class ImageGenerationTool(BaseTool):
         size: ImageSize = DEFAULT_SIZE,
         quality: ImageQuality = DEFAULT_QUALITY,
         style: ImageStyle = DEFAULT_STYLE,
+        image_urls: list[str] | None = None,
         *,
         config: RunnableConfig,
         run_manager: AsyncCallbackManagerForToolRun | None = None,
-    ) -> tuple[str, ImageGenerationResult]:
+    ) -> tuple[str | list[str | dict[str, Any]], ImageGenerationResult]:
         progress_config, stream_writer = _progress_channels(config, run_manager)
 
         async def on_progress(update: GenerationProgress) -> None:
@@ -349,6 +389,7 @@ class ImageGenerationTool(BaseTool):
             if stream_writer is not None:
                 stream_writer({PROGRESS_EVENT: update.model_dump()})
 
+        references = await asyncio.to_thread(self._references, image_urls)  # reads local files
         self._reserve(n)
         generated = 0
         try:
@@ -359,6 +400,7 @@ class ImageGenerationTool(BaseTool):
                 quality=quality,
                 style=style,
                 user=self._user(config),
+                image_urls=references,
                 on_progress=on_progress,
             )
             generated = len(result.images)
@@ -366,7 +408,24 @@ class ImageGenerationTool(BaseTool):
             raise ToolException(describe_failure(error)) from error
         finally:
             self._settle(n, generated)
-        return describe_result(result), result
+        return self._content(result), result
+
+    def _references(self, image_urls: list[str] | None) -> list[str]:
+        """The reference images to send; a local file only from the allowed directories."""
+        allowed = self.image_dirs if self.image_dirs is not None else [self.client.save_dir]
+        try:
+            return reference_urls(image_urls or [], [directory for directory in allowed if directory])
+        except ReferenceImageError as error:
+            raise ToolException(
+                f"Invalid image_urls: {error}. Pass an image URL or a saved path from this tool."
+            ) from error
+
+    def _content(self, result: ImageGenerationResult) -> str | list[str | dict[str, Any]]:
+        """The text for the model; with ``show_images``, the images too, as image content blocks."""
+        text = describe_result(result)
+        if not self.show_images:
+            return text
+        return [{"type": "text", "text": text}, *filter(None, map(image_block, result.images))]
 
     def _reserve(self, n: int) -> None:
         """Take ``n`` images from the budget, or tell the model plainly that it is spent."""

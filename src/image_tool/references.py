@@ -1,0 +1,46 @@
+"""Reference images for edits: links passed on as they are, allowed local files as data URLs."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import ImageToolError
+from .storage import image_extension
+
+MAX_REFERENCE_BYTES = 20 * 1024 * 1024
+MIME_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif"}
+
+
+class ReferenceImageError(ImageToolError):
+    """A reference image cannot be used; the message says which one and why."""
+
+
+def reference_urls(
+    values: Sequence[str], allowed_dirs: Sequence[Path], max_bytes: int = MAX_REFERENCE_BYTES
+) -> list[str]:
+    """What to send for each reference: an http(s) or data URL as it is, or a local file, from one
+    of ``allowed_dirs`` only, read into a ``data:`` URL after its size and type are checked."""
+    return [value if _is_url(value) else _data_url(value, allowed_dirs, max_bytes) for value in values]
+
+
+def _is_url(value: str) -> bool:
+    return value.startswith(("https://", "http://", "data:image/"))
+
+
+def _data_url(value: str, allowed_dirs: Sequence[Path], max_bytes: int) -> str:
+    path = Path(value.removeprefix("file://")).expanduser().resolve()
+    if not any(path.is_relative_to(directory.expanduser().resolve()) for directory in allowed_dirs):
+        raise ReferenceImageError(
+            f"{value}: not an http(s) link, nor a file in a directory this application allows"
+        )
+    if not path.is_file():
+        raise ReferenceImageError(f"{value}: no such file")
+    if path.stat().st_size > max_bytes:
+        raise ReferenceImageError(f"{value}: larger than {max_bytes} bytes")
+    data = path.read_bytes()
+    extension = image_extension(data[:16])
+    if extension is None:
+        raise ReferenceImageError(f"{value}: not a PNG, JPEG, WebP or GIF image")
+    return f"data:{MIME_TYPES[extension]};base64,{base64.b64encode(data).decode()}"
