@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
-from langchain_core.language_models import GenericFakeChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode
+
+from image_tool.testing import ScriptedChatModel, calls_tool
 
 
 def tool_call(**args: Any) -> dict[str, Any]:
@@ -18,25 +17,12 @@ def tool_call(**args: Any) -> dict[str, Any]:
     return {"name": "generate_image", "args": args, "id": "call_1", "type": "tool_call"}
 
 
-class ScriptedChatModel(GenericFakeChatModel):
-    """Answers with the scripted messages in turn; tool binding is a no-op."""
-
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *,
-        tool_choice: str | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        return self
-
-
-def scripted(*messages: AIMessage) -> ScriptedChatModel:
-    return ScriptedChatModel(messages=iter(messages))
+def scripted(*turns: AIMessage) -> ScriptedChatModel:
+    return ScriptedChatModel(script=list(turns))
 
 
 def calls_generate_image(**args: Any) -> AIMessage:
-    return AIMessage(content="", tool_calls=[{"name": "generate_image", "args": args, "id": "call_1"}])
+    return calls_tool("generate_image", **args)
 
 
 def tool_node_graph(tool: BaseTool, model: ScriptedChatModel) -> Any:

@@ -9,6 +9,7 @@ with FakeRelay() as relay:
     ...
 """
 
+from ._chat import ScriptedChatModel, Turn, calls_tool
 from ._png import png_image, png_size
 from ._relay import FakeRelay, RecordedRequest
 from ._replies import ImageFormat, Locale, Reply, Shape, StreamFault, TransportFault
@@ -19,9 +20,12 @@ __all__ = [
     "Locale",
     "RecordedRequest",
     "Reply",
+    "ScriptedChatModel",
     "Shape",
     "StreamFault",
     "TransportFault",
+    "Turn",
+    "calls_tool",
     "png_image",
     "png_size",
 ]

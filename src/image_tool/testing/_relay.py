@@ -63,8 +63,14 @@ class FakeRelay:
     ``Reply`` objects, in order, before falling back to ordinary successes.
     """
 
-    def __init__(self, *, api_key: str = "fake-relay-key") -> None:
+    def __init__(
+        self, *, api_key: str = "fake-relay-key", port: int = 0, default_reply: Reply | None = None
+    ) -> None:
         self.api_key = api_key
+        self.port = port
+        """The port to listen on; 0 picks a free one."""
+        self.default_reply = default_reply or Reply()
+        """The answer when no reply is queued."""
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -95,7 +101,7 @@ class FakeRelay:
 
     def start(self) -> FakeRelay:
         handler = type("Handler", (_Handler,), {"relay": self})
-        self._server = _Server(("127.0.0.1", 0), handler)
+        self._server = _Server(("127.0.0.1", self.port), handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -122,7 +128,7 @@ class FakeRelay:
 
     def _next_reply(self) -> Reply:
         with self._lock:
-            return self._replies.popleft() if self._replies else Reply()
+            return self._replies.popleft() if self._replies else self.default_reply
 
 
 class _Server(ThreadingHTTPServer):
