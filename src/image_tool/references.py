@@ -10,7 +10,13 @@ from .errors import ImageToolError
 from .storage import image_extension
 
 MAX_REFERENCE_BYTES = 20 * 1024 * 1024
-MIME_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif"}
+MIME_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+}
 
 
 class ReferenceImageError(ImageToolError):

@@ -1,0 +1,273 @@
+"""The ``image-tool`` command: generate images at a terminal, serve the emulator, run the MCP server."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO, get_args
+
+from . import errors
+from .client import ImageClient
+from .models import GenerationProgress, ImageGenerationResult, ImageQuality, ImageSize, ImageStyle
+from .testing import FakeRelay, Reply, Shape
+
+# One exit code per kind of failure, so scripts can tell them apart (most specific first).
+EXIT_CODES: tuple[tuple[type[errors.ImageToolError], int, str], ...] = (
+    (errors.ConfigurationError, 2, "configuration or usage"),
+    (errors.AuthenticationError, 3, "the key was refused"),
+    (errors.ContentPolicyError, 4, "the prompt was refused under the content policy"),
+    (errors.RateLimitError, 5, "rate-limited or saturated"),
+    (errors.QuotaExceededError, 6, "the account's quota is spent"),
+    (errors.ModelNotFoundError, 7, "no channel serves the model"),
+    (errors.APITimeoutError, 8, "timed out"),
+    (errors.APIConnectionError, 9, "the relay could not be reached"),
+    (errors.APIStatusError, 10, "any other error answer"),
+    (errors.MalformedResponseError, 11, "an unreadable answer, or no image"),
+)
+
+NOT_CONFIGURED = """\
+image-tool needs an image relay. Set:
+  export IMAGE_TOOL_API_KEY="sk-..."
+  export IMAGE_TOOL_BASE_URL="https://relay.example.com/v1"
+To try it offline, run the emulator in another terminal and follow what it prints:
+  image-tool fake-relay"""
+
+GENERATE_EXAMPLES = """\
+examples:
+  image-tool generate "A lighthouse on a cliff at dawn"
+  image-tool generate "Two foxes in the snow" --n 2 --size 1792x1024 --save images
+  image-tool generate "Make the cat wear a hat" --image images/3f2a.png --save images
+  image-tool generate "A red kite" --stream --json | jq -r '.images[].url'
+
+The relay comes from IMAGE_TOOL_API_KEY and IMAGE_TOOL_BASE_URL. Progress is drawn on stderr when it
+is a terminal; images (saved paths, else URLs) and revised prompts go to stdout.
+
+exit codes:
+  0  success
+""" + "\n".join(f"  {code:<2} {meaning}" for _, code, meaning in EXIT_CODES)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    command: int = args.run(args)
+    return command
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="image-tool",
+        description="Generate images through an OpenAI-compatible relay (gpt-4o-image and kin).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    generate = commands.add_parser(
+        "generate",
+        help="generate images for a prompt",
+        description="Generate images for a prompt, show progress, print where they are.",
+        epilog=GENERATE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    generate.add_argument("prompt", help="what to draw, in plain sentences")
+    generate.add_argument("--n", type=int, default=1, help="how many images (default 1)")
+    generate.add_argument(
+        "--size", choices=get_args(ImageSize), default="1024x1024", help="default 1024x1024"
+    )
+    generate.add_argument(
+        "--quality", choices=get_args(ImageQuality), default="standard", help="default standard"
+    )
+    generate.add_argument("--style", choices=get_args(ImageStyle), default="vivid", help="default vivid")
+    generate.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="URL_OR_FILE",
+        help="an earlier image to edit or draw from (repeatable)",
+    )
+    generate.add_argument("--save", type=Path, metavar="DIR", help="save the images here (links expire)")
+    generate.add_argument("--stream", action="store_true", help="stream the answer, with live progress")
+    generate.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
+    generate.add_argument("--max-retries", type=int, default=2, help="retries of safe failures (default 2)")
+    generate.add_argument(
+        "--total-timeout", type=float, default=1200.0, metavar="SECONDS", help="give up after (default 1200)"
+    )
+    generate.add_argument(
+        "--allow-private-downloads",
+        action="store_true",
+        help="save images served from loopback or private addresses (local relays)",
+    )
+    generate.set_defaults(run=_generate)
+
+    relay = commands.add_parser(
+        "fake-relay",
+        help="serve the relay emulator on 127.0.0.1, for offline demos",
+        description="Serve FakeRelay, image-tool's relay emulator, until Ctrl-C.",
+    )
+    relay.add_argument("--port", type=int, default=8765, help="default 8765 (0: any free port)")
+    relay.add_argument(
+        "--shape",
+        choices=get_args(Shape),
+        default="markdown",
+        help="how it answers (default markdown, with progress text when streamed)",
+    )
+    relay.add_argument(
+        "--pace", type=float, default=0.05, help="seconds between streamed events (default 0.05)"
+    )
+    relay.set_defaults(run=_fake_relay)
+
+    mcp = commands.add_parser(
+        "mcp",
+        help="serve generate_image over MCP (stdio); needs the mcp extra",
+        description="Serve generate_image to MCP clients over stdio (pip install 'image-tool[mcp]').",
+    )
+    mcp.add_argument("--save-dir", type=Path, help="save images here and return them to the client")
+    mcp.add_argument("--allow-private-downloads", action="store_true")
+    mcp.add_argument("--stream", action="store_true")
+    mcp.set_defaults(run=_mcp)
+    return parser
+
+
+def _generate(args: argparse.Namespace) -> int:
+    try:
+        client = ImageClient(
+            stream=args.stream,
+            save_dir=args.save,
+            max_retries=args.max_retries,
+            total_timeout=args.total_timeout,
+            allow_private_downloads=args.allow_private_downloads,
+        )
+    except errors.ConfigurationError as error:
+        message = NOT_CONFIGURED if "No image relay is configured" in str(error) else str(error)
+        print(message, file=sys.stderr)
+        return 2
+    display = _ProgressDisplay(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        with client:
+            if display:
+                display.start()
+            result = client.generate(
+                args.prompt,
+                n=args.n,
+                size=args.size,
+                quality=args.quality,
+                style=args.style,
+                image_urls=[_reference(value) for value in args.image],
+                on_progress=display.update if display else None,
+            )
+    except errors.ImageToolError as error:
+        if display:
+            display.stop()
+        print(f"image-tool: {error}", file=sys.stderr)
+        return exit_code(error)
+    if display:
+        display.stop()
+    print(_as_json(result) if args.json else _as_text(result))
+    return 0
+
+
+def exit_code(error: errors.ImageToolError) -> int:
+    return next((code for kind, code, _ in EXIT_CODES if isinstance(error, kind)), 1)
+
+
+def _reference(value: str) -> str:
+    """A local file given on the command line is the user's own: send it as a data URL."""
+    if value.startswith(("https://", "http://", "data:")):
+        return value
+    from .references import reference_urls
+
+    path = Path(value).resolve()
+    return reference_urls([str(path)], [path.parent])[0]
+
+
+def _as_text(result: ImageGenerationResult) -> str:
+    lines = []
+    for number, image in enumerate(result.images, start=1):
+        lines.append(f"{number}. {image.path or image.url or '(inline image: use --save to keep it)'}")
+        if image.path and image.url:
+            lines.append(f"   from {image.url}")
+        if image.save_error:
+            lines.append(f"   not saved: {image.save_error}")
+        if image.revised_prompt:
+            lines.append(f"   revised prompt: {image.revised_prompt}")
+    return "\n".join(lines)
+
+
+def _as_json(result: ImageGenerationResult) -> str:
+    # Inline base64 stays out of the JSON (use --save): scripts want paths and links.
+    return json.dumps(result.model_dump(mode="json", exclude={"images": {"__all__": {"b64_json"}}}), indent=2)
+
+
+class _ProgressDisplay:
+    """One line on a terminal, redrawn in place: a spinner, the stage, the percent, the time."""
+
+    FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._state = "waiting for the relay"
+        self._started = time.monotonic()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._draw_until_done, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def update(self, progress: GenerationProgress) -> None:
+        percent = f" {progress.percent}%" if progress.percent is not None else ""
+        self._state = f"{progress.stage}{percent}"
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._stream.write("\r\033[K")
+        self._stream.flush()
+
+    def _draw_until_done(self) -> None:
+        frame = 0
+        while not self._done.is_set():
+            elapsed = time.monotonic() - self._started
+            self._stream.write(
+                f"\r\033[K{self.FRAMES[frame % len(self.FRAMES)]} {self._state}  {elapsed:.0f} s"
+            )
+            self._stream.flush()
+            frame += 1
+            self._done.wait(0.1)
+
+
+def _fake_relay(args: argparse.Namespace) -> int:
+    reply = Reply.success(args.shape, pace=args.pace)
+    with FakeRelay(port=args.port, default_reply=reply) as relay:
+        print(
+            f"FakeRelay is serving {relay.base_url} (answers: {args.shape}). In another terminal:\n"
+            f"  export IMAGE_TOOL_BASE_URL={relay.base_url}\n"
+            f"  export IMAGE_TOOL_API_KEY={relay.api_key}\n"
+            '  image-tool generate "A lighthouse at dawn" --stream --save images --allow-private-downloads\n'
+            "Ctrl-C stops it.",
+            flush=True,
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    return 0
+
+
+def _mcp(args: argparse.Namespace) -> int:
+    from .mcp_server import main as serve
+
+    argv = [*(["--save-dir", str(args.save_dir)] if args.save_dir else [])]
+    argv += ["--allow-private-downloads"] if args.allow_private_downloads else []
+    argv += ["--stream"] if args.stream else []
+    return serve(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
