@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,30 @@ def test_quickstart_with_a_relay_configured_calls_it(
     output = capsys.readouterr().out
     assert f"Calling the relay at {base_url}" in output
     assert "FakeRelay" not in output
+
+
+@pytest.mark.parametrize("name", ["agent", "langgraph_agent", "chain"])
+def test_every_example_runs_offline(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    module = importlib.import_module(f"examples.{name}")
+    assert module.main() == 0
+    output = capsys.readouterr().out
+    assert "using FakeRelay" in output
+    assert "/images/" in output
+    assert "error" not in output
+
+
+def test_the_agents_edit_the_image_they_drew(capsys: pytest.CaptureFixture[str]) -> None:
+    from examples import agent
+
+    assert agent.main() == 0
+    output = capsys.readouterr().out
+    assert output.count("[generate_image, success]") == 2
+    assert "The same cat, now wearing a red hat" in output
+    assert len(list(Path("generated-images").iterdir())) == 2
+
+
+def test_examples_are_all_covered() -> None:
+    examples = {
+        path.stem for path in Path(quickstart.__file__).parent.glob("*.py") if not path.stem.startswith("_")
+    }
+    assert examples == {"quickstart", "agent", "langgraph_agent", "chain"}
