@@ -271,3 +271,18 @@ def test_relay_messages_are_bounded_for_the_model() -> None:
     sentence = describe_failure(errors.ContentPolicyError("x" * 5000, status_code=400))
     assert len(sentence) < 500
     assert "Rephrase the prompt" in sentence
+
+
+def test_the_openai_function_schema_is_valid_json_schema() -> None:
+    from jsonschema import Draft202012Validator
+
+    tool = ImageGenerationTool(api_key="k", base_url="https://relay.example.com/v1")
+    parameters = convert_to_openai_tool(tool)["function"]["parameters"]
+    Draft202012Validator.check_schema(parameters)
+    validator = Draft202012Validator(parameters)
+    assert validator.is_valid(
+        {"prompt": "A cat", "size": "1024x1792", "image_urls": ["https://x.example/a.png"]}
+    )
+    assert not validator.is_valid({"size": "1024x1792"})  # the prompt is required
+    assert not validator.is_valid({"prompt": "A cat", "size": "512x512"})
+    assert not validator.is_valid({"prompt": "A cat", "n": 9})
