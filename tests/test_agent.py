@@ -102,3 +102,23 @@ def test_create_agent_passes_the_end_user_of_each_run(fake_relay: FakeRelay) -> 
     )
     tool.client.close()
     assert fake_relay.requests[0].json["user"] == "end-user-42"
+
+
+def test_batch_runs_calls_concurrently(fake_relay: FakeRelay) -> None:
+    fake_relay.queue(*[Reply.slow(0.3)] * 6)
+    tool = ImageGenerationTool(api_key=fake_relay.api_key, base_url=fake_relay.base_url)
+    texts = tool.batch([{"prompt": f"Cat {index}"} for index in range(6)], config={"max_concurrency": 6})
+    tool.client.close()
+    assert all(text.startswith("Generated 1 image") for text in texts)
+    assert fake_relay.max_in_flight == 6
+
+
+async def test_abatch_runs_calls_concurrently(fake_relay: FakeRelay) -> None:
+    fake_relay.queue(*[Reply.slow(0.3)] * 8)
+    tool = ImageGenerationTool(api_key=fake_relay.api_key, base_url=fake_relay.base_url)
+    texts = await tool.abatch(
+        [{"prompt": f"Cat {index}"} for index in range(8)], config={"max_concurrency": 4}
+    )
+    await tool.client.aclose()
+    assert len(texts) == 8
+    assert fake_relay.max_in_flight == 4  # max_concurrency is honoured, and reached
