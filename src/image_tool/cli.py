@@ -122,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     relay.add_argument(
         "--pace", type=float, default=0.05, help="seconds between streamed events (default 0.05)"
     )
+    relay.add_argument("--latency", type=float, default=0.0, help="seconds before each answer (default 0)")
     relay.set_defaults(run=_fake_relay)
 
     mcp = commands.add_parser(
@@ -245,7 +246,7 @@ class _ProgressDisplay:
 
 
 def _fake_relay(args: argparse.Namespace) -> int:
-    reply = Reply.success(args.shape, pace=args.pace)
+    reply = Reply.success(args.shape, pace=args.pace, delay=args.latency)
     with FakeRelay(port=args.port, default_reply=reply) as relay:
         print(
             f"FakeRelay is serving {relay.base_url} (answers: {args.shape}). In another terminal:\n"

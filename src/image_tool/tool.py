@@ -1,14 +1,15 @@
 """ImageGenerationTool: the client as a LangChain tool, with arguments and answers written for a model."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: LangChain reads _run/_arun's type hints on every
+# call, and evaluating string annotations each time doubled the tool's overhead.
 import asyncio
 import base64
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForToolRun,
@@ -20,10 +21,10 @@ from langchain_core.runnables import RunnableConfig, patch_config
 from langchain_core.tools import ArgsSchema, BaseTool, ToolException
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
-    StringConstraints,
     ValidationError,
     model_validator,
 )
@@ -72,14 +73,17 @@ USER_CONFIG_KEY = "image_tool_user"
 class GenerateImageInput(BaseModel):
     """Arguments of ``generate_image``."""
 
-    prompt: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PROMPT_LENGTH)
-    ] = Field(
+    # Plain annotations: LangChain walks them on every call.
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    prompt: str = Field(
+        min_length=1,
+        max_length=MAX_PROMPT_LENGTH,
         description=(
             "A detailed description of the image to draw: subject, setting, composition, style, "
             "lighting and colours, in plain sentences. Include any text that must appear in the "
             f"image in quotes. 1 to {MAX_PROMPT_LENGTH} characters."
-        )
+        ),
     )
     n: int = Field(
         default=DEFAULT_N,
@@ -329,86 +333,87 @@ class ImageGenerationTool(BaseTool):
         return {**rest, "client": ImageClient(**settings)}
 
     def _run(
-        self,
-        prompt: str,
-        n: int = DEFAULT_N,
-        size: ImageSize = DEFAULT_SIZE,
-        quality: ImageQuality = DEFAULT_QUALITY,
-        style: ImageStyle = DEFAULT_STYLE,
-        image_urls: list[str] | None = None,
-        *,
-        config: RunnableConfig,
-        run_manager: CallbackManagerForToolRun | None = None,
+        self, config: RunnableConfig, run_manager: CallbackManagerForToolRun | None = None, **arguments: Any
     ) -> tuple[str | list[str | dict[str, Any]], ImageGenerationResult]:
-        progress_config, stream_writer = _progress_channels(config, run_manager)
+        # The arguments are GenerateImageInput's, already validated (and defaulted) by LangChain.
+        request = GenerateImageInput.model_construct(**arguments)
+        on_progress = None
+        if self.client.stream:  # only a streamed answer reports progress
+            progress_config, stream_writer = _progress_channels(config, run_manager)
 
-        def on_progress(update: GenerationProgress) -> None:
-            if progress_config is not None:
-                dispatch_custom_event(PROGRESS_EVENT, update.model_dump(), config=progress_config)
-            if stream_writer is not None:
-                stream_writer({PROGRESS_EVENT: update.model_dump()})
+            def on_progress(update: GenerationProgress) -> None:
+                if progress_config is not None:
+                    dispatch_custom_event(PROGRESS_EVENT, update.model_dump(), config=progress_config)
+                if stream_writer is not None:
+                    stream_writer({PROGRESS_EVENT: update.model_dump()})
 
-        references = self._references(image_urls)
-        self._reserve(n)
-        generated = 0
-        try:
+        references = self._references(request.image_urls)
+        with self._generating(request.n) as spend:
             result = self.client.generate(
-                prompt,
-                n=n,
-                size=size,
-                quality=quality,
-                style=style,
+                request.prompt,
+                n=request.n,
+                size=request.size,
+                quality=request.quality,
+                style=request.style,
                 user=self._user(config),
                 image_urls=references,
                 on_progress=on_progress,
             )
-            generated = len(result.images)
-        except APIError as error:
-            raise ToolException(describe_failure(error)) from error
-        finally:
-            self._settle(n, generated)
+            spend(len(result.images))
         return self._content(result), result
 
     async def _arun(
         self,
-        prompt: str,
-        n: int = DEFAULT_N,
-        size: ImageSize = DEFAULT_SIZE,
-        quality: ImageQuality = DEFAULT_QUALITY,
-        style: ImageStyle = DEFAULT_STYLE,
-        image_urls: list[str] | None = None,
-        *,
         config: RunnableConfig,
         run_manager: AsyncCallbackManagerForToolRun | None = None,
+        **arguments: Any,
     ) -> tuple[str | list[str | dict[str, Any]], ImageGenerationResult]:
-        progress_config, stream_writer = _progress_channels(config, run_manager)
+        request = GenerateImageInput.model_construct(**arguments)
+        on_progress = None
+        if self.client.stream:  # only a streamed answer reports progress
+            progress_config, stream_writer = _progress_channels(config, run_manager)
 
-        async def on_progress(update: GenerationProgress) -> None:
-            if progress_config is not None:
-                await adispatch_custom_event(PROGRESS_EVENT, update.model_dump(), config=progress_config)
-            if stream_writer is not None:
-                stream_writer({PROGRESS_EVENT: update.model_dump()})
+            async def on_progress(update: GenerationProgress) -> None:
+                if progress_config is not None:
+                    await adispatch_custom_event(PROGRESS_EVENT, update.model_dump(), config=progress_config)
+                if stream_writer is not None:
+                    stream_writer({PROGRESS_EVENT: update.model_dump()})
 
-        references = await asyncio.to_thread(self._references, image_urls)  # reads local files
-        self._reserve(n)
-        generated = 0
-        try:
+        # Local reference files are read off the event loop.
+        references = (
+            await asyncio.to_thread(self._references, request.image_urls) if request.image_urls else []
+        )
+        with self._generating(request.n) as spend:
             result = await self.client.agenerate(
-                prompt,
-                n=n,
-                size=size,
-                quality=quality,
-                style=style,
+                request.prompt,
+                n=request.n,
+                size=request.size,
+                quality=request.quality,
+                style=request.style,
                 user=self._user(config),
                 image_urls=references,
                 on_progress=on_progress,
             )
-            generated = len(result.images)
+            spend(len(result.images))
+        return self._content(result), result
+
+    @contextmanager
+    def _generating(self, n: int) -> Iterator[Callable[[int], None]]:
+        """Reserves ``n`` images of the budget for a call, and turns an API failure into advice
+        for the model; ``spend`` records how many images the call really produced."""
+        self._reserve(n)
+        generated = 0
+
+        def spend(count: int) -> None:
+            nonlocal generated
+            generated = count
+
+        try:
+            yield spend
         except APIError as error:
             raise ToolException(describe_failure(error)) from error
         finally:
             self._settle(n, generated)
-        return self._content(result), result
 
     def _references(self, image_urls: list[str] | None) -> list[str]:
         """The reference images to send; a local file only from the allowed directories."""

@@ -24,9 +24,10 @@ from ._answers import (
     read_request,
     stream_events,
 )
-from ._png import png_image
+from ._png import PNG_SIGNATURE, png_image
 from ._replies import Reply
 
+_LARGE_IMAGE_PATH = re.compile(r"^/images/large/(\d{1,4})mb/[0-9a-f]{16}\.png$")
 _IMAGE_PATH = re.compile(r"^/images/(\d{2,4})x(\d{2,4})/([0-9a-f]{16})\.png$")
 _MAX_SIDE = 4096
 
@@ -161,6 +162,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._record(b"")
+        if large := _LARGE_IMAGE_PATH.match(self.path):
+            self._send_large_image(int(large[1]) * 1024 * 1024)
+            return
         match = _IMAGE_PATH.match(self.path)
         if not match or max(int(match[1]), int(match[2])) > _MAX_SIDE:
             self._send(404, b'{"error": {"message": "not found"}}')
@@ -243,6 +247,15 @@ class _Handler(BaseHTTPRequestHandler):
                 if self.relay._stopping.is_set():
                     return
                 self.wfile.write(filler)
+
+    def _send_large_image(self, size: int) -> None:
+        """``size`` bytes that start as a PNG, written in 1 MiB pieces: for download benchmarks."""
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {size}\r\n\r\n"
+        self.wfile.write(head.encode() + PNG_SIGNATURE)
+        piece, left = bytes(1024 * 1024), size - len(PNG_SIGNATURE)
+        while left > 0:
+            self.wfile.write(piece[: min(left, len(piece))])
+            left -= len(piece)
 
     def _send_stream(self, events: Iterable[bytes], pace: float) -> None:
         """Server-sent events, each written as it comes; the body ends when the connection closes."""

@@ -1,0 +1,344 @@
+"""What image-tool adds around a generation, measured beside raw httpx and the OpenAI SDK in one run.
+
+    .venv/bin/python -m benchmarks.run            # the full run (a few minutes)
+    .venv/bin/python -m benchmarks.run --quick    # small counts, seconds (the test suite runs it)
+
+FakeRelay runs in its own process, so it does not share this process's event loop or core.
+Every figure is a median over repeats, and a ratio to the baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import httpx
+from langchain_core.tools import BaseTool
+from openai import AsyncOpenAI, OpenAI
+
+from image_tool import GeneratedImage, ImageClient, ImageGenerationResult, ImageGenerationTool
+from image_tool.parsing import parse_result
+from image_tool.storage import SaveOptions, asave_images
+from image_tool.tool import describe_result
+
+PROMPT = "A lighthouse on a cliff at dawn"
+CALL = {"name": "generate_image", "args": {"prompt": PROMPT}, "id": "call_1", "type": "tool_call"}
+MESSAGES: list[Any] = [{"role": "user", "content": PROMPT}]
+BODY = {"model": "gpt-4o-image", "messages": MESSAGES, "n": 1}
+
+
+@dataclass(frozen=True)
+class Plan:
+    repeats: int
+    calls: int  # sequential calls per repeat, for per-call overhead
+    concurrency: tuple[int, ...]
+    thread_bound_concurrency: tuple[int, ...]
+    latency: float
+    answer_megabytes: tuple[int, ...]
+    download_megabytes: int
+    imports: int
+
+
+FULL = Plan(5, 200, (1, 10, 100, 500), (1, 10, 100), 1.0, (2, 4, 8), 32, 7)
+QUICK = Plan(2, 5, (1, 5), (1, 5), 0.05, (1, 2), 2, 2)
+
+
+@dataclass(frozen=True)
+class Relay:
+    base_url: str
+    api_key: str
+
+    @property
+    def origin(self) -> str:
+        return self.base_url.removesuffix("/v1")
+
+
+@contextlib.contextmanager
+def relay_process(latency: float) -> Iterator[Relay]:
+    """FakeRelay in its own process (markdown chat completions, as most relays answer)."""
+    command = [sys.executable, "-m", "image_tool.cli", "fake-relay", "--port", "0", "--pace", "0"]
+    process = subprocess.Popen([*command, "--latency", str(latency)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        base_url = process.stdout.readline().split("serving ", 1)[1].split(" ", 1)[0]
+        yield Relay(base_url, "fake-relay-key")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout:
+            process.stdout.close()
+
+
+def median_seconds(run: Callable[[], object], repeats: int) -> float:
+    run()  # warm up: connections, caches
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def table(title: str, header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    lines = [f"\n### {title}\n", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def per_call_overhead(plan: Plan) -> str:
+    rows = []
+    with relay_process(latency=0.0) as relay:
+        headers = {"Authorization": f"Bearer {relay.api_key}"}
+        url = f"{relay.base_url}/chat/completions"
+        settings: dict[str, Any] = {"api_key": relay.api_key, "base_url": relay.base_url}
+
+        def sequential(call: Callable[[], object]) -> Callable[[], None]:
+            def run() -> None:
+                for _ in range(plan.calls):
+                    call()
+
+            return run
+
+        def asequential(call: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+            async def run() -> None:
+                for _ in range(plan.calls):
+                    await call()
+
+            return run
+
+        with httpx.Client() as http, ImageClient(**settings) as client:
+            tool = ImageGenerationTool(client=client)
+            openai = OpenAI(api_key=relay.api_key, base_url=relay.base_url, max_retries=0)
+            sync: list[tuple[str, Callable[[], object]]] = [
+                ("raw httpx: Client.post + json", lambda: http.post(url, json=BODY, headers=headers).json()),
+                ("ImageClient.generate", lambda: client.generate(PROMPT)),
+                ("tool.invoke(ToolCall)", lambda: tool.invoke(CALL)),
+                (
+                    "OpenAI SDK: chat.completions.create",
+                    lambda: openai.chat.completions.create(model="gpt-4o-image", messages=MESSAGES),
+                ),
+            ]
+            baseline = 0.0
+            for name, call in sync:
+                seconds = median_seconds(sequential(call), plan.repeats) / plan.calls
+                baseline = baseline or seconds
+                rows.append((f"sync: {name}", f"{seconds * 1e6:.0f} µs", f"{seconds / baseline:.2f}x"))
+            openai.close()
+
+        async def async_rows() -> list[tuple[str, float]]:
+            async with httpx.AsyncClient() as ahttp, ImageClient(**settings) as aclient:
+                atool = ImageGenerationTool(client=aclient)
+                aopenai = AsyncOpenAI(api_key=relay.api_key, base_url=relay.base_url, max_retries=0)
+
+                async def raw() -> object:
+                    return (await ahttp.post(url, json=BODY, headers=headers)).json()
+
+                contenders: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+                    ("raw httpx: AsyncClient.post + json", raw),
+                    ("ImageClient.agenerate", lambda: aclient.agenerate(PROMPT)),
+                    ("tool.ainvoke(ToolCall)", lambda: atool.ainvoke(CALL)),
+                    (
+                        "OpenAI SDK: chat.completions.create",
+                        lambda: aopenai.chat.completions.create(model="gpt-4o-image", messages=MESSAGES),
+                    ),
+                ]
+                measured = []
+                for name, call in contenders:
+                    run = asequential(call)
+                    await run()
+                    samples = []
+                    for _ in range(plan.repeats):
+                        started = time.perf_counter()
+                        await run()
+                        samples.append(time.perf_counter() - started)
+                    measured.append((name, statistics.median(samples) / plan.calls))
+                await aopenai.close()
+                return measured
+
+        measured = asyncio.run(async_rows())
+        baseline = measured[0][1]
+        for name, seconds in measured:
+            rows.append((f"async: {name}", f"{seconds * 1e6:.0f} µs", f"{seconds / baseline:.2f}x"))
+    return table(
+        f"Per-call overhead at zero server latency ({plan.calls} sequential calls, median of {plan.repeats})",
+        ("contender", "per call", "vs raw httpx"),
+        rows,
+    )
+
+
+class ThreadBoundTool(BaseTool):
+    """What most image tools are: only a sync ``_run``; LangChain runs ``ainvoke`` on a thread pool."""
+
+    name: str = "generate_image"
+    description: str = "Generate an image."
+    client: ImageClient
+
+    def _run(self, prompt: str) -> str:
+        return describe_result(self.client.generate(prompt))
+
+
+def concurrency(plan: Plan) -> str:
+    rows = []
+    with relay_process(latency=plan.latency) as relay:
+        headers = {"Authorization": f"Bearer {relay.api_key}"}
+        url = f"{relay.base_url}/chat/completions"
+        settings: dict[str, Any] = {"api_key": relay.api_key, "base_url": relay.base_url}
+
+        async def wall_times(count: int) -> tuple[float, float, float | None]:
+            limits = httpx.Limits(max_connections=None)
+            async with (
+                httpx.AsyncClient(limits=limits, timeout=60) as http,
+                ImageClient(**settings) as client,
+            ):
+                tool = ImageGenerationTool(client=client)
+
+                async def raw() -> object:
+                    return (await http.post(url, json=BODY, headers=headers)).json()
+
+                async def timed(call: Callable[[], Awaitable[object]]) -> float:
+                    await asyncio.gather(*(call() for _ in range(min(count, 10))))  # warm the pool
+                    samples = []
+                    for _ in range(max(plan.repeats // 2, 1)):
+                        started = time.perf_counter()
+                        await asyncio.gather(*(call() for _ in range(count)))
+                        samples.append(time.perf_counter() - started)
+                    return statistics.median(samples)
+
+                raw_seconds = await timed(raw)
+                tool_seconds = await timed(lambda: tool.ainvoke(CALL))
+                thread_bound = None
+                if count in plan.thread_bound_concurrency:
+                    with ImageClient(**settings) as sync_client:
+                        bound = ThreadBoundTool(client=sync_client)
+                        started = time.perf_counter()
+                        await asyncio.gather(*(bound.ainvoke({"prompt": PROMPT}) for _ in range(count)))
+                        thread_bound = time.perf_counter() - started
+                return raw_seconds, tool_seconds, thread_bound
+
+        for count in plan.concurrency:
+            raw_seconds, tool_seconds, thread_bound = asyncio.run(wall_times(count))
+            workers = min(32, (os.cpu_count() or 1) + 4)
+            bound = (
+                f"{thread_bound:.2f} s ({thread_bound / plan.latency:.2f}x)"
+                if thread_bound is not None
+                else f"not run (≈ {count / workers * plan.latency:.0f} s on {workers} threads)"
+            )
+            rows.append(
+                (
+                    str(count),
+                    f"{raw_seconds:.2f} s ({raw_seconds / plan.latency:.2f}x)",
+                    f"{tool_seconds:.2f} s ({tool_seconds / plan.latency:.2f}x)",
+                    bound,
+                )
+            )
+    return table(
+        f"Concurrent calls, {plan.latency:g} s server latency: wall time (x the ideal {plan.latency:g} s)",
+        ("calls at once", "raw httpx (one AsyncClient)", "tool.ainvoke", "sync-only tool, ainvoke"),
+        rows,
+    )
+
+
+def big_answers(plan: Plan) -> str:
+    rows = []
+    for megabytes in plan.answer_megabytes:
+        image = "iVBOR" + "A" * (megabytes * 1024 * 1024 // 4)
+        content = "\n\n".join(
+            f"![Generated Image](data:image/png;base64,{image}{index})" for index in range(4)
+        )
+        body = json.dumps(
+            {"object": "chat.completion", "choices": [{"message": {"content": content}}]}
+        ).encode()
+        seconds = median_seconds(functools.partial(parse_result, body, requested_model="m"), plan.repeats)
+        tracemalloc.start()
+        parse_result(body, requested_model="m")
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        size = len(body) / 1024 / 1024
+        rows.append(
+            (
+                f"parse 4 inline images, {size:.1f} MiB answer",
+                f"{seconds * 1000:.1f} ms ({seconds * 1000 / size:.1f} ms/MiB)",
+                f"{peak / 1024 / 1024:.1f} MiB ({peak / len(body):.1f}x the answer)",
+            )
+        )
+    with relay_process(latency=0.0) as relay, TemporaryDirectory() as directory:
+        urls = [
+            f"{relay.origin}/images/large/{plan.download_megabytes}mb/{index:016x}.png" for index in range(4)
+        ]
+        result = ImageGenerationResult(model="m", images=[GeneratedImage(url=url) for url in urls])
+        options = SaveOptions(Path(directory), True, 1024 * 1024 * 1024)
+
+        async def save() -> ImageGenerationResult:
+            async with httpx.AsyncClient() as http:
+                return await asave_images(result, options, http)
+
+        asyncio.run(save())  # warm up
+        started = time.perf_counter()
+        tracemalloc.start()
+        saved = asyncio.run(save())
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        seconds = time.perf_counter() - started
+        assert all(image.path for image in saved.images), [image.save_error for image in saved.images]
+        rows.append(
+            (
+                f"download and save 4 images of {plan.download_megabytes} MiB at once",
+                f"{seconds * 1000:.0f} ms",
+                f"{peak / 1024 / 1024:.2f} MiB (images: {4 * plan.download_megabytes} MiB)",
+            )
+        )
+    return table("Big answers and downloads", ("work", "time", "peak memory (tracemalloc)"), rows)
+
+
+def import_times(plan: Plan) -> str:
+    def fresh(code: str) -> float:
+        samples = []
+        for _ in range(plan.imports):
+            probe = f"import time; t = time.perf_counter(); {code}; print(time.perf_counter() - t)"
+            output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+            samples.append(float(output.stdout))
+        return statistics.median(samples)
+
+    base = fresh("from langchain_core.tools import BaseTool")
+    both = fresh("from langchain_core.tools import BaseTool; from image_tool import ImageGenerationTool")
+    return table(
+        f"Import time, each in a fresh interpreter (median of {plan.imports})",
+        ("import", "time"),
+        [
+            ("from langchain_core.tools import BaseTool", f"{base * 1000:.0f} ms"),
+            ("... then from image_tool import ImageGenerationTool", f"+{(both - base) * 1000:.0f} ms"),
+        ],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small counts: checks that it runs, not how fast"
+    )
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    print(f"## image-tool benchmarks ({os.cpu_count()} cores, Python {sys.version.split()[0]})")
+    for section in (per_call_overhead, concurrency, big_answers, import_times):
+        print(section(plan), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,27 @@
+"""The benchmark runs (tiny counts, so it never rots); its timings are not asserted here."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import run
+
+
+def test_the_quick_benchmark_prints_every_figure(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run.main(["--quick"]) == 0
+    output = capsys.readouterr().out
+    for heading in ("Per-call overhead", "Concurrent calls", "Big answers and downloads", "Import time"):
+        assert heading in output
+    for contender in (
+        "raw httpx: Client.post",
+        "ImageClient.generate",
+        "tool.invoke(ToolCall)",
+        "OpenAI SDK",
+        "raw httpx: AsyncClient.post",
+        "ImageClient.agenerate",
+        "tool.ainvoke(ToolCall)",
+        "sync-only tool, ainvoke",
+        "download and save 4 images",
+        "from image_tool import ImageGenerationTool",
+    ):
+        assert contender in output
