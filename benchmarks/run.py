@@ -180,6 +180,23 @@ def per_call_overhead(plan: Plan) -> str:
     )
 
 
+async def plain_socket_call(relay: Relay) -> bytes:
+    """One request on its own connection with asyncio streams: what the relay can do, no client stack."""
+    host, port = relay.origin.removeprefix("http://").split(":")
+    body = json.dumps(BODY).encode()
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n"
+        f"Authorization: Bearer {relay.api_key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(head.encode() + body)
+    answer = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return answer
+
+
 class ThreadBoundTool(BaseTool):
     """What most image tools are: only a sync ``_run``; LangChain runs ``ainvoke`` on a thread pool."""
 
@@ -198,7 +215,7 @@ def concurrency(plan: Plan) -> str:
         url = f"{relay.base_url}/chat/completions"
         settings: dict[str, Any] = {"api_key": relay.api_key, "base_url": relay.base_url}
 
-        async def wall_times(count: int) -> tuple[float, float, float | None]:
+        async def wall_times(count: int) -> tuple[float, float, float, float | None]:
             limits = httpx.Limits(max_connections=None)
             async with (
                 httpx.AsyncClient(limits=limits, timeout=60) as http,
@@ -218,6 +235,7 @@ def concurrency(plan: Plan) -> str:
                         samples.append(time.perf_counter() - started)
                     return statistics.median(samples)
 
+                sockets_seconds = await timed(lambda: plain_socket_call(relay))
                 raw_seconds = await timed(raw)
                 tool_seconds = await timed(lambda: tool.ainvoke(CALL))
                 thread_bound = None
@@ -227,10 +245,10 @@ def concurrency(plan: Plan) -> str:
                         started = time.perf_counter()
                         await asyncio.gather(*(bound.ainvoke({"prompt": PROMPT}) for _ in range(count)))
                         thread_bound = time.perf_counter() - started
-                return raw_seconds, tool_seconds, thread_bound
+                return sockets_seconds, raw_seconds, tool_seconds, thread_bound
 
         for count in plan.concurrency:
-            raw_seconds, tool_seconds, thread_bound = asyncio.run(wall_times(count))
+            sockets_seconds, raw_seconds, tool_seconds, thread_bound = asyncio.run(wall_times(count))
             workers = min(32, (os.cpu_count() or 1) + 4)
             bound = (
                 f"{thread_bound:.2f} s ({thread_bound / plan.latency:.2f}x)"
@@ -240,6 +258,7 @@ def concurrency(plan: Plan) -> str:
             rows.append(
                 (
                     str(count),
+                    f"{sockets_seconds:.2f} s ({sockets_seconds / plan.latency:.2f}x)",
                     f"{raw_seconds:.2f} s ({raw_seconds / plan.latency:.2f}x)",
                     f"{tool_seconds:.2f} s ({tool_seconds / plan.latency:.2f}x)",
                     bound,
@@ -247,7 +266,13 @@ def concurrency(plan: Plan) -> str:
             )
     return table(
         f"Concurrent calls, {plan.latency:g} s server latency: wall time (x the ideal {plan.latency:g} s)",
-        ("calls at once", "raw httpx (one AsyncClient)", "tool.ainvoke", "sync-only tool, ainvoke"),
+        (
+            "calls at once",
+            "plain asyncio sockets (the relay's capacity)",
+            "raw httpx (one AsyncClient)",
+            "tool.ainvoke",
+            "sync-only tool, ainvoke",
+        ),
         rows,
     )
 
