@@ -185,3 +185,8 @@ def test_fake_relay_command_serves_the_emulator(tmp_path: Path) -> None:
         if process.stdout:
             process.stdout.close()
     assert process.returncode == 0
+
+
+def test_mcp_command_needs_a_relay(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["mcp", "--save-dir", "images"]) == 2  # no relay configured: it says which variables
+    assert "IMAGE_TOOL_API_KEY" in capsys.readouterr().err
