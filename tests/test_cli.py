@@ -190,3 +190,12 @@ def test_fake_relay_command_serves_the_emulator(tmp_path: Path) -> None:
 def test_mcp_command_needs_a_relay(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["mcp", "--save-dir", "images"]) == 2  # no relay configured: it says which variables
     assert "IMAGE_TOOL_API_KEY" in capsys.readouterr().err
+
+
+def test_a_bad_image_argument_is_a_usage_error(
+    relay: FakeRelay, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert main(["generate", "Edit it", "--image", str(tmp_path / "notes.txt")]) == 2
+    assert "not a PNG, JPEG, WebP or GIF image" in capsys.readouterr().err
+    assert relay.requests == []

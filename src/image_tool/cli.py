@@ -15,6 +15,7 @@ from typing import TextIO, get_args
 from . import errors
 from .client import ImageClient
 from .models import GenerationProgress, ImageGenerationResult, ImageQuality, ImageSize, ImageStyle
+from .references import ReferenceImageError, reference_urls
 from .testing import FakeRelay, Reply, Shape
 
 # One exit code per kind of failure, so scripts can tell them apart (most specific first).
@@ -150,27 +151,26 @@ def _generate(args: argparse.Namespace) -> int:
         message = NOT_CONFIGURED if "No image relay is configured" in str(error) else str(error)
         print(message, file=sys.stderr)
         return 2
+    try:
+        references = [_reference(value) for value in args.image]
+    except ReferenceImageError as error:
+        print(f"image-tool: --image {error}", file=sys.stderr)
+        return 2
     display = _ProgressDisplay(sys.stderr) if sys.stderr.isatty() else None
     try:
-        with client:
-            if display:
-                display.start()
+        with client, display or contextlib.nullcontext():
             result = client.generate(
                 args.prompt,
                 n=args.n,
                 size=args.size,
                 quality=args.quality,
                 style=args.style,
-                image_urls=[_reference(value) for value in args.image],
+                image_urls=references,
                 on_progress=display.update if display else None,
             )
     except errors.ImageToolError as error:
-        if display:
-            display.stop()
         print(f"image-tool: {error}", file=sys.stderr)
         return exit_code(error)
-    if display:
-        display.stop()
     print(_as_json(result) if args.json else _as_text(result))
     return 0
 
@@ -183,8 +183,6 @@ def _reference(value: str) -> str:
     """A local file given on the command line is the user's own: send it as a data URL."""
     if value.startswith(("https://", "http://", "data:")):
         return value
-    from .references import reference_urls
-
     path = Path(value).resolve()
     return reference_urls([str(path)], [path.parent])[0]
 
@@ -219,8 +217,12 @@ class _ProgressDisplay:
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._draw_until_done, daemon=True)
 
-    def start(self) -> None:
+    def __enter__(self) -> _ProgressDisplay:
         self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     def update(self, progress: GenerationProgress) -> None:
         percent = f" {progress.percent}%" if progress.percent is not None else ""
