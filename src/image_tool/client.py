@@ -322,7 +322,7 @@ class ImageClient(BaseModel):
         client, exchange = self._sync_http(), _Exchange()
         options = self._request_options(payload, deadline)
         with (
-            self._slot(),
+            self._sync_slots,
             self._calling(deadline, exchange),
             client.stream("POST", self.endpoint, **options) as response,
         ):
@@ -379,11 +379,6 @@ class ImageClient(BaseModel):
                 # A client dropped without close() still closes its connections.
                 weakref.finalize(self, self._sync_client.close)
             return self._sync_client
-
-    @contextmanager
-    def _slot(self) -> Iterator[None]:
-        with self._sync_slots:
-            yield
 
     async def _async_pool(self) -> _LoopPool:
         # An AsyncClient's connections belong to the loop that opened them: one pool per loop.
@@ -515,20 +510,21 @@ def _within(timeout: httpx.Timeout, deadline: Deadline) -> httpx.Timeout:
     )
 
 
-def _too_large() -> MalformedResponseError:
-    return MalformedResponseError(
-        f"The relay's answer is larger than {MAX_ANSWER_BYTES // (1024 * 1024)} MiB; it was not read.",
-        status_code=200,
-    )
+def _check_received(size: int, deadline: Deadline) -> None:
+    """Stop reading past the size cap or the call's total time (a huge or endless answer)."""
+    if size > MAX_ANSWER_BYTES:
+        raise MalformedResponseError(
+            f"The relay's answer is larger than {MAX_ANSWER_BYTES // (1024 * 1024)} MiB; it was not read.",
+            status_code=200,
+        )
+    deadline.check()
 
 
 def _capped(chunks: Iterable[bytes], deadline: Deadline) -> bytes:
     body = bytearray()
     for chunk in chunks:
         body += chunk
-        if len(body) > MAX_ANSWER_BYTES:
-            raise _too_large()
-        deadline.check()
+        _check_received(len(body), deadline)
     return bytes(body)
 
 
@@ -536,20 +532,15 @@ async def _acapped(chunks: AsyncIterator[bytes], deadline: Deadline) -> bytes:
     body = bytearray()
     async for chunk in chunks:
         body += chunk
-        if len(body) > MAX_ANSWER_BYTES:
-            raise _too_large()
-        deadline.check()
+        _check_received(len(body), deadline)
     return bytes(body)
 
 
 def _capped_lines(lines: Iterable[str], deadline: Deadline) -> Iterator[str]:
-    """The stream's lines, until the call's total time or the size cap runs out (an endless stream)."""
     size = 0
     for line in lines:
         size += len(line)
-        if size > MAX_ANSWER_BYTES:
-            raise _too_large()
-        deadline.check()
+        _check_received(size, deadline)
         yield line
 
 
@@ -557,9 +548,7 @@ async def _acapped_lines(lines: AsyncIterator[str], deadline: Deadline) -> Async
     size = 0
     async for line in lines:
         size += len(line)
-        if size > MAX_ANSWER_BYTES:
-            raise _too_large()
-        deadline.check()
+        _check_received(size, deadline)
         yield line
 
 
