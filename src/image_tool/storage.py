@@ -109,14 +109,10 @@ def _download(url: str, options: SaveOptions, http: httpx.Client) -> Path:
                     url = urljoin(url, response.headers.get("location", ""))
                     continue
                 _check_answer(response)
-                sink = _ImageSink(options)
-                try:
+                with _ImageSink(options) as sink:
                     for chunk in response.iter_bytes():
                         sink.write(chunk)
-                except BaseException:
-                    sink.discard()
-                    raise
-                return sink.finish()
+                    return sink.finish()
         except httpx.HTTPError as error:
             raise SaveError(f"download failed: {error or type(error).__name__}") from error
     raise SaveError(f"more than {MAX_REDIRECTS} redirects")
@@ -133,14 +129,10 @@ async def _adownload(url: str, options: SaveOptions, http: httpx.AsyncClient) ->
                     url = urljoin(url, response.headers.get("location", ""))
                     continue
                 _check_answer(response)
-                sink = _ImageSink(options)
-                try:
+                with _ImageSink(options) as sink:
                     async for chunk in response.aiter_bytes():
                         sink.write(chunk)
-                except BaseException:
-                    sink.discard()
-                    raise
-                return await asyncio.to_thread(sink.finish)  # fsync and rename off the loop
+                    return await asyncio.to_thread(sink.finish)  # fsync and rename off the loop
         except httpx.HTTPError as error:
             raise SaveError(f"download failed: {error or type(error).__name__}") from error
     raise SaveError(f"more than {MAX_REDIRECTS} redirects")
@@ -198,19 +190,16 @@ def _decode(b64_json: str) -> bytes:
 
 
 def _write(options: SaveOptions, chunks: Iterable[bytes]) -> Path:
-    sink = _ImageSink(options)
-    try:
+    with _ImageSink(options) as sink:
         for chunk in chunks:
             sink.write(chunk)
-    except BaseException:
-        sink.discard()
-        raise
-    return sink.finish()
+        return sink.finish()
 
 
 class _ImageSink:
     """Writes an image to a hidden temporary file, hashing and capping it as it goes; ``finish``
-    renames it to ``<sha256 of the content><extension>``, so a crash never leaves a half file."""
+    renames it to ``<sha256 of the content><extension>``, so a crash never leaves a half file.
+    Leaving the ``with`` block on an error discards the temporary file."""
 
     def __init__(self, options: SaveOptions) -> None:
         options.save_dir.mkdir(parents=True, exist_ok=True)
@@ -222,10 +211,16 @@ class _ImageSink:
         self._head = b""
         self._size = 0
 
+    def __enter__(self) -> _ImageSink:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is not None:
+            self.discard()
+
     def write(self, chunk: bytes) -> None:
         self._size += len(chunk)
         if self._size > self._options.max_image_bytes:
-            self.discard()
             raise SaveError(f"the image is larger than {self._options.max_image_bytes} bytes")
         if len(self._head) < 16:
             self._head += chunk[:16]
@@ -233,19 +228,15 @@ class _ImageSink:
         self._file.write(chunk)
 
     def finish(self) -> Path:
-        try:
-            extension = image_extension(self._head)
-            if extension is None:
-                raise SaveError("the file is not a PNG, JPEG, WebP or GIF image")
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            path = self._options.save_dir / f"{self._digest.hexdigest()[:32]}{extension}"
-            os.replace(self._temporary, path)
-            return path
-        except BaseException:
-            self.discard()
-            raise
+        extension = image_extension(self._head)
+        if extension is None:
+            raise SaveError("the file is not a PNG, JPEG, WebP or GIF image")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        path = self._options.save_dir / f"{self._digest.hexdigest()[:32]}{extension}"
+        os.replace(self._temporary, path)
+        return path
 
     def discard(self) -> None:
         self._file.close()
