@@ -15,11 +15,14 @@ from .errors import (
     ConfigurationError,
     ContentPolicyError,
     ImageToolError,
+    InvalidRequestError,
     MalformedResponseError,
     ModelNotFoundError,
     NoImageError,
     QuotaExceededError,
     RateLimitError,
+    ReferenceImageError,
+    SaveError,
 )
 from .models import (
     GeneratedImage,
@@ -50,10 +53,13 @@ __all__ = [
     "ImageSize",
     "ImageStyle",
     "ImageToolError",
+    "InvalidRequestError",
     "MalformedResponseError",
     "ModelNotFoundError",
     "NoImageError",
     "QuotaExceededError",
     "RateLimitError",
+    "ReferenceImageError",
+    "SaveError",
     "__version__",
 ]

@@ -15,7 +15,7 @@ from typing import TextIO, get_args
 from . import errors
 from .client import ImageClient
 from .models import GenerationProgress, ImageGenerationResult, ImageQuality, ImageSize, ImageStyle
-from .references import ReferenceImageError, reference_urls
+from .references import reference_urls
 from .testing import FakeRelay, Reply, Shape
 
 # One exit code per kind of failure, so scripts can tell them apart (most specific first).
@@ -153,7 +153,7 @@ def _generate(args: argparse.Namespace) -> int:
         return 2
     try:
         references = [_reference(value) for value in args.image]
-    except ReferenceImageError as error:
+    except errors.ReferenceImageError as error:
         print(f"image-tool: --image {error}", file=sys.stderr)
         return 2
     display = _ProgressDisplay(sys.stderr) if sys.stderr.isatty() else None

@@ -2,6 +2,9 @@
 
 ImageToolError
 ├── ConfigurationError            settings missing or invalid, raised at construction
+├── InvalidRequestError           an argument of a call is invalid, found before anything is sent
+│   └── ReferenceImageError       a reference image (for an edit) cannot be used
+├── SaveError                     an image was generated but could not be saved
 └── APIError                      a generation request failed
     ├── APIConnectionError        the relay could not be reached, or the connection broke
     │   └── APITimeoutError       the relay did not answer in time
@@ -20,11 +23,14 @@ from __future__ import annotations
 import email.utils
 import html
 import json
+import math
 import re
 import time
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
+
+from .redaction import scrub
 
 __all__ = [
     "APIConnectionError",
@@ -35,19 +41,19 @@ __all__ = [
     "ConfigurationError",
     "ContentPolicyError",
     "ImageToolError",
+    "InvalidRequestError",
     "MalformedResponseError",
     "ModelNotFoundError",
     "NoImageError",
     "QuotaExceededError",
     "RateLimitError",
-    "error_from_payload",
-    "error_from_response",
-    "error_from_text",
+    "ReferenceImageError",
+    "SaveError",
 ]
 
-REDACTED = "[redacted]"
-_KEY_SHAPED = re.compile(r"\bsk-[A-Za-z0-9_-]{16,}")
 _MAX_MESSAGE = 500
+_MAX_RETRY_AFTER = 86_400.0
+"""A Retry-After beyond a day is not a wait anyone means: it is ignored."""
 
 
 class ImageToolError(Exception):
@@ -56,6 +62,21 @@ class ImageToolError(Exception):
 
 class ConfigurationError(ImageToolError):
     """A setting is missing or invalid; the message names the variable or argument to set."""
+
+
+class InvalidRequestError(ImageToolError):
+    """An argument of a call is invalid (an empty prompt, ``n`` below 1); nothing was sent."""
+
+
+class ReferenceImageError(InvalidRequestError):
+    """A reference image cannot be used; the message says which one and why."""
+
+
+class SaveError(ImageToolError):
+    """An image was generated but could not be saved; the message says why.
+
+    Saving never raises out of a generation: the reason goes to ``GeneratedImage.save_error``.
+    """
 
 
 class APIError(ImageToolError):
@@ -68,16 +89,21 @@ class APIError(ImageToolError):
         status_code: int | None = None,
         code: str | None = None,
         error_type: str | None = None,
+        answer_started: bool = False,
     ) -> None:
+        message = scrub(message)
         super().__init__(message)
         self.message = message
         """The relay's own message, or a description of the failure."""
         self.status_code = status_code
         """The HTTP status of the answer, if one arrived."""
-        self.code = code
+        self.code = scrub(code) if code else code
         """The relay's error code, such as ``content_policy_violation``."""
-        self.error_type = error_type
+        self.error_type = scrub(error_type) if error_type else error_type
         """The relay's error type, such as ``new_api_error``."""
+        self.answer_started = answer_started
+        """Whether a successful answer had begun when this failed: such a generation may be
+        billed, and is never retried."""
 
     def __str__(self) -> str:
         details = []
@@ -88,9 +114,10 @@ class APIError(ImageToolError):
         return f"{self.message} ({', '.join(details)})" if details else self.message
 
     def redact(self, secret: str) -> None:
-        """Remove ``secret`` and anything shaped like an API key (relays sometimes echo keys)."""
-        message = self.message.replace(secret, REDACTED) if secret else self.message
-        self.message = _KEY_SHAPED.sub(REDACTED, message)
+        """Remove ``secret`` from every text of the error (relays sometimes echo keys)."""
+        self.message = scrub(self.message, secret)
+        self.code = scrub(self.code, secret) if self.code else self.code
+        self.error_type = scrub(self.error_type, secret) if self.error_type else self.error_type
         self.args = (self.message,)
 
 
@@ -100,11 +127,6 @@ class APIConnectionError(APIError):
 
 class APITimeoutError(APIConnectionError):
     """The relay did not answer within the configured timeout."""
-
-    def __init__(self, message: str, *, answer_started: bool = False, **details: Any) -> None:
-        super().__init__(message, **details)
-        self.answer_started = answer_started
-        """Whether the relay had begun to answer: such a generation is not retried."""
 
 
 class APIStatusError(APIError):
@@ -272,22 +294,29 @@ def _reason(status_code: int) -> str:
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date);
+    ``None`` when absent or not a sensible wait (``nan``, ``inf``, past a day)."""
     lowered = {key.lower(): value for key, value in headers.items()}
-    if "retry-after-ms" in lowered:
-        try:
-            return max(float(lowered["retry-after-ms"]) / 1000, 0.0)
-        except ValueError:
-            pass
-    value = lowered.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
+    if (milliseconds := _number(lowered.get("retry-after-ms"))) is not None:
+        return _sensible_wait(milliseconds / 1000)
+    value = lowered.get("retry-after", "").strip()
+    if (seconds := _number(value)) is not None:
+        return _sensible_wait(seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(when.timestamp() - time.time(), 0.0)
+    return _sensible_wait(when.timestamp() - time.time())
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _sensible_wait(seconds: float) -> float | None:
+    if not math.isfinite(seconds) or seconds > _MAX_RETRY_AFTER:
+        return None
+    return max(seconds, 0.0)

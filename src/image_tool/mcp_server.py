@@ -18,8 +18,9 @@ from langchain_core.messages import ToolMessage
 from langchain_core.messages.tool import tool_call
 
 from ._version import __version__
-from .errors import REDACTED, ConfigurationError
+from .errors import ConfigurationError
 from .models import GeneratedImage, ImageGenerationResult
+from .redaction import REDACTED
 from .references import MIME_TYPES
 from .storage import image_extension
 from .tool import GenerateImageInput, ImageGenerationTool

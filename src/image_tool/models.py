@@ -44,6 +44,8 @@ class ImageGenerationResult(BaseModel):
     images: list[GeneratedImage]
     attempts: int = 1
     """How many requests it took (more than one when failures were retried)."""
+    dropped_images: int = 0
+    """Images the relay sent beyond the ``n`` asked for: left out of ``images``, never saved."""
 
     @property
     def urls(self) -> list[str]:
@@ -51,7 +53,8 @@ class ImageGenerationResult(BaseModel):
         return [image.url for image in self.images if image.url]
 
 
-ProgressStage = Literal["queued", "generating", "done"]
+ProgressStage = Literal["queued", "generating", "done", "saving"]
+"""The relay's stages, then ``saving`` while image-tool downloads the images (with ``save_dir``)."""
 
 
 class GenerationProgress(BaseModel):

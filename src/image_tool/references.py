@@ -6,7 +6,7 @@ import base64
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import ImageToolError
+from .errors import ReferenceImageError
 from .storage import image_extension
 
 MAX_REFERENCE_BYTES = 20 * 1024 * 1024
@@ -17,10 +17,6 @@ MIME_TYPES = {
     ".webp": "image/webp",
     ".gif": "image/gif",
 }
-
-
-class ReferenceImageError(ImageToolError):
-    """A reference image cannot be used; the message says which one and why."""
 
 
 def reference_urls(

@@ -25,6 +25,7 @@ from urllib.parse import urljoin
 
 import httpx
 
+from .errors import SaveError
 from .models import GeneratedImage, ImageGenerationResult
 
 MAX_REDIRECTS = 3
@@ -35,10 +36,6 @@ _SIGNATURES = (
     (b"GIF87a", ".gif"),
     (b"GIF89a", ".gif"),
 )
-
-
-class SaveError(Exception):
-    """An image could not be saved; the message says why, for ``GeneratedImage.save_error``."""
 
 
 @dataclass(frozen=True)

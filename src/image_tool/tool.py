@@ -45,6 +45,7 @@ from .errors import (
     NoImageError,
     QuotaExceededError,
     RateLimitError,
+    ReferenceImageError,
 )
 from .models import (
     DEFAULT_N,
@@ -58,7 +59,7 @@ from .models import (
     ImageSize,
     ImageStyle,
 )
-from .references import MIME_TYPES, ReferenceImageError, reference_urls
+from .references import MIME_TYPES, reference_urls
 
 MAX_PROMPT_LENGTH = 4000
 MAX_IMAGES = 4
