@@ -17,6 +17,9 @@ DEFAULT_N = 1
 DEFAULT_SIZE: ImageSize = "1024x1024"
 DEFAULT_QUALITY: ImageQuality = "standard"
 DEFAULT_STYLE: ImageStyle = "vivid"
+MAX_PROMPT_LENGTH = 4000
+MAX_IMAGES = 4
+"""The most images one call asks for."""
 
 
 class GeneratedImage(BaseModel):

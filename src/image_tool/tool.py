@@ -52,6 +52,8 @@ from .models import (
     DEFAULT_QUALITY,
     DEFAULT_SIZE,
     DEFAULT_STYLE,
+    MAX_IMAGES,
+    MAX_PROMPT_LENGTH,
     GeneratedImage,
     GenerationProgress,
     ImageGenerationResult,
@@ -61,8 +63,6 @@ from .models import (
 )
 from .references import MIME_TYPES, reference_urls
 
-MAX_PROMPT_LENGTH = 4000
-MAX_IMAGES = 4
 MAX_REFERENCES = 4
 MAX_SHOWN_BYTES = 1_000_000
 PROGRESS_EVENT = "image_generation_progress"
