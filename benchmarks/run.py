@@ -305,7 +305,7 @@ def big_answers(plan: Plan) -> str:
             f"{relay.origin}/images/large/{plan.download_megabytes}mb/{index:016x}.png" for index in range(4)
         ]
         result = ImageGenerationResult(model="m", images=[GeneratedImage(url=url) for url in urls])
-        options = SaveOptions(Path(directory), True, 1024 * 1024 * 1024)
+        options = SaveOptions(Path(directory), 1024 * 1024 * 1024)
 
         async def save() -> ImageGenerationResult:
             async with httpx.AsyncClient() as http:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -100,8 +102,34 @@ def test_default_timeout_fits_minutes_long_generations() -> None:
 
 
 def test_unknown_setting_is_refused() -> None:
-    with pytest.raises(ValueError, match="api_kye"):
+    with pytest.raises(ConfigurationError, match="api_kye"):
         ImageClient(api_key="k", base_url=RELAY, api_kye="typo")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"max_retries": -1}, "max_retries"),
+        ({"total_timeout": 0}, "total_timeout"),
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"timeout": "soon"}, "timeout"),
+    ],
+)
+def test_invalid_settings_fail_at_construction_naming_the_setting(settings: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named) as caught:
+        ImageClient(api_key="sk-settings-secret-0123456789", base_url=RELAY, **settings)
+    assert "sk-settings-secret" not in str(caught.value)
+
+
+def test_credentials_in_the_base_url_are_refused_without_being_shown() -> None:
+    # httpx would send them as Basic auth in place of the key; the password never shows.
+    with pytest.raises(ConfigurationError, match="user name or password") as caught:
+        ImageClient(api_key="k", base_url="https://user:hunter2@relay.example.com/v1")
+    assert "hunter2" not in str(caught.value)
+    assert "relay.example.com" in str(caught.value)
+    with pytest.raises(ConfigurationError) as caught:
+        ImageClient(api_key="k", base_url="ftp://user:hunter2@relay.example.com/v1")
+    assert "hunter2" not in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -79,7 +79,6 @@ def assert_no_leak(*texts: object) -> None:
         Reply.saturated(503),
         Reply(status=502, body=b"<html><title>502 Bad Gateway</title></html>"),
         Reply(status=504, body=b""),
-        Reply.transport_fault("reset_mid_body"),
     ],
     ids=[
         "429_retry_after",
@@ -88,7 +87,6 @@ def assert_no_leak(*texts: object) -> None:
         "503_saturated",
         "502",
         "504",
-        "reset_mid_body",
     ],
 )
 def test_safe_failures_are_retried(relay: FakeRelay, failure: Reply, logs: pytest.LogCaptureFixture) -> None:
@@ -113,7 +111,7 @@ def test_retry_after_is_honoured(relay: FakeRelay, logs: pytest.LogCaptureFixtur
 
 async def test_safe_failures_are_retried_async(relay: FakeRelay) -> None:
     """The async client retries the same way, without blocking the loop."""
-    relay.queue(Reply.rate_limited(), Reply.transport_fault("reset_mid_body"), Reply.saturated())
+    relay.queue(Reply.rate_limited(), Reply.bare_rate_limit(), Reply.saturated())
     async with client_for(relay, max_retries=3) as client:
         result = await client.agenerate("A cat")
     assert result.attempts == 4
@@ -155,8 +153,22 @@ def test_a_long_retry_after_is_not_waited_for(relay: FakeRelay) -> None:
         (Reply.model_unavailable(), ModelNotFoundError),
         (Reply.server_error(), APIStatusError),
         (Reply.truncated_json(), MalformedResponseError),
+        # The answer had begun (HTTP 200): the generation may be billed, so it is not asked again.
+        (Reply.transport_fault("reset_mid_body"), APIConnectionError),
+        (Reply.rate_limit_sentence(), RateLimitError),
     ],
-    ids=["policy", "policy_in_text", "auth", "bad_request", "quota", "no_model", "500", "truncated_json"],
+    ids=[
+        "policy",
+        "policy_in_text",
+        "auth",
+        "bad_request",
+        "quota",
+        "no_model",
+        "500",
+        "truncated_json",
+        "reset_mid_body",
+        "saturated_sentence_with_200",
+    ],
 )
 def test_unsafe_failures_are_not_retried(relay: FakeRelay, failure: Reply, kind: type[APIError]) -> None:
     """One request, one typed error carrying the relay's words."""

@@ -9,7 +9,7 @@ import logging
 import ssl
 import threading
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,8 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
     field_serializer,
     model_validator,
 )
@@ -29,8 +31,17 @@ from tenacity import AsyncRetrying, Retrying
 from typing_extensions import Self
 
 from ._version import __version__
+from .answer import AnswerReader
 from .config import resolve_connection
-from .errors import APIConnectionError, APIError, APITimeoutError, MalformedResponseError, error_from_response
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    ConfigurationError,
+    ImageToolError,
+    InvalidRequestError,
+    MalformedResponseError,
+)
 from .models import (
     DEFAULT_MODEL,
     DEFAULT_N,
@@ -43,10 +54,11 @@ from .models import (
     ImageSize,
     ImageStyle,
 )
-from .parsing import parse_result
+from .network import bounded_async_client, bounded_client, call_deadline
+from .reading import ACCEPT_ENCODING, UnreadableBodyError, araw_chunks, raw_chunks, received_encoding
+from .redaction import scrub
 from .retries import Deadline, retry_policy
-from .storage import SaveOptions, asave_images, save_images
-from .streaming import StreamReader
+from .storage import MAX_DOWNLOADS, SaveOptions, asave_images, save_images
 
 logger = logging.getLogger("image_tool")
 
@@ -54,14 +66,13 @@ DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
 """Generations take from seconds to several minutes: ten minutes to answer, ten seconds to connect."""
 DEFAULT_TOTAL_TIMEOUT = 1200.0
 """Twenty minutes for a whole call, retries included."""
-MAX_ANSWER_BYTES = 64 * 1024 * 1024
-"""An answer past this size (several inline images are a few MB) is refused, not held in memory."""
+OFF_LOOP_BYTES = 1024 * 1024
+"""An async answer larger than this is parsed on a worker thread, not on the event loop."""
 
+_SAVING = GenerationProgress(stage="saving", text="saving images")
 ProgressCallback = Callable[[GenerationProgress], object]
 """Receives each progress update of a streamed generation; async callers may pass a coroutine function."""
 
-# httpx queues calls beyond 100 connections; max_concurrency is the cap that counts.
-_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100)
 SHARD_SIZE = 16
 """Requests one AsyncClient carries at once. httpx scans its whole pool on every event, so one
 client with hundreds of connections spends more time scanning than waiting: 500 concurrent calls
@@ -76,36 +87,45 @@ class _Shard:
 
 @dataclass
 class _LoopPool:
-    """What one event loop needs: its AsyncClients (shards), a cap, and the closer that ends with it."""
+    """What one event loop needs: its AsyncClients (shards), caps, and the closer that ends with it."""
 
     shards: list[_Shard]
     slots: asyncio.Semaphore
     closer: AsyncGenerator[None, None]
-    verify: ssl.SSLContext | None
-    """For new shards; ``None`` when the client was injected (it is never sharded)."""
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        return self.shards[0].client
+    verify: ssl.SSLContext
+    sharded: bool
+    """False when the client was injected: it is used alone."""
+    owned: list[httpx.AsyncClient]
+    """The clients this pool made, closed with the loop."""
+    download_slots: asyncio.Semaphore
+    downloads: httpx.AsyncClient | None = None
 
     @contextmanager
     def lease(self) -> Iterator[httpx.AsyncClient]:
         """The least busy client, a new one when all carry ``SHARD_SIZE`` requests."""
         shard = min(self.shards, key=lambda shard: shard.in_flight)
-        if shard.in_flight >= SHARD_SIZE and self.verify is not None:
-            shard = _Shard(httpx.AsyncClient(verify=self.verify, limits=_LIMITS))
+        if shard.in_flight >= SHARD_SIZE and self.sharded:
+            shard = _Shard(bounded_async_client(self.verify))
             self.shards.append(shard)
+            self.owned.append(shard.client)
         shard.in_flight += 1
         try:
             yield shard.client
         finally:
             shard.in_flight -= 1
 
+    def download_client(self, public_only: bool) -> httpx.AsyncClient:
+        if self.downloads is None:
+            self.downloads = bounded_async_client(self.verify, public_only=public_only)
+            self.owned.append(self.downloads)
+        return self.downloads
+
 
 @dataclass
 class _Exchange:
     answered: bool = False
-    """Whether the relay's answer had begun (headers received) when the exchange failed."""
+    """Whether a successful answer had begun (a 2xx status arrived): the generation may be billed."""
+    status_code: int | None = None
 
 
 class ImageClient(BaseModel):
@@ -137,8 +157,8 @@ class ImageClient(BaseModel):
     """The image model to ask the relay for."""
     timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT
     """Seconds, or an ``httpx.Timeout`` with separate connect/read/write/pool limits, per attempt."""
-    total_timeout: float | None = DEFAULT_TOTAL_TIMEOUT
-    """Seconds a whole call may take, retries and streaming included; ``None`` for no limit."""
+    total_timeout: float | None = Field(default=DEFAULT_TOTAL_TIMEOUT, gt=0)
+    """Seconds a whole call may take, retries, streaming and saving included; ``None`` for no limit."""
     max_retries: int = Field(default=2, ge=0)
     """Retries of failures that are safe to retry (connection failures, timeouts before any
     answer, 429, 502/503/504), with exponential backoff and jitter, or the relay's Retry-After."""
@@ -163,7 +183,11 @@ class ImageClient(BaseModel):
     Default: one pooled client per event loop."""
 
     _sync_client: httpx.Client | None = PrivateAttr(default=None)
+    _sync_downloads: httpx.Client | None = PrivateAttr(default=None)
     _sync_slots: threading.BoundedSemaphore = PrivateAttr()
+    _sync_download_slots: threading.BoundedSemaphore = PrivateAttr(
+        default_factory=lambda: threading.BoundedSemaphore(MAX_DOWNLOADS)
+    )
     _async_pools: dict[asyncio.AbstractEventLoop, _LoopPool] = PrivateAttr(default_factory=dict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
@@ -188,6 +212,21 @@ class ImageClient(BaseModel):
             http_client: httpx.Client | None = None,
             http_async_client: httpx.AsyncClient | None = None,
         ) -> None: ...
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _invalid_settings_are_configuration_errors(
+        cls, data: Any, handler: ValidatorFunctionWrapHandler
+    ) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in issue['loc']) or 'settings'}: {issue['msg']}"
+                for issue in error.errors()
+            )
+            # The values are left out: one of them may be the key.
+            raise ConfigurationError(f"Invalid ImageClient settings: {problems}.") from None
 
     @model_validator(mode="before")
     @classmethod
@@ -233,26 +272,25 @@ class ImageClient(BaseModel):
         ``user`` is the end user's id, for abuse monitoring. ``image_urls`` are earlier images to edit
         or draw from (http(s) links or ``data:`` URLs). With ``stream=True``, ``on_progress``
         receives each ``GenerationProgress`` while the relay works. With ``save_dir``, every image
-        is saved before this returns.
+        is saved before this returns; an image that could not be saved keeps its link and says why
+        in ``save_error``. Raises only the errors of ``image_tool.errors``.
         """
-        payload = build_payload(
-            self.model,
-            prompt,
-            n=n,
-            size=size,
-            quality=quality,
-            style=style,
-            user=user,
-            stream=self.stream,
-            image_urls=image_urls,
-        )
-        deadline = Deadline(self.total_timeout)
-        retrying = retry_policy(Retrying, self.max_retries, deadline)
-        result: ImageGenerationResult = retrying(self._attempt, payload, deadline, on_progress)
-        result = result.model_copy(update={"attempts": retrying.statistics["attempt_number"]})
-        if self.save_dir is not None:
-            result = save_images(result, self._save_options(self.save_dir), self._sync_http())
-        return result
+        with self._only_image_tool_errors():
+            payload = self._payload(prompt, n, size, quality, style, user, image_urls)
+            deadline = Deadline(self.total_timeout)
+            with call_deadline(deadline):
+                retrying = retry_policy(Retrying, self.max_retries, deadline)
+                result: ImageGenerationResult = retrying(self._attempt, payload, deadline, on_progress)
+                result = _finished(result, n, retrying.statistics["attempt_number"], self._secret)
+                if self.save_dir is not None and result.images:
+                    _report(on_progress, [_SAVING])
+                    result = save_images(
+                        result,
+                        self._save_options(self.save_dir),
+                        self._downloads(),
+                        self._sync_download_slots,
+                    )
+            return result
 
     async def agenerate(
         self,
@@ -270,32 +308,29 @@ class ImageClient(BaseModel):
 
         ``on_progress`` may be a plain function or a coroutine function.
         """
-        payload = build_payload(
-            self.model,
-            prompt,
-            n=n,
-            size=size,
-            quality=quality,
-            style=style,
-            user=user,
-            stream=self.stream,
-            image_urls=image_urls,
-        )
-        deadline = Deadline(self.total_timeout)
-        retrying = retry_policy(AsyncRetrying, self.max_retries, deadline)
-        result: ImageGenerationResult = await retrying(self._aattempt, payload, deadline, on_progress)
-        result = result.model_copy(update={"attempts": retrying.statistics["attempt_number"]})
-        if self.save_dir is not None:
-            pool = await self._async_pool()
-            result = await asave_images(result, self._save_options(self.save_dir), pool.client)
-        return result
+        with self._only_image_tool_errors():
+            payload = self._payload(prompt, n, size, quality, style, user, image_urls)
+            deadline = Deadline(self.total_timeout)
+            with call_deadline(deadline):
+                retrying = retry_policy(AsyncRetrying, self.max_retries, deadline)
+                result: ImageGenerationResult = await retrying(self._aattempt, payload, deadline, on_progress)
+                result = _finished(result, n, retrying.statistics["attempt_number"], self._secret)
+                if self.save_dir is not None and result.images:
+                    await _areport(on_progress, [_SAVING])
+                    pool = await self._async_pool()
+                    downloads = pool.download_client(public_only=not self.allow_private_downloads)
+                    options = self._save_options(self.save_dir)
+                    result = await asave_images(result, options, downloads, pool.download_slots)
+            return result
 
     def close(self) -> None:
         """Close the pooled sync connections (an injected ``http_client`` stays open)."""
         with self._lock:
-            client, self._sync_client = self._sync_client, None
-        if client is not None:
-            client.close()
+            clients = [self._sync_client, self._sync_downloads]
+            self._sync_client = self._sync_downloads = None
+        for client in clients:
+            if client is not None:
+                client.close()
 
     async def aclose(self) -> None:
         """Close the pooled async connections of the running event loop."""
@@ -315,10 +350,41 @@ class ImageClient(BaseModel):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    @property
+    def _secret(self) -> str:
+        return self.api_key.get_secret_value()
+
+    def _payload(
+        self,
+        prompt: str,
+        n: int,
+        size: ImageSize,
+        quality: ImageQuality,
+        style: ImageStyle,
+        user: str | None,
+        image_urls: Sequence[str],
+    ) -> dict[str, Any]:
+        """The request's body, once the arguments are known to be sendable."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidRequestError("The prompt is empty: describe the image to draw.")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InvalidRequestError(f"n must be a whole number of images, 1 or more; got {n!r}.")
+        return build_payload(
+            self.model,
+            prompt,
+            n=n,
+            size=size,
+            quality=quality,
+            style=style,
+            user=user,
+            stream=self.stream,
+            image_urls=image_urls,
+        )
+
     def _attempt(
         self, payload: dict[str, Any], deadline: Deadline, on_progress: ProgressCallback | None
     ) -> ImageGenerationResult:
-        """One request, sync: the answer read whole, or as a stream of events."""
+        """One request, sync: the answer read as it arrives, whole or as a stream of events."""
         client, exchange = self._sync_http(), _Exchange()
         options = self._request_options(payload, deadline)
         with (
@@ -326,14 +392,12 @@ class ImageClient(BaseModel):
             self._calling(deadline, exchange),
             client.stream("POST", self.endpoint, **options) as response,
         ):
-            exchange.answered = True
-            if not self._is_event_stream(response):
-                return self._read(response, _capped(response.iter_bytes(), deadline))
-            reader = StreamReader(self.model)
-            for line in _capped_lines(response.iter_lines(), deadline):
-                _report(on_progress, reader.feed(line))
-            result = reader.result()
-            _report(on_progress, reader.final_progress())
+            answer = self._answer(response, exchange)
+            for raw in raw_chunks(response):
+                _report(on_progress, answer.feed(raw))
+                deadline.check()
+            updates, result = answer.finish()
+            _report(on_progress, updates)
             return result
 
     async def _aattempt(
@@ -345,102 +409,156 @@ class ImageClient(BaseModel):
         async with pool.slots:
             with self._calling(deadline, exchange), pool.lease() as client:
                 async with client.stream("POST", self.endpoint, **options) as response:
-                    exchange.answered = True
-                    if not self._is_event_stream(response):
-                        return self._read(response, await _acapped(response.aiter_bytes(), deadline))
-                    reader = StreamReader(self.model)
-                    async for line in _acapped_lines(response.aiter_lines(), deadline):
-                        await _areport(on_progress, reader.feed(line))
-                    result = reader.result()
-                    await _areport(on_progress, reader.final_progress())
-                    return result
+                    answer = self._answer(response, exchange)
+                    async for raw in araw_chunks(response):
+                        await _areport(on_progress, answer.feed(raw))
+                        deadline.check()
+                    # A large answer is parsed off the event loop.
+                    finished = (
+                        await asyncio.to_thread(answer.finish)
+                        if answer.size > OFF_LOOP_BYTES
+                        else answer.finish()
+                    )
+                    await _areport(on_progress, finished[0])
+                    return finished[1]
+
+    def _answer(self, response: httpx.Response, exchange: _Exchange) -> AnswerReader:
+        exchange.status_code = response.status_code
+        exchange.answered = response.is_success
+        content_type = response.headers.get("content-type", "")
+        logger.debug("HTTP %d from %s (%s)", response.status_code, self.endpoint, content_type or "no type")
+        # Server-sent events: said so, or asked for and answered with anything but JSON.
+        streamed = "event-stream" in content_type or (self.stream and "json" not in content_type)
+        return AnswerReader(
+            response.status_code,
+            response.headers,
+            received_encoding(response),
+            streamed=response.is_success and streamed,
+            requested_model=self.model,
+            secret=self._secret,
+        )
 
     def _request_options(self, payload: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
         headers = {
             "User-Agent": f"image-tool/{__version__}",
+            "Accept-Encoding": ACCEPT_ENCODING,
             **self.default_headers,
-            "Authorization": f"Bearer {self.api_key.get_secret_value()}",
+            "Authorization": f"Bearer {self._secret}",
         }
         return {
             "json": payload,
             "headers": headers,
+            # An injected client's sockets know no deadline: its limits are cut to it here.
             "timeout": _within(httpx.Timeout(self.timeout), deadline),
         }
 
     def _save_options(self, save_dir: Path) -> SaveOptions:
-        return SaveOptions(save_dir, self.allow_private_downloads, self.max_image_bytes)
+        return SaveOptions(save_dir, self.max_image_bytes)
 
     def _sync_http(self) -> httpx.Client:
         if self.http_client is not None:
             return self.http_client
         with self._lock:
             if self._sync_client is None:
-                self._sync_client = httpx.Client(verify=shared_ssl_context(), limits=_LIMITS)
+                self._sync_client = bounded_client(shared_ssl_context())
                 # A client dropped without close() still closes its connections.
                 weakref.finalize(self, self._sync_client.close)
             return self._sync_client
+
+    def _downloads(self) -> httpx.Client:
+        """Where images are downloaded from: public addresses only, unless allowed."""
+        with self._lock:
+            if self._sync_downloads is None:
+                public_only = not self.allow_private_downloads
+                self._sync_downloads = bounded_client(shared_ssl_context(), public_only=public_only)
+                weakref.finalize(self, self._sync_downloads.close)
+            return self._sync_downloads
 
     async def _async_pool(self) -> _LoopPool:
         # An AsyncClient's connections belong to the loop that opened them: one pool per loop.
         loop = asyncio.get_running_loop()
         if (pool := self._async_pools.get(loop)) is not None:
             return pool
-        verify = None
-        if self.http_async_client is not None:
-            shards = [_Shard(self.http_async_client)]
-        else:
-            # Loading the CA bundle blocks for tens of milliseconds: do it off the loop.
-            verify = await asyncio.to_thread(shared_ssl_context)
-            if (pool := self._async_pools.get(loop)) is not None:  # another task made it meanwhile
-                return pool
-            shards = [_Shard(httpx.AsyncClient(verify=verify, limits=_LIMITS))]
+        # Loading the CA bundle blocks for tens of milliseconds: do it off the loop (once).
+        verify = await asyncio.to_thread(shared_ssl_context)
+        if (pool := self._async_pools.get(loop)) is not None:  # another task made it meanwhile
+            return pool
+        sharded = self.http_async_client is None
+        first = self.http_async_client or bounded_async_client(verify)
+        owned = [first] if sharded else []
         for dead in [other for other in self._async_pools if other.is_closed()]:
             del self._async_pools[dead]
-        closer = _closed_with_loop(shards if verify is not None else [])
-        pool = _LoopPool(shards, asyncio.Semaphore(self.max_concurrency), closer, verify)
+        closer = _closed_with_loop(owned)
+        pool = _LoopPool(
+            shards=[_Shard(first)],
+            slots=asyncio.Semaphore(self.max_concurrency),
+            closer=closer,
+            verify=verify,
+            sharded=sharded,
+            owned=owned,
+            download_slots=asyncio.Semaphore(MAX_DOWNLOADS),
+        )
         self._async_pools[loop] = pool
         await closer.__anext__()  # started, so the loop finalises it at shutdown
         return pool
 
     @contextmanager
     def _calling(self, deadline: Deadline, exchange: _Exchange) -> Iterator[None]:
-        """Turn httpx's transport errors into ours (naming the limit hit), and keep the key out."""
+        """Turn every failure of one request into the typed error, marked with whether the answer
+        had begun (then it is never retried), and without the key."""
         try:
             yield
-        except httpx.TimeoutException as error:
+        except Exception as error:
+            failure = self._failure(error, deadline, exchange)
+            if failure is None:
+                raise
+            failure.redact(self._secret)
+            failure.answer_started = exchange.answered
+            if failure is error:
+                raise
+            raise failure from error
+
+    def _failure(self, error: Exception, deadline: Deadline, exchange: _Exchange) -> APIError | None:
+        """The typed error for what went wrong in one request; ``None`` for anything unforeseen."""
+        if isinstance(error, APIError):
+            return error
+        if isinstance(error, UnreadableBodyError):
+            return MalformedResponseError(
+                f"The relay's answer is {error}; it was not read.", status_code=exchange.status_code
+            )
+        if isinstance(error, httpx.TimeoutException):
             limit, setting = (
                 (f"total timeout of {deadline.seconds:g} s", "total_timeout")
                 if deadline.expired()
                 else (_timeout_hit(error, self.timeout), "timeout")
             )
-            raise APITimeoutError(
+            return APITimeoutError(
                 f"The relay at {self.base_url} did not answer in time ({limit}). Generations can take "
-                f"minutes: raise ImageClient({setting}=...) if this one needs longer.",
-                answer_started=exchange.answered,
-            ) from error
-        except httpx.TransportError as error:
-            reason = str(error) or type(error).__name__
-            message = (
-                f"The connection to the relay at {self.base_url} broke: {reason}"
-                if exchange.answered
-                else f"Could not reach the relay at {self.base_url}: {reason}"
+                f"minutes: raise ImageClient({setting}=...) if this one needs longer."
             )
-            raise APIConnectionError(message) from error
-        except APIError as error:
-            error.redact(self.api_key.get_secret_value())
+        if isinstance(error, httpx.TransportError):
+            reason = str(error) or type(error).__name__
+            if exchange.status_code is not None:
+                return APIConnectionError(f"The connection to the relay at {self.base_url} broke: {reason}")
+            return APIConnectionError(f"Could not reach the relay at {self.base_url}: {reason}")
+        if isinstance(error, httpx.HTTPError):  # a body httpx itself could not decode, say
+            reason = str(error) or type(error).__name__
+            return MalformedResponseError(
+                f"The relay's answer could not be read: {reason}", status_code=exchange.status_code
+            )
+        return None
+
+    @contextmanager
+    def _only_image_tool_errors(self) -> Iterator[None]:
+        """Whatever fails, the caller gets an ``image_tool.errors`` exception; the unforeseen as an
+        ``APIError`` chained to its cause."""
+        try:
+            yield
+        except ImageToolError:
             raise
-
-    def _is_event_stream(self, response: httpx.Response) -> bool:
-        """Server-sent events: said so, or asked for and answered with anything but JSON."""
-        content_type = response.headers.get("content-type", "")
-        streamed = "event-stream" in content_type or (self.stream and "json" not in content_type)
-        logger.debug("HTTP %d from %s (%s)", response.status_code, self.endpoint, content_type or "no type")
-        return response.is_success and streamed
-
-    def _read(self, response: httpx.Response, body: bytes) -> ImageGenerationResult:
-        if not response.is_success:
-            raise error_from_response(response.status_code, body, response.headers)
-        return parse_result(body, requested_model=self.model)
+        except Exception as error:
+            message = f"The generation failed unexpectedly: {type(error).__name__}: {error}"
+            raise APIError(scrub(message, self._secret)) from error
 
 
 def build_payload(
@@ -476,9 +594,9 @@ def build_payload(
     return payload
 
 
-async def _closed_with_loop(shards: list[_Shard]) -> AsyncGenerator[None, None]:
-    """Closes the clients of ``shards`` (ours; an injected client is not listed) when their event
-    loop shuts down.
+async def _closed_with_loop(clients: list[httpx.AsyncClient]) -> AsyncGenerator[None, None]:
+    """Closes ``clients`` (ours, including those added later; an injected client is not listed)
+    when their event loop shuts down.
 
     ``asyncio.run`` (and ``asyncio.Runner``) finalise every async generator still open before
     closing the loop, so a pool left open by its user is closed cleanly, on its own loop.
@@ -486,8 +604,8 @@ async def _closed_with_loop(shards: list[_Shard]) -> AsyncGenerator[None, None]:
     try:
         yield
     finally:
-        for shard in shards:
-            await shard.client.aclose()
+        for client in clients:
+            await client.aclose()
 
 
 @functools.cache
@@ -510,60 +628,51 @@ def _within(timeout: httpx.Timeout, deadline: Deadline) -> httpx.Timeout:
     )
 
 
-def _check_received(size: int, deadline: Deadline) -> None:
-    """Stop reading past the size cap or the call's total time (a huge or endless answer)."""
-    if size > MAX_ANSWER_BYTES:
-        raise MalformedResponseError(
-            f"The relay's answer is larger than {MAX_ANSWER_BYTES // (1024 * 1024)} MiB; it was not read.",
-            status_code=200,
+def _finished(result: ImageGenerationResult, n: int, attempts: int, secret: str) -> ImageGenerationResult:
+    """The result as the caller gets it: at most the ``n`` images asked for (a relay may send a
+    thousand), its texts without anything shaped like a key, and the attempts it took."""
+    kept = result.images[:n]
+    images = [
+        image.model_copy(
+            update={
+                "url": scrub(image.url, secret) if image.url else image.url,
+                "revised_prompt": scrub(image.revised_prompt, secret) if image.revised_prompt else None,
+            }
         )
-    deadline.check()
+        for image in kept
+    ]
+    return result.model_copy(
+        update={
+            "model": scrub(result.model, secret),
+            "images": images,
+            "attempts": attempts,
+            "dropped_images": len(result.images) - len(kept),
+        }
+    )
 
 
-def _capped(chunks: Iterable[bytes], deadline: Deadline) -> bytes:
-    body = bytearray()
-    for chunk in chunks:
-        body += chunk
-        _check_received(len(body), deadline)
-    return bytes(body)
+def _report(on_progress: ProgressCallback | None, updates: Iterable[GenerationProgress]) -> None:
+    """Hands each update to ``on_progress`` (``updates`` is consumed either way: reading the
+    answer may be what produces them). A failing callback must not cost the generation: it
+    is logged and passed over."""
+    for update in updates:
+        if on_progress is not None:
+            try:
+                on_progress(update)
+            except Exception:
+                logger.warning("The progress callback failed", exc_info=True)
 
 
-async def _acapped(chunks: AsyncIterator[bytes], deadline: Deadline) -> bytes:
-    body = bytearray()
-    async for chunk in chunks:
-        body += chunk
-        _check_received(len(body), deadline)
-    return bytes(body)
-
-
-def _capped_lines(lines: Iterable[str], deadline: Deadline) -> Iterator[str]:
-    size = 0
-    for line in lines:
-        size += len(line)
-        _check_received(size, deadline)
-        yield line
-
-
-async def _acapped_lines(lines: AsyncIterator[str], deadline: Deadline) -> AsyncIterator[str]:
-    size = 0
-    async for line in lines:
-        size += len(line)
-        _check_received(size, deadline)
-        yield line
-
-
-def _report(on_progress: ProgressCallback | None, updates: list[GenerationProgress]) -> None:
-    if on_progress is not None:
-        for update in updates:
-            on_progress(update)
-
-
-async def _areport(on_progress: ProgressCallback | None, updates: list[GenerationProgress]) -> None:
-    if on_progress is not None:
-        for update in updates:
-            outcome = on_progress(update)
-            if inspect.isawaitable(outcome):
-                await outcome
+async def _areport(on_progress: ProgressCallback | None, updates: Iterable[GenerationProgress]) -> None:
+    """Async twin of ``_report``: ``on_progress`` may be a coroutine function."""
+    for update in updates:
+        if on_progress is not None:
+            try:
+                outcome = on_progress(update)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:
+                logger.warning("The progress callback failed", exc_info=True)
 
 
 def _timeout_hit(error: httpx.TimeoutException, timeout: float | httpx.Timeout | None) -> str:

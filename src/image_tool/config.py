@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigurationError
+from .redaction import display_url
 
 API_KEY_ENV = "IMAGE_TOOL_API_KEY"
 BASE_URL_ENV = "IMAGE_TOOL_BASE_URL"
@@ -62,15 +63,27 @@ def resolve_connection(
 
 def normalise_base_url(url: str) -> str:
     """``https://host//v1/`` -> ``https://host/v1``; a trailing ``/chat/completions`` is dropped."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    shown = display_url(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        valid = False
+    if not valid:
         raise ConfigurationError(
-            f"The base URL must be an http(s) address such as {_EXAMPLE_URL}; got {url!r}. "
+            f"The base URL must be an http(s) address such as {_EXAMPLE_URL}; got {shown!r}. "
             f"Set {BASE_URL_ENV} or pass base_url=."
+        )
+    if parts.username or parts.password:
+        # httpx would send them as Basic auth, in place of the Bearer key.
+        raise ConfigurationError(
+            f"The base URL must not carry a user name or password ({shown} with credentials): they "
+            "would replace the API key. Pass the key as api_key= and the URL without them."
         )
     if parts.query or parts.fragment:
         raise ConfigurationError(
-            f"The base URL must not carry a query or fragment; got {url!r}. Set {BASE_URL_ENV} "
+            f"The base URL must not carry a query or fragment; got {shown!r}. Set {BASE_URL_ENV} "
             "to the address that precedes /chat/completions."
         )
     path = re.sub(r"/{2,}", "/", parts.path).rstrip("/")

@@ -53,18 +53,19 @@ class Deadline:
         if self.expired():
             raise APITimeoutError(
                 f"The generation took longer than the total timeout of {self.seconds:g} s. Generations can "
-                "take minutes: raise ImageClient(total_timeout=...) if this one needs longer.",
-                answer_started=True,
+                "take minutes: raise ImageClient(total_timeout=...) if this one needs longer."
             )
 
 
 def is_retryable(error: BaseException) -> bool:
-    """Safe to try again: connection failures, timeouts before any answer, 429, 502/503/504.
+    """Safe to try again: connection failures and timeouts before any answer, 429, 502/503/504.
 
-    Never a refusal, an authentication failure, a bad request, a spent quota or a missing model.
+    Never once a successful answer began, whatever broke after (a generation that began may be
+    billed); never a refusal, an authentication failure, a bad request, a spent quota or a
+    missing model.
     """
-    if isinstance(error, APITimeoutError):
-        return not error.answer_started
+    if not isinstance(error, APIError) or error.answer_started:
+        return False
     if isinstance(error, APIConnectionError):
         return True
     if isinstance(error, ModelNotFoundError) or not isinstance(error, APIStatusError):

@@ -1,8 +1,12 @@
 """Saving generated images to disk as soon as they arrive, before their links expire.
 
-A link is downloaded in a stream, never held whole in memory, with a size cap, from public
-addresses only unless allowed; inline base64 is decoded. The type is checked from the bytes, the
-name comes from the content, and the file appears under its name only once it is complete.
+A link is downloaded in a stream, never held whole in memory, inflated within the size cap, from
+an http client that connects to public addresses only unless allowed (``network.py``); inline
+base64 is decoded. The type is checked from the bytes, the name comes from the content, and the
+file appears under its name only once it is complete: a failed or interrupted save leaves nothing.
+
+Saving never raises: a failure is the image's ``save_error``, with its link kept, so an image that
+was generated (and paid for) is never lost to a full disk or a bad host.
 """
 
 from __future__ import annotations
@@ -11,11 +15,11 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import contextvars
 import hashlib
-import ipaddress
 import os
-import socket
 import tempfile
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,9 +31,22 @@ import httpx
 
 from .errors import SaveError
 from .models import GeneratedImage, ImageGenerationResult
+from .network import current_deadline
+from .reading import (
+    ACCEPT_ENCODING,
+    BodyDecoder,
+    UnreadableBodyError,
+    araw_chunks,
+    raw_chunks,
+    received_encoding,
+)
+from .redaction import scrub
 
 MAX_REDIRECTS = 3
+MAX_DOWNLOADS = 8
+"""Downloads one client runs at once (per event loop); more wait for a free slot."""
 DOWNLOAD_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+_MAX_REASON = 300
 _SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", ".png"),
     (b"\xff\xd8\xff", ".jpg"),
@@ -41,24 +58,46 @@ _SIGNATURES = (
 @dataclass(frozen=True)
 class SaveOptions:
     save_dir: Path
-    allow_private_downloads: bool
     max_image_bytes: int
 
 
 def save_images(
-    result: ImageGenerationResult, options: SaveOptions, http: httpx.Client
+    result: ImageGenerationResult,
+    options: SaveOptions,
+    http: httpx.Client,
+    slots: threading.Semaphore | None = None,
 ) -> ImageGenerationResult:
-    """Every image of ``result`` saved under ``options.save_dir``, several at once."""
-    with ThreadPoolExecutor(max_workers=min(8, len(result.images)) or 1) as pool:
-        images = list(pool.map(lambda image: _save(image, options, http), result.images))
+    """Every image of ``result`` saved under ``options.save_dir``, several at once (``slots``
+    bounds the downloads of every call sharing it). An interrupt (Ctrl-C) stops each download at
+    its next chunk and removes its temporary file before it is raised."""
+    if not result.images:
+        return result
+    cancelled = threading.Event()
+    workers = ThreadPoolExecutor(max_workers=min(MAX_DOWNLOADS, len(result.images)))
+    try:
+        # Each job runs in a copy of this context: the call's deadline bounds its waits too.
+        futures = [
+            workers.submit(contextvars.copy_context().run, _save, image, options, http, slots, cancelled)
+            for image in result.images
+        ]
+        images = [future.result() for future in futures]
+    except BaseException:
+        cancelled.set()
+        raise
+    finally:
+        workers.shutdown(wait=True, cancel_futures=True)
     return result.model_copy(update={"images": images})
 
 
 async def asave_images(
-    result: ImageGenerationResult, options: SaveOptions, http: httpx.AsyncClient
+    result: ImageGenerationResult,
+    options: SaveOptions,
+    http: httpx.AsyncClient,
+    slots: asyncio.Semaphore | None = None,
 ) -> ImageGenerationResult:
-    """Async twin of ``save_images``: the downloads run concurrently on the event loop."""
-    images = await asyncio.gather(*(_asave(image, options, http) for image in result.images))
+    """Async twin of ``save_images``: the downloads run concurrently on the event loop; a
+    cancelled call removes the temporary files of its downloads."""
+    images = await asyncio.gather(*(_asave(image, options, http, slots) for image in result.images))
     return result.model_copy(update={"images": list(images)})
 
 
@@ -69,109 +108,91 @@ def image_extension(head: bytes) -> str | None:
     return next((extension for signature, extension in _SIGNATURES if head.startswith(signature)), None)
 
 
-def _save(image: GeneratedImage, options: SaveOptions, http: httpx.Client) -> GeneratedImage:
+def _save(
+    image: GeneratedImage,
+    options: SaveOptions,
+    http: httpx.Client,
+    slots: threading.Semaphore | None,
+    cancelled: threading.Event,
+) -> GeneratedImage:
     try:
         if image.b64_json:
-            path = _write(options, [_decode(image.b64_json)])
+            path = _write(options, [_decode(image.b64_json, options)])
         elif image.url:
-            path = _download(image.url, options, http)
+            with slots or contextlib.nullcontext():
+                path = _download(image.url, options, http, cancelled)
         else:
             return image
-    except SaveError as error:
-        return image.model_copy(update={"save_error": str(error)})
+    except Exception as error:  # every failure is the image's save_error: the image is kept
+        return image.model_copy(update={"save_error": _reason(error, options)})
     return image.model_copy(update={"path": path})
 
 
-async def _asave(image: GeneratedImage, options: SaveOptions, http: httpx.AsyncClient) -> GeneratedImage:
+async def _asave(
+    image: GeneratedImage, options: SaveOptions, http: httpx.AsyncClient, slots: asyncio.Semaphore | None
+) -> GeneratedImage:
     try:
         if image.b64_json:
-            path = await asyncio.to_thread(_write, options, [_decode(image.b64_json)])
+            path = await asyncio.to_thread(_write, options, [_decode(image.b64_json, options)])
         elif image.url:
-            path = await _adownload(image.url, options, http)
+            async with slots or contextlib.nullcontext():
+                path = await _adownload(image.url, options, http)
         else:
             return image
-    except SaveError as error:
-        return image.model_copy(update={"save_error": str(error)})
+    except Exception as error:
+        return image.model_copy(update={"save_error": _reason(error, options)})
     return image.model_copy(update={"path": path})
 
 
-def _download(url: str, options: SaveOptions, http: httpx.Client) -> Path:
+def _download(url: str, options: SaveOptions, http: httpx.Client, cancelled: threading.Event) -> Path:
     for _ in range(MAX_REDIRECTS + 1):
-        host, port = _checked_target(url)
-        if not options.allow_private_downloads:
-            _check_public(host, _resolve(host, port))
-        try:
-            with http.stream("GET", url, timeout=DOWNLOAD_TIMEOUT, follow_redirects=False) as response:
-                if response.is_redirect:
-                    url = urljoin(url, response.headers.get("location", ""))
-                    continue
-                _check_answer(response)
-                with _ImageSink(options) as sink:
-                    for chunk in response.iter_bytes():
-                        sink.write(chunk)
-                    return sink.finish()
-        except httpx.HTTPError as error:
-            raise SaveError(f"download failed: {error or type(error).__name__}") from error
+        _check_scheme(url)
+        with http.stream("GET", url, **_REQUEST) as response:
+            if response.is_redirect:
+                url = urljoin(url, response.headers.get("location", ""))
+                continue
+            _check_answer(response)
+            decoder = BodyDecoder(received_encoding(response), options.max_image_bytes)
+            with _ImageSink(options) as sink:
+                for raw in raw_chunks(response):
+                    if cancelled.is_set():
+                        raise SaveError("cancelled")
+                    sink.write_all(decoder.feed(raw))
+                return sink.finish()
     raise SaveError(f"more than {MAX_REDIRECTS} redirects")
 
 
 async def _adownload(url: str, options: SaveOptions, http: httpx.AsyncClient) -> Path:
     for _ in range(MAX_REDIRECTS + 1):
-        host, port = _checked_target(url)
-        if not options.allow_private_downloads:
-            _check_public(host, await _aresolve(host, port))
-        try:
-            async with http.stream("GET", url, timeout=DOWNLOAD_TIMEOUT, follow_redirects=False) as response:
-                if response.is_redirect:
-                    url = urljoin(url, response.headers.get("location", ""))
-                    continue
-                _check_answer(response)
-                with _ImageSink(options) as sink:
-                    async for chunk in response.aiter_bytes():
-                        sink.write(chunk)
-                    return await asyncio.to_thread(sink.finish)  # fsync and rename off the loop
-        except httpx.HTTPError as error:
-            raise SaveError(f"download failed: {error or type(error).__name__}") from error
+        _check_scheme(url)
+        async with http.stream("GET", url, **_REQUEST) as response:
+            if response.is_redirect:
+                url = urljoin(url, response.headers.get("location", ""))
+                continue
+            _check_answer(response)
+            decoder = BodyDecoder(received_encoding(response), options.max_image_bytes)
+            with _ImageSink(options) as sink:
+                async for raw in araw_chunks(response):
+                    sink.write_all(decoder.feed(raw))
+                return await asyncio.to_thread(sink.finish)  # fsync and rename off the loop
     raise SaveError(f"more than {MAX_REDIRECTS} redirects")
 
 
-def _checked_target(url: str) -> tuple[str, int]:
-    """The host and port of an http(s) link; other schemes are refused."""
+_REQUEST: dict[str, Any] = {
+    "timeout": DOWNLOAD_TIMEOUT,
+    "follow_redirects": False,  # each hop is checked here
+    "headers": {"Accept-Encoding": ACCEPT_ENCODING},
+}
+
+
+def _check_scheme(url: str) -> None:
+    """Only http(s) links with a host are fetched."""
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as error:
         raise SaveError(f"not a valid link: {url[:100]}") from error
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise SaveError(f"only http and https links are downloaded, not {url[:100]}")
-    return parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80)
-
-
-def _resolve(host: str, port: int) -> list[str]:
-    try:
-        return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
-    except OSError as error:
-        raise SaveError(f"could not resolve {host}: {error}") from error
-
-
-async def _aresolve(host: str, port: int) -> list[str]:
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as error:
-        raise SaveError(f"could not resolve {host}: {error}") from error
-    return [str(info[4][0]) for info in infos]
-
-
-def _check_public(host: str, addresses: Iterable[str]) -> None:
-    """A hostile relay could point at internal services: only public addresses are fetched."""
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        if not ip.is_global:
-            raise SaveError(
-                f"refused to download from {host} ({ip}): a loopback, private, link-local or metadata "
-                "address; set allow_private_downloads=True to allow it for local use"
-            )
 
 
 def _check_answer(response: httpx.Response) -> None:
@@ -179,34 +200,58 @@ def _check_answer(response: httpx.Response) -> None:
         raise SaveError(f"HTTP {response.status_code} from the image host (the link may have expired)")
 
 
-def _decode(b64_json: str) -> bytes:
+def _decode(b64_json: str, options: SaveOptions) -> bytes:
     try:
-        return base64.b64decode(b64_json, validate=True)
+        data = base64.b64decode(b64_json, validate=True)
     except (binascii.Error, ValueError) as error:
         raise SaveError("the inline image is not valid base64") from error
+    if len(data) > options.max_image_bytes:
+        raise SaveError(f"the image is larger than {options.max_image_bytes} bytes")
+    return data
 
 
 def _write(options: SaveOptions, chunks: Iterable[bytes]) -> Path:
     with _ImageSink(options) as sink:
-        for chunk in chunks:
-            sink.write(chunk)
+        sink.write_all(chunks)
         return sink.finish()
 
 
+def _reason(error: Exception, options: SaveOptions) -> str:
+    """Why an image was not saved, in a sentence that never is empty."""
+    if isinstance(error, SaveError):
+        reason = str(error)
+    elif isinstance(error, OSError):
+        reason = f"could not write to {options.save_dir}: {error.strerror or error}"
+    elif isinstance(error, UnreadableBodyError):
+        reason = f"the download is {error}"
+    elif isinstance(error, httpx.TimeoutException):
+        deadline = current_deadline()
+        reason = (
+            f"the call's total timeout of {deadline.seconds:g} s ran out during the download"
+            if deadline is not None and deadline.expired()
+            else "the image host did not answer in time"
+        )
+    elif isinstance(error, httpx.HTTPError):
+        reason = f"download failed: {str(error) or type(error).__name__}"
+    else:
+        reason = f"unexpected {type(error).__name__}: {error}"
+    reason = scrub(reason)
+    return reason if len(reason) <= _MAX_REASON else reason[: _MAX_REASON - 3] + "..."
+
+
 class _ImageSink:
-    """Writes an image to a hidden temporary file, hashing and capping it as it goes; ``finish``
-    renames it to ``<sha256 of the content><extension>``, so a crash never leaves a half file.
-    Leaving the ``with`` block on an error discards the temporary file."""
+    """Writes an image to a hidden temporary file, hashing it as it goes; ``finish`` renames it to
+    ``<sha256 of the content><extension>``, so a crash never leaves a half file. Leaving the
+    ``with`` block on an error (or a cancellation) removes the temporary file."""
 
     def __init__(self, options: SaveOptions) -> None:
         options.save_dir.mkdir(parents=True, exist_ok=True)
-        self._options = options
+        self._save_dir = options.save_dir
         descriptor, name = tempfile.mkstemp(dir=options.save_dir, prefix=".image-", suffix=".part")
-        self._file: Any = os.fdopen(descriptor, "wb")
         self._temporary = Path(name)
+        self._file: Any = os.fdopen(descriptor, "wb")
         self._digest = hashlib.sha256()
         self._head = b""
-        self._size = 0
 
     def __enter__(self) -> _ImageSink:
         return self
@@ -215,14 +260,12 @@ class _ImageSink:
         if kind is not None:
             self.discard()
 
-    def write(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._size > self._options.max_image_bytes:
-            raise SaveError(f"the image is larger than {self._options.max_image_bytes} bytes")
-        if len(self._head) < 16:
-            self._head += chunk[:16]
-        self._digest.update(chunk)
-        self._file.write(chunk)
+    def write_all(self, chunks: Iterable[bytes]) -> None:
+        for chunk in chunks:
+            if len(self._head) < 16:
+                self._head += chunk[:16]
+            self._digest.update(chunk)
+            self._file.write(chunk)
 
     def finish(self) -> Path:
         extension = image_extension(self._head)
@@ -231,11 +274,15 @@ class _ImageSink:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        path = self._options.save_dir / f"{self._digest.hexdigest()[:32]}{extension}"
+        path = self._save_dir / f"{self._digest.hexdigest()[:32]}{extension}"
         os.replace(self._temporary, path)
         return path
 
     def discard(self) -> None:
-        self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            self._temporary.unlink()
+        try:
+            self._file.close()
+        except (OSError, ValueError):
+            pass  # a full disk fails the last flush too: the file goes all the same
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                self._temporary.unlink()
