@@ -115,7 +115,7 @@ def test_unknown_setting_is_refused() -> None:
         ({"timeout": "soon"}, "timeout"),
     ],
 )
-def test_invalid_settings_fail_at_construction_naming_the_setting(settings: dict[str, Any], named: str) -> None:
+def test_invalid_settings_fail_at_construction(settings: dict[str, Any], named: str) -> None:
     with pytest.raises(ConfigurationError, match=named) as caught:
         ImageClient(api_key="sk-settings-secret-0123456789", base_url=RELAY, **settings)
     assert "sk-settings-secret" not in str(caught.value)
