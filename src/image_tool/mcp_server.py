@@ -20,10 +20,10 @@ from langchain_core.messages.tool import tool_call
 from ._version import __version__
 from .errors import ConfigurationError
 from .models import GeneratedImage, ImageGenerationResult
-from .redaction import REDACTED
+from .redaction import REDACTED, scrub
 from .references import MIME_TYPES
 from .storage import image_extension
-from .tool import GenerateImageInput, ImageGenerationTool
+from .tool import GenerateImageInput, ImageGenerationTool, describe_failure
 
 if TYPE_CHECKING:
     from mcp.server import Server
@@ -56,12 +56,19 @@ def create_server(tool: ImageGenerationTool) -> Server[Any]:
     ) -> types.CallToolResult:
         if params.name != tool.name:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {params.name}")
-        # The tool validates the arguments itself, answering bad ones with advice for the model.
+        # The tool validates the arguments itself, answering bad ones with advice for the model,
+        # and turns every failure into an error message; this guard keeps even a failure of its
+        # own from becoming the SDK's bare "Internal server error".
+        secret = tool.client.api_key.get_secret_value()
         call = tool_call(name=tool.name, args=dict(params.arguments or {}), id=f"mcp_{uuid.uuid4().hex}")
-        message = await tool.ainvoke(call)
-        if not isinstance(message, ToolMessage):  # a ToolCall always gets a ToolMessage back
-            raise TypeError(f"{tool.name} returned {type(message).__name__}, not a ToolMessage")
-        return await _call_result(message, tool.client.api_key.get_secret_value())
+        try:
+            message = await tool.ainvoke(call)
+            if not isinstance(message, ToolMessage):  # a ToolCall always gets a ToolMessage back
+                raise TypeError(f"{tool.name} returned {type(message).__name__}, not a ToolMessage")
+            return await _call_result(message, secret)
+        except Exception as error:
+            text = scrub(describe_failure(error), secret)
+            return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
 
     return Server("image-tool", version=__version__, on_list_tools=list_tools, on_call_tool=call_tool)
 

@@ -5,6 +5,7 @@
 import asyncio
 import base64
 import functools
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,8 @@ from .errors import (
     AuthenticationError,
     ConfigurationError,
     ContentPolicyError,
+    ImageToolError,
+    InvalidRequestError,
     MalformedResponseError,
     ModelNotFoundError,
     NoImageError,
@@ -65,6 +68,12 @@ from .references import MIME_TYPES, reference_urls
 
 MAX_REFERENCES = 4
 MAX_SHOWN_BYTES = 1_000_000
+MAX_SHOWN_PROMPT = 1000
+"""Characters of a revised prompt shown to the model (the artifact keeps it whole)."""
+MAX_SHOWN_URL = 2048
+"""A longer link is not put into the model's context (the artifact keeps it)."""
+logger = logging.getLogger("image_tool")
+
 PROGRESS_EVENT = "image_generation_progress"
 """Name of the custom event (and LangGraph custom-stream key) that carries streamed progress."""
 USER_CONFIG_KEY = "image_tool_user"
@@ -128,29 +137,43 @@ class GenerateImageInput(BaseModel):
 
 
 def describe_result(result: ImageGenerationResult) -> str:
-    """The model's view of a result: each image's link and revised prompt, never base64."""
+    """The model's view of a result: each image's link and revised prompt, never base64, and
+    bounded whatever the relay sent (the artifact keeps everything)."""
     count = len(result.images)
-    lines = [f"Generated {count} image{'s' if count > 1 else ''} ({result.model}):"]
+    lines = [f"Generated {count} image{'s' if count > 1 else ''} ({_brief(result.model, 100)}):"]
     for number, image in enumerate(result.images, start=1):
-        where = image.url or "an inline image (kept in the tool's artifact)"
-        lines.append(f"{number}. {where}")
+        lines.append(f"{number}. {_where(image)}")
         if image.path:
             lines.append(f"   Saved at: {image.path}")
         if image.save_error:
-            lines.append(f"   Not saved: {image.save_error}")
+            lines.append(f"   Not saved: {_brief(image.save_error)}")
         if image.revised_prompt:
-            lines.append(f"   Revised prompt: {image.revised_prompt}")
+            lines.append(f"   Revised prompt: {_brief(image.revised_prompt, MAX_SHOWN_PROMPT)}")
+    if result.dropped_images:
+        lines.append(
+            f"The service sent {result.dropped_images} more image(s) than asked for; they were left out."
+        )
     if result.urls:
         lines.append("Give the user these links; they expire after a while.")
     return "\n".join(lines)
 
 
+def _where(image: GeneratedImage) -> str:
+    if image.url and len(image.url) > MAX_SHOWN_URL:
+        return f"a link of {len(image.url)} characters (kept in the tool's artifact)"
+    return image.url or "an inline image (kept in the tool's artifact)"
+
+
 def image_block(image: GeneratedImage) -> dict[str, Any] | None:
     """A standard image content block: a saved file up to ``MAX_SHOWN_BYTES`` inline, else the URL."""
-    if image.path is not None and image.path.stat().st_size <= MAX_SHOWN_BYTES:
-        data = image.path.read_bytes()
-        mime_type = MIME_TYPES.get(image.path.suffix, "image/png")
-        return {"type": "image", "base64": base64.b64encode(data).decode(), "mime_type": mime_type}
+    if image.path is not None:
+        try:
+            if image.path.stat().st_size <= MAX_SHOWN_BYTES:
+                data = image.path.read_bytes()
+                mime_type = MIME_TYPES.get(image.path.suffix, "image/png")
+                return {"type": "image", "base64": base64.b64encode(data).decode(), "mime_type": mime_type}
+        except OSError:
+            pass  # removed since it was saved: the link (or inline copy) still shows it
     if image.url:
         return {"type": "image", "url": image.url}
     if image.b64_json and len(image.b64_json) <= MAX_SHOWN_BYTES * 4 // 3:
@@ -158,8 +181,17 @@ def image_block(image: GeneratedImage) -> dict[str, Any] | None:
     return None
 
 
-def describe_failure(error: APIError) -> str:
+def describe_failure(error: Exception) -> str:
     """One sentence per kind of failure, telling the model what to do next."""
+    if isinstance(error, ReferenceImageError):
+        return f"Invalid image_urls: {error}. Pass an image URL or a saved path from this tool."
+    if isinstance(error, InvalidRequestError):
+        return f"Invalid arguments for generate_image: {error} Correct them and call it again."
+    if not isinstance(error, APIError):
+        return (
+            f"The image tool failed unexpectedly ({type(error).__name__}). Tell the user that image "
+            "generation failed; do not retry."
+        )
     if isinstance(error, ContentPolicyError):
         return (
             f"The image service refused this prompt under its content policy ({_brief(error.message)}). "
@@ -207,9 +239,10 @@ def describe_failure(error: APIError) -> str:
             "The image service sent an answer that could not be read. Try again once; if it "
             "fails again, tell the user that image generation is failing."
         )
+    status = f" with HTTP {error.status_code}" if error.status_code is not None else ""
     return (
-        f"The image service failed with HTTP {error.status_code} ({_brief(error.message)}). Tell the user "
-        "that image generation failed; retry later only if the message suggests a passing problem."
+        f"The image service failed{status} ({_brief(error.message)}). Tell the user that image "
+        "generation failed; retry later only if the message suggests a passing problem."
     )
 
 
@@ -348,8 +381,8 @@ class ImageGenerationTool(BaseTool):
                 if stream_writer is not None:
                     stream_writer({PROGRESS_EVENT: update.model_dump()})
 
-        references = self._references(request.image_urls)
-        with self._generating(request.n) as spend:
+        with _failures_as_advice(), self._generating(request.n) as spend:
+            references = self._references(request.image_urls)
             result = self.client.generate(
                 request.prompt,
                 n=request.n,
@@ -380,11 +413,11 @@ class ImageGenerationTool(BaseTool):
                 if stream_writer is not None:
                     stream_writer({PROGRESS_EVENT: update.model_dump()})
 
-        # Local reference files are read off the event loop.
-        references = (
-            await asyncio.to_thread(self._references, request.image_urls) if request.image_urls else []
-        )
-        with self._generating(request.n) as spend:
+        with _failures_as_advice(), self._generating(request.n) as spend:
+            # Local reference files are read off the event loop.
+            references = (
+                await asyncio.to_thread(self._references, request.image_urls) if request.image_urls else []
+            )
             result = await self.client.agenerate(
                 request.prompt,
                 n=request.n,
@@ -400,8 +433,8 @@ class ImageGenerationTool(BaseTool):
 
     @contextmanager
     def _generating(self, n: int) -> Iterator[Callable[[int], None]]:
-        """Reserves ``n`` images of the budget for a call, and turns an API failure into advice
-        for the model; ``spend`` records how many images the call really produced."""
+        """Reserves ``n`` images of the budget for a call; ``spend`` records how many images the
+        call really kept, and the rest is given back."""
         self._reserve(n)
         generated = 0
 
@@ -411,20 +444,13 @@ class ImageGenerationTool(BaseTool):
 
         try:
             yield spend
-        except APIError as error:
-            raise ToolException(describe_failure(error)) from error
         finally:
             self._settle(n, generated)
 
     def _references(self, image_urls: list[str] | None) -> list[str]:
         """The reference images to send; a local file only from the allowed directories."""
         allowed = self.image_dirs if self.image_dirs is not None else [self.client.save_dir]
-        try:
-            return reference_urls(image_urls or [], [directory for directory in allowed if directory])
-        except ReferenceImageError as error:
-            raise ToolException(
-                f"Invalid image_urls: {error}. Pass an image URL or a saved path from this tool."
-            ) from error
+        return reference_urls(image_urls or [], [directory for directory in allowed if directory])
 
     def _content(self, result: ImageGenerationResult) -> str | list[str | dict[str, Any]]:
         """The text for the model; with ``show_images``, the images too, as image content blocks."""
@@ -455,6 +481,20 @@ class ImageGenerationTool(BaseTool):
     def _user(self, config: RunnableConfig) -> str | None:
         per_run = config.get("configurable", {}).get(USER_CONFIG_KEY)
         return str(per_run) if per_run is not None else self.user
+
+
+@contextmanager
+def _failures_as_advice() -> Iterator[None]:
+    """Every failure of a call becomes a ``ToolException`` with advice for the model, so that no
+    failure of any kind crashes an agent's graph."""
+    try:
+        yield
+    except ToolException:
+        raise
+    except Exception as error:
+        if not isinstance(error, ImageToolError):
+            logger.error("generate_image failed unexpectedly", exc_info=True)
+        raise ToolException(describe_failure(error)) from error
 
 
 def _progress_channels(
