@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 
+from .errors import ImageToolError
+
 ACCEPT_ENCODING = "gzip, deflate"
 """What image-tool asks servers for: the encodings it can inflate within bounds."""
 PIECE = 64 * 1024
@@ -43,7 +45,7 @@ def received_encoding(response: httpx.Response) -> str | None:
     return None if response.is_stream_consumed else response.headers.get("content-encoding")
 
 
-class UnreadableBodyError(Exception):
+class UnreadableBodyError(ImageToolError):
     """The bytes of an answer cannot be read within the bounds; the message says why."""
 
 

@@ -221,7 +221,7 @@ def _reason(error: Exception, options: SaveOptions) -> str:
     if isinstance(error, SaveError):
         reason = str(error)
     elif isinstance(error, OSError):
-        reason = f"could not write to {options.save_dir}: {error.strerror or error}"
+        reason = f"could not write to {options.save_dir}: {error.strerror or _text(error)}"
     elif isinstance(error, UnreadableBodyError):
         reason = f"the download is {error}"
     elif isinstance(error, httpx.TimeoutException):
@@ -232,11 +232,17 @@ def _reason(error: Exception, options: SaveOptions) -> str:
             else "the image host did not answer in time"
         )
     elif isinstance(error, httpx.HTTPError):
-        reason = f"download failed: {str(error) or type(error).__name__}"
+        reason = f"download failed: {_text(error)}"
     else:
-        reason = f"unexpected {type(error).__name__}: {error}"
+        reason = f"unexpected {_text(error)}"
     reason = scrub(reason)
     return reason if len(reason) <= _MAX_REASON else reason[: _MAX_REASON - 3] + "..."
+
+
+def _text(error: BaseException) -> str:
+    """``Kind: message``, or the kind alone: some exceptions carry no message."""
+    message = str(error).strip()
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 class _ImageSink:
