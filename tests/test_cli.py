@@ -9,12 +9,16 @@ import pty
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from image_tool.cli import EXIT_CODES, main
+from image_tool import errors
+from image_tool.cli import EXIT_CODES, _ProgressDisplay, exit_code, main
+from image_tool.client import ImageClient
+from image_tool.models import MAX_IMAGES, MAX_PROMPT_LENGTH, GenerationProgress
 from image_tool.testing import FakeRelay, Reply
 
 
@@ -125,18 +129,44 @@ def test_exit_codes(relay: FakeRelay, reply: Reply, code: int, capsys: pytest.Ca
     assert relay.api_key not in err
 
 
-def test_timeout_and_unreachable_exit_codes(relay: FakeRelay, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_timeout_and_unreachable_exit_codes(
+    relay: FakeRelay, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     relay.queue(Reply.transport_fault("endless_stream"))
     assert main(["generate", "A cat", "--max-retries", "0", "--total-timeout", "0.3"]) == 8
+    err = capsys.readouterr().err
+    assert "raise --total-timeout" in err  # the flag, not the library's setting
+    assert "ImageClient(" not in err
     monkeypatch.setenv("IMAGE_TOOL_BASE_URL", "http://127.0.0.1:9/v1")
     assert main(["generate", "A cat", "--max-retries", "0"]) == 9
 
 
 def test_every_error_kind_has_its_own_code() -> None:
-    codes = [code for _, code, _ in EXIT_CODES]
+    # Usage errors share 2: a bad setting and a bad argument are both fixed by the caller.
+    usage = {kind for kind, code, _ in EXIT_CODES if code == 2}
+    assert usage == {errors.ConfigurationError, errors.InvalidRequestError}
+    codes = [code for _, code, _ in EXIT_CODES if code != 2]
     assert len(set(codes)) == len(codes)
     assert 0 not in codes
     assert 1 not in codes
+
+
+def test_exit_codes_of_failures_found_before_sending_and_after() -> None:
+    assert exit_code(errors.InvalidRequestError("the prompt is empty")) == 2
+    assert exit_code(errors.ReferenceImageError("not an image")) == 2
+    assert exit_code(errors.SaveError("disk full")) == 12
+    assert exit_code(KeyboardInterrupt()) == 130
+
+
+def test_an_invalid_request_from_the_library_is_a_usage_error(
+    relay: FakeRelay, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise errors.InvalidRequestError("the prompt is empty")
+
+    monkeypatch.setattr(ImageClient, "generate", refuse)
+    assert main(["generate", "A cat"]) == 2
+    assert capsys.readouterr().err == "image-tool: the prompt is empty\n"
 
 
 def test_without_a_relay_it_says_how_to_configure_one(
@@ -155,6 +185,9 @@ def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     for words in ("examples:", "--save", "--stream", "--json", "exit codes:", "IMAGE_TOOL_BASE_URL"):
         assert words in text
+    for _, code, meaning in EXIT_CODES:
+        assert f"  {code:<3} {meaning}\n" in text + "\n"
+    assert "12  generated, but not saved (see --save)" in text
 
 
 def test_fake_relay_command_serves_the_emulator(tmp_path: Path) -> None:
@@ -197,5 +230,173 @@ def test_a_bad_image_argument_is_a_usage_error(
 ) -> None:
     (tmp_path / "notes.txt").write_text("not an image")
     assert main(["generate", "Edit it", "--image", str(tmp_path / "notes.txt")]) == 2
-    assert "not a PNG, JPEG, WebP or GIF image" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("image-tool: --image ")
+    assert "not a PNG, JPEG, WebP or GIF image" in err
+    assert err.count("\n") == 1
     assert relay.requests == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        ([""], "argument prompt: empty"),
+        (["  \n "], "argument prompt: empty"),
+        (["a" * (MAX_PROMPT_LENGTH + 1)], f"argument prompt: {MAX_PROMPT_LENGTH + 1} characters"),
+        (["A cat", "--n", "0"], f"argument --n: expected a whole number from 1 to {MAX_IMAGES}, not '0'"),
+        (["A cat", "--n", str(MAX_IMAGES + 1)], "argument --n: expected a whole number from 1"),
+        (["A cat", "--n", "two"], "argument --n: expected a whole number"),
+        (["A cat", "--max-retries", "-1"], "argument --max-retries: expected a whole number, 0 or more"),
+        (["A cat", "--max-retries", "1.5"], "argument --max-retries: expected a whole number"),
+        (["A cat", "--total-timeout", "0"], "argument --total-timeout: expected a number of seconds above 0"),
+        (["A cat", "--total-timeout", "-5"], "argument --total-timeout: expected a number of seconds"),
+        (["A cat", "--total-timeout", "nan"], "argument --total-timeout: expected a number of seconds"),
+        (["A cat", "--size", "huge"], "argument --size: invalid choice: 'huge'"),
+        ([], "the following arguments are required: prompt"),
+    ],
+)
+def test_bad_arguments_are_one_line_usage_errors_and_nothing_is_sent(
+    relay: FakeRelay, arguments: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["generate", *arguments])
+    assert exited.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"image-tool: error: {error}")
+    assert err.endswith(" (see image-tool generate --help)\n")
+    assert err.count("\n") == 1
+    assert relay.requests == []
+
+
+def test_arguments_at_their_limits_are_sent(relay: FakeRelay, capsys: pytest.CaptureFixture[str]) -> None:
+    prompt = "a" * MAX_PROMPT_LENGTH
+    argv = [
+        "generate",
+        f"  {prompt}\n",
+        "--n",
+        str(MAX_IMAGES),
+        "--max-retries",
+        "0",
+        "--total-timeout",
+        "30",
+    ]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count("/images/") == MAX_IMAGES
+    sent = relay.requests[-1].json
+    assert sent["messages"][0]["content"] == prompt  # sent as checked: stripped
+    assert sent["n"] == MAX_IMAGES
+
+
+def test_an_unknown_command_is_a_one_line_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["paint", "A cat"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("image-tool: error: argument COMMAND: invalid choice: 'paint'")
+    assert err.count("\n") == 1
+
+
+def test_ctrl_c_clears_the_progress_line_and_exits_130(
+    relay: FakeRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        time.sleep(0.3)  # long enough for the progress line to be drawn
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ImageClient, "generate", interrupted)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["generate", "A cat"]) == 130
+    drawn = terminal.getvalue()
+    assert "waiting for the relay" in drawn
+    assert drawn.endswith("\r\x1b[Kimage-tool: interrupted\n")
+
+
+def test_ctrl_c_stops_a_generation_at_once_with_one_line() -> None:
+    with FakeRelay(default_reply=Reply.slow(10)) as relay:
+        env = {**os.environ, "IMAGE_TOOL_API_KEY": relay.api_key, "IMAGE_TOOL_BASE_URL": relay.base_url}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "image_tool.cli", "generate", "A cat", "--stream"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        try:
+            _wait_until(lambda: relay.in_flight > 0, timeout=20)  # the request is on its way
+            time.sleep(1)
+            process.send_signal(signal.SIGINT)
+            interrupted = time.monotonic()
+            out, err = process.communicate(timeout=10)
+            took = time.monotonic() - interrupted
+        finally:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130
+    assert err == "image-tool: interrupted\n"
+    assert out == ""
+    assert took < 3
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def test_images_refused_by_the_save_are_printed_reported_and_exit_12(
+    relay: FakeRelay, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # FakeRelay serves its images from 127.0.0.1: without --allow-private-downloads they are refused.
+    assert main(["generate", "A cat", "--n", "2", "--save", str(tmp_path)]) == 12
+    out, err = capsys.readouterr()
+    assert out.count(f"{relay.origin}/images/") == 2
+    lines = err.splitlines()
+    assert len(lines) == 2
+    for number, line in enumerate(lines, start=1):
+        assert line.startswith(f"image-tool: image {number} was not saved to {tmp_path} (--save): refused")
+        assert "--allow-private-downloads" in line
+        assert "allow_private_downloads" not in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_json_keeps_each_save_error_and_exits_12(
+    relay: FakeRelay, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["generate", "A cat", "--save", str(tmp_path), "--json"]) == 12
+    out, err = capsys.readouterr()
+    (image,) = json.loads(out)["images"]
+    assert image["url"].startswith(f"{relay.origin}/images/")
+    assert image["path"] is None
+    assert "--allow-private-downloads" in image["save_error"]
+    assert err.startswith("image-tool: image 1 was not saved to ")
+
+
+def test_a_save_directory_that_cannot_be_made_is_reported_and_exits_12(
+    relay: FakeRelay, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Waits for storage to turn an OSError into save_error (it raised out of generate before).
+    (tmp_path / "file.txt").write_text("a file, not a directory")
+    target = tmp_path / "file.txt" / "sub"
+    assert main(["generate", "A cat", "--save", str(target), "--allow-private-downloads"]) == 12
+    out, err = capsys.readouterr()
+    assert f"{relay.origin}/images/" in out
+    assert err.startswith(f"image-tool: image 1 was not saved to {target} (--save): ")
+    assert err.count("\n") == 1
+
+
+def test_the_progress_line_says_saving_images_while_downloading() -> None:
+    screen = io.StringIO()
+    with _ProgressDisplay(screen) as display:
+        display.update(GenerationProgress(stage="generating", percent=57))
+        _wait_until(lambda: "generating 57%" in screen.getvalue(), timeout=5)
+        display.update(GenerationProgress(stage="done", percent=100))
+        display.update(GenerationProgress(stage="saving"))
+        _wait_until(lambda: "saving images" in screen.getvalue(), timeout=5)
+    drawn = screen.getvalue()
+    last = drawn.removesuffix("\r\x1b[K").rsplit("\r\x1b[K", 1)[-1]
+    assert "saving images" in last
+    assert "done 100%" not in drawn.split("generating 57%", 1)[1]
+    assert drawn.endswith("\r\x1b[K")

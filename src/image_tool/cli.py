@@ -5,22 +5,34 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO, get_args
+from typing import NoReturn, TextIO, get_args
 
 from . import errors
 from .client import ImageClient
-from .models import GenerationProgress, ImageGenerationResult, ImageQuality, ImageSize, ImageStyle
+from .models import (
+    MAX_IMAGES,
+    MAX_PROMPT_LENGTH,
+    GenerationProgress,
+    ImageGenerationResult,
+    ImageQuality,
+    ImageSize,
+    ImageStyle,
+)
 from .references import reference_urls
 from .testing import FakeRelay, Reply, Shape
 
-# One exit code per kind of failure, so scripts can tell them apart (most specific first).
-EXIT_CODES: tuple[tuple[type[errors.ImageToolError], int, str], ...] = (
+# One exit code per kind of failure, so scripts can tell them apart (most specific first); --help
+# lists them from here. Usage errors share 2. SaveError is never raised out of a generation: its code
+# is for images generated but not saved (GeneratedImage.save_error).
+EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (errors.ConfigurationError, 2, "configuration or usage"),
+    (errors.InvalidRequestError, 2, "an invalid argument (nothing was sent)"),
     (errors.AuthenticationError, 3, "the key was refused"),
     (errors.ContentPolicyError, 4, "the prompt was refused under the content policy"),
     (errors.RateLimitError, 5, "rate-limited or saturated"),
@@ -30,7 +42,15 @@ EXIT_CODES: tuple[tuple[type[errors.ImageToolError], int, str], ...] = (
     (errors.APIConnectionError, 9, "the relay could not be reached"),
     (errors.APIStatusError, 10, "any other error answer"),
     (errors.MalformedResponseError, 11, "an unreadable answer, or no image"),
+    (errors.SaveError, 12, "generated, but not saved (see --save)"),
+    (KeyboardInterrupt, 130, "interrupted (Ctrl-C)"),
 )
+
+# The library's messages name its settings; the command has flags for some of them.
+CLI_FLAGS = {
+    "allow_private_downloads=True": "--allow-private-downloads",
+    "ImageClient(total_timeout=...)": "--total-timeout",
+}
 
 NOT_CONFIGURED = """\
 image-tool needs an image relay. Set:
@@ -50,22 +70,33 @@ The relay comes from IMAGE_TOOL_API_KEY and IMAGE_TOOL_BASE_URL. Progress is dra
 is a terminal; images (saved paths, else URLs) and revised prompts go to stdout.
 
 exit codes:
-  0  success
-""" + "\n".join(f"  {code:<2} {meaning}" for _, code, meaning in EXIT_CODES)
+  0   success
+""" + "\n".join(f"  {code:<3} {meaning}" for _, code, meaning in EXIT_CODES)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    command: int = args.run(args)
-    return command
+    try:
+        parser = _parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        command: int = args.run(args)
+        return command
+    except KeyboardInterrupt as interrupt:  # the progress line was cleared on the way out
+        print("image-tool: interrupted", file=sys.stderr)
+        return exit_code(interrupt)
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse prints its whole usage above an error: one line, pointing at --help, reads better."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"image-tool: error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="image-tool",
         description="Generate images through an OpenAI-compatible relay (gpt-4o-image and kin).",
     )
@@ -78,8 +109,13 @@ def _parser() -> argparse.ArgumentParser:
         epilog=GENERATE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    generate.add_argument("prompt", help="what to draw, in plain sentences")
-    generate.add_argument("--n", type=int, default=1, help="how many images (default 1)")
+    generate.add_argument("prompt", type=_prompt, help="what to draw, in plain sentences")
+    generate.add_argument(
+        "--n",
+        type=_whole_number(1, MAX_IMAGES),
+        default=1,
+        help=f"how many images, 1 to {MAX_IMAGES} (default 1)",
+    )
     generate.add_argument(
         "--size", choices=get_args(ImageSize), default="1024x1024", help="default 1024x1024"
     )
@@ -97,9 +133,15 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--save", type=Path, metavar="DIR", help="save the images here (links expire)")
     generate.add_argument("--stream", action="store_true", help="stream the answer, with live progress")
     generate.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
-    generate.add_argument("--max-retries", type=int, default=2, help="retries of safe failures (default 2)")
     generate.add_argument(
-        "--total-timeout", type=float, default=1200.0, metavar="SECONDS", help="give up after (default 1200)"
+        "--max-retries", type=_whole_number(0), default=2, help="retries of safe failures (default 2)"
+    )
+    generate.add_argument(
+        "--total-timeout",
+        type=_seconds,
+        default=1200.0,
+        metavar="SECONDS",
+        help="give up after (default 1200)",
     )
     generate.add_argument(
         "--allow-private-downloads",
@@ -138,6 +180,43 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# argparse types: a bad value is a one-line usage error (exit 2) before anything is sent.
+def _prompt(text: str) -> str:
+    prompt = text.strip()
+    if not prompt:
+        raise argparse.ArgumentTypeError("empty: say what to draw")
+    if len(prompt) > MAX_PROMPT_LENGTH:
+        raise argparse.ArgumentTypeError(f"{len(prompt)} characters; at most {MAX_PROMPT_LENGTH}")
+    return prompt
+
+
+def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    expected = (
+        f"a whole number from {low} to {high}" if high is not None else f"a whole number, {low} or more"
+    )
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, not {text!r}")
+    return value
+
+
 def _generate(args: argparse.Namespace) -> int:
     try:
         client = ImageClient(
@@ -169,14 +248,41 @@ def _generate(args: argparse.Namespace) -> int:
                 on_progress=display.update if display else None,
             )
     except errors.ImageToolError as error:
-        print(f"image-tool: {error}", file=sys.stderr)
+        print(f"image-tool: {_in_cli_terms(str(error))}", file=sys.stderr)
         return exit_code(error)
+    result = _save_errors_in_cli_terms(result)
     print(_as_json(result) if args.json else _as_text(result))
-    return 0
+    return _report_unsaved(result, args.save)
 
 
-def exit_code(error: errors.ImageToolError) -> int:
+def exit_code(error: BaseException) -> int:
     return next((code for kind, code, _ in EXIT_CODES if isinstance(error, kind)), 1)
+
+
+def _in_cli_terms(message: str) -> str:
+    for setting, flag in CLI_FLAGS.items():
+        message = message.replace(setting, flag)
+    return message
+
+
+def _save_errors_in_cli_terms(result: ImageGenerationResult) -> ImageGenerationResult:
+    images = [
+        image.model_copy(update={"save_error": _in_cli_terms(image.save_error)})
+        if image.save_error
+        else image
+        for image in result.images
+    ]
+    return result.model_copy(update={"images": images})
+
+
+def _report_unsaved(result: ImageGenerationResult, save_dir: Path | None) -> int:
+    """One line on stderr per image that was not saved; the exit code tells scripts."""
+    reasons = [
+        (number, image.save_error) for number, image in enumerate(result.images, 1) if image.save_error
+    ]
+    for number, reason in reasons:
+        print(f"image-tool: image {number} was not saved to {save_dir} (--save): {reason}", file=sys.stderr)
+    return exit_code(errors.SaveError()) if reasons else 0
 
 
 def _reference(value: str) -> str:
@@ -193,8 +299,6 @@ def _as_text(result: ImageGenerationResult) -> str:
         lines.append(f"{number}. {image.path or image.url or '(inline image: use --save to keep it)'}")
         if image.path and image.url:
             lines.append(f"   from {image.url}")
-        if image.save_error:
-            lines.append(f"   not saved: {image.save_error}")
         if image.revised_prompt:
             lines.append(f"   revised prompt: {image.revised_prompt}")
     return "\n".join(lines)
@@ -225,6 +329,9 @@ class _ProgressDisplay:
         self.stop()
 
     def update(self, progress: GenerationProgress) -> None:
+        if progress.stage == "saving":  # the relay's "done 100%" came before the downloads
+            self._state = "saving images"
+            return
         percent = f" {progress.percent}%" if progress.percent is not None else ""
         self._state = f"{progress.stage}{percent}"
 
