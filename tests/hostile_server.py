@@ -31,14 +31,10 @@ class Answer:
     early: bool = False
     """Answer at once, before reading the request (then close it unread: a reset)."""
     key_intact: bool = True
-    hostile: frozenset[str] = frozenset()
-    """What was made to go wrong in it, besides its body (for the reader of a failure)."""
     """Every trace of the key the relay sent is the whole key. False when the answer may show a
     fragment of it (a cut or flipped body): only the whole key is then checked for."""
-
-    @property
-    def raw(self) -> bytes:
-        return b"".join(self.pieces)
+    hostile: frozenset[str] = frozenset()
+    """What was made to go wrong in it, besides its body (for the reader of a failure)."""
 
 
 class HostileServer:
@@ -123,13 +119,13 @@ class HostileServer:
                 connection.sendall(answer.drip)
 
 
-def _read_request(connection: socket.socket) -> bytes:
-    """The request's head and its ``Content-Length`` body."""
+def _read_request(connection: socket.socket) -> None:
+    """Reads the request's head and its ``Content-Length`` body."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = connection.recv(65536)
         if not chunk or len(data) > 1 << 20:
-            return data
+            return
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     length = 0
@@ -140,6 +136,5 @@ def _read_request(connection: socket.socket) -> bytes:
     while len(body) < length:
         chunk = connection.recv(65536)
         if not chunk:
-            break
+            return
         body += chunk
-    return data
