@@ -206,7 +206,7 @@ def error_from_payload(
 ) -> APIStatusError:
     """The typed error for a JSON error body: ``{"error": {"message", "type", "code"}}`` and kin."""
     error = _error_object(payload)
-    message = _text(error.get("message")) or _reason(status_code)
+    message = _clipped(_text(error.get("message"))) or _reason(status_code)
     code = _text(error.get("code")) or None
     error_type = _text(error.get("type")) or None
     return _build(_classify(status_code, code, message), message, status_code, code, error_type, headers)
@@ -274,14 +274,27 @@ def _text(value: object) -> str:
     return value.strip() if isinstance(value, str) else str(value) if value is not None else ""
 
 
+def _clipped(text: str, limit: int = 4 * _MAX_MESSAGE) -> str:
+    """A relay's message, bounded: it goes into exceptions, logs and the model's context."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _body_text(body: bytes) -> str:
     """A short readable form of a non-JSON body: an HTML page's title, or the text itself."""
-    text = body.decode("utf-8", errors="replace").strip()
-    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-    if title:
-        text = title.group(1)
+    # The body is untrusted and may be huge: only its start is read, and read in linear time.
+    text = body[: 64 * 1024].decode("utf-8", errors="replace").strip()
+    # The title is what lies between the first "<title...>" and the "</title>" after it; found with
+    # plain searches, since a pattern would rescan the rest of the text from every "<title".
+    opening = re.search("<title", text, re.IGNORECASE)
+    title_start = text.find(">", opening.end()) + 1 if opening else 0
+    closing = re.compile("</title>", re.IGNORECASE).search(text, title_start) if title_start else None
+    if closing:
+        text = text[title_start : closing.start()]
     elif text.startswith("<"):
-        text = re.sub(r"<[^>]+>", " ", text)
+        # Tags end at a ">": only the text up to the last one can hold any. Past it, the pattern
+        # would scan to the end from every "<".
+        tags_end = text.rfind(">") + 1
+        text = re.sub("<[^>]+>", " ", text[:tags_end]) + text[tags_end:]
     text = " ".join(html.unescape(text).split())
     return text[:_MAX_MESSAGE]
 

@@ -16,11 +16,23 @@ from typing import Any
 
 from .models import GeneratedImage
 
-_MARKDOWN_IMAGE = re.compile(r"!\[[^\]\n]*\]\(\s*([^()\s]*)\s*\)")
+# Relays are untrusted, so every pattern here reads a line in linear time, without the atomic
+# groups Python 3.10 lacks: no two parts of a pattern can match the same characters.
+# A label may hold a few balanced brackets one level deep (``![a [b] c](url)``). Deeper ones are
+# not read: matching them takes a stack, not a pattern. The bound on their number keeps the matcher
+# from saving a backtracking point for every bracket of a hostile line.
+_LABEL = r"[^\[\]]*(?:\[[^\[\]]*\][^\[\]]*){0,8}"
+_TITLE = r"""(?:"[^"]*"|'[^']*')"""
+# The URL, with its title and the spaces after it, is one optional group that starts with a
+# non-space: the spaces around an empty ``![image]( )`` can be read one way only. A title needs a
+# space before it, so it cannot start inside the URL.
+_MARKDOWN_IMAGE = re.compile(rf"!\[{_LABEL}\]\(\s*(?:([^()\s]+)(?:\s+{_TITLE})?\s*)?\)")
 _DATA_URL = re.compile(r"data:(image/[\w.+-]+);base64,([A-Za-z0-9+/=_-]+)\Z")
-_JSON_FENCE = "```json"
+_LEADING_JSON_FENCE = re.compile(r"\s*```json")
 _FENCE = "```"
 _URL_KEYS = re.compile(r"image|url|output", re.IGNORECASE)
+_WEB_SCHEMES = ("https://", "http://")
+_IMAGE_SCHEMES = (*_WEB_SCHEMES, "data:")
 _PROMPT_KEYS = ("revised_prompt", "prompt")
 
 
@@ -38,12 +50,10 @@ def read_markdown(text: str) -> MarkdownAnswer:
     """Images of a completion's text: markdown images, else URLs in the leading json block."""
     block, rest = _split_json_block(text)
     answer = MarkdownAnswer(revised_prompt=_prompt_in(block), text=rest.strip())
-    for line in rest.splitlines():
-        if not line.lstrip().startswith(">"):  # a progress line's links are previews, not results
-            answer.images.extend(image_from_url(url) for url in _MARKDOWN_IMAGE.findall(line))
-    if not answer.images:
-        answer.images.extend(image_from_url(url) for url in _urls_in(block))
-    answer.images = unique(answer.images)
+    # Any image link, even an empty one, means the relay answered in markdown: its json block then
+    # holds what was asked (a reference image, say), not what was drawn.
+    urls = _markdown_image_urls(rest) or list(_urls_in(block))
+    answer.images = _images_of(urls)
     return answer
 
 
@@ -53,7 +63,7 @@ def image_from_url(url: str) -> GeneratedImage:
     if url.startswith("data:"):
         match = _DATA_URL.match(url)
         return GeneratedImage(b64_json=match.group(2)) if match else GeneratedImage()
-    if url.startswith(("https://", "http://")):
+    if url.startswith(_WEB_SCHEMES):
         return GeneratedImage(url=url)
     return GeneratedImage()
 
@@ -70,16 +80,45 @@ def unique(images: Iterable[GeneratedImage]) -> list[GeneratedImage]:
     return kept
 
 
+def _markdown_image_urls(text: str) -> list[str]:
+    """The URL of every ``![label](url)`` outside progress lines; ``""`` for an empty link.
+
+    Only the lines holding ``![`` are cut out, each once: a list of every line of a 64 MiB
+    answer of line breaks would take far more memory than the answer.
+    """
+    urls: list[str] = []
+    position = 0
+    while (found := text.find("![", position)) != -1:
+        start = text.rfind("\n", 0, found) + 1
+        end = text.find("\n", found)
+        end = len(text) if end == -1 else end
+        line = text[start:end]
+        if not line.lstrip().startswith(">"):  # a progress line's links are previews, not results
+            urls += _MARKDOWN_IMAGE.findall(line)
+        position = end + 1
+    return urls
+
+
+def _images_of(urls: list[str]) -> list[GeneratedImage]:
+    """Each URL once, as an image; empty and non-image links left out.
+
+    Images are built only for distinct links that can be images: a hostile answer can hold a
+    link every few characters, and building an image costs far more than reading its link.
+    """
+    candidates = (url for url in dict.fromkeys(urls) if url.startswith(_IMAGE_SCHEMES))
+    return unique(image_from_url(url) for url in candidates)
+
+
 def _split_json_block(text: str) -> tuple[Any, str]:
     """The parsed leading ```json block (``None`` if absent or unreadable), and the text after it."""
-    start = text.find(_JSON_FENCE)
-    if start == -1 or text[:start].strip():
+    opening = _LEADING_JSON_FENCE.match(text)
+    if opening is None:
         return None, text
-    end = text.find(_FENCE, start + len(_JSON_FENCE))
+    end = text.find(_FENCE, opening.end())
     if end == -1:
         return None, text
     try:
-        block = json.loads(text[start + len(_JSON_FENCE) : end])
+        block = json.loads(text[opening.end() : end])
     except (ValueError, RecursionError):
         block = None
     return block, text[end + len(_FENCE) :]
@@ -96,12 +135,18 @@ def _prompt_in(block: Any) -> str | None:
 
 def _urls_in(block: Any) -> Iterator[str]:
     """http(s) URLs under image- or url-like keys of the json block, at any depth."""
-    pending: deque[tuple[str, Any]] = deque([("", block)])
+    # Each key is read once, and what it says is handed down through lists: a long key over many
+    # values would otherwise be read again for every one of them.
+    pending: deque[tuple[bool, Any]] = deque([(False, block)])
     while pending:
-        key, value = pending.popleft()
+        under_url_key, value = pending.popleft()
         if isinstance(value, dict):
-            pending.extend(value.items())
+            pending.extend((_is_url_key(key), item) for key, item in value.items())
         elif isinstance(value, list):
-            pending.extend((key, item) for item in value)
-        elif isinstance(value, str) and _URL_KEYS.search(key) and value.startswith(("https://", "http://")):
+            pending.extend((under_url_key, item) for item in value)
+        elif under_url_key and isinstance(value, str) and value.startswith(_WEB_SCHEMES):
             yield value
+
+
+def _is_url_key(key: str) -> bool:
+    return _URL_KEYS.search(key) is not None

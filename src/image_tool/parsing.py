@@ -91,7 +91,7 @@ def result_from_content(content: object, *, model: str, created: int | None = No
     answer = read_markdown(text)
     images = unique([*part_images, *answer.images])
     if not images:
-        relay_text = " ".join(answer.text.split())[:_RELAY_TEXT]
+        relay_text = " ".join(answer.text[: _RELAY_TEXT * 4].split())[:_RELAY_TEXT]
         raise error_from_text(relay_text) or NoImageError(
             f"The relay answered without an image: {relay_text or '(empty answer)'}", status_code=200
         )
