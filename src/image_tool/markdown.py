@@ -7,6 +7,7 @@ block (often holding the prompt they really drew), progress lines quoted with ``
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import deque
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models import GeneratedImage
+from .models import MAX_IMAGES_READ, GeneratedImage
 
 # Relays are untrusted, so every pattern here reads a line in linear time, without the atomic
 # groups Python 3.10 lacks: no two parts of a pattern can match the same characters.
@@ -86,17 +87,18 @@ def _markdown_image_urls(text: str) -> list[str]:
     Only the lines holding ``![`` are cut out, each once: a list of every line of a 64 MiB
     answer of line breaks would take far more memory than the answer.
     """
-    urls: list[str] = []
+    urls: dict[str, None] = {}  # distinct, in order
     position = 0
-    while (found := text.find("![", position)) != -1:
+    # Links that are not images (downloads) also count: twice the images read is enough to stop.
+    while (found := text.find("![", position)) != -1 and len(urls) < 2 * MAX_IMAGES_READ:
         start = text.rfind("\n", 0, found) + 1
         end = text.find("\n", found)
         end = len(text) if end == -1 else end
         line = text[start:end]
         if not line.lstrip().startswith(">"):  # a progress line's links are previews, not results
-            urls += _MARKDOWN_IMAGE.findall(line)
+            urls.update(dict.fromkeys(_MARKDOWN_IMAGE.findall(line)))
         position = end + 1
-    return urls
+    return list(urls)
 
 
 def _images_of(urls: list[str]) -> list[GeneratedImage]:
@@ -105,8 +107,10 @@ def _images_of(urls: list[str]) -> list[GeneratedImage]:
     Images are built only for distinct links that can be images: a hostile answer can hold a
     link every few characters, and building an image costs far more than reading its link.
     """
-    candidates = (url for url in dict.fromkeys(urls) if url.startswith(_IMAGE_SCHEMES))
-    return unique(image_from_url(url) for url in candidates)
+    candidates = (
+        url for url in dict.fromkeys(urls) if url.startswith(_IMAGE_SCHEMES)
+    )  # the block's may repeat
+    return unique(image_from_url(url) for url in itertools.islice(candidates, MAX_IMAGES_READ))
 
 
 def _split_json_block(text: str) -> tuple[Any, str]:

@@ -20,6 +20,9 @@ DEFAULT_STYLE: ImageStyle = "vivid"
 MAX_PROMPT_LENGTH = 4000
 MAX_IMAGES = 4
 """The most images one call asks for."""
+MAX_IMAGES_READ = 1000
+"""The most images read from one answer: the client keeps only the ``n`` asked for, and an answer
+of a million links must not become a million objects."""
 
 
 class GeneratedImage(BaseModel):

@@ -7,6 +7,7 @@ them in order, so a new shape is one more reader in ``SHAPE_READERS``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from typing import Any
 
 from .errors import MalformedResponseError, NoImageError, error_from_payload, error_from_text
 from .markdown import image_from_url, read_markdown, unique
-from .models import GeneratedImage, ImageGenerationResult
+from .models import MAX_IMAGES_READ, GeneratedImage, ImageGenerationResult
 
 ShapeReader = Callable[[dict[str, Any], str], ImageGenerationResult | None]
 """Reads one shape of answer: ``(payload, requested_model) -> result``, or ``None`` if not its shape."""
@@ -55,7 +56,8 @@ def read_images_api_shape(payload: dict[str, Any], requested_model: str) -> Imag
     data = payload.get("data")
     if not isinstance(data, list):
         return None
-    images = [image for item in data if (image := _image_from_data_item(item)) is not None]
+    read = (image for item in data if (image := _image_from_data_item(item)) is not None)
+    images = list(itertools.islice(read, MAX_IMAGES_READ))
     return ImageGenerationResult(
         created=_timestamp(payload.get("created")),
         model=_string(payload.get("model")) or requested_model,
@@ -112,7 +114,7 @@ def _text_and_images(content: object) -> tuple[str, list[GeneratedImage]]:
     if not isinstance(content, list):
         return "", []
     texts, images = [], []
-    for part in content:
+    for part in content[: MAX_IMAGES_READ * 2]:
         if not isinstance(part, dict):
             continue
         if isinstance(part.get("text"), str):
