@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from langchain_core.messages import ToolMessage
 
-from image_tool import ImageGenerationTool
-from image_tool.references import ReferenceImageError, reference_urls
+from image_tool import ImageGenerationTool, ReferenceImageError
+from image_tool.references import reference_urls
 from image_tool.testing import FakeRelay, png_image
 
 from .helpers import tool_call

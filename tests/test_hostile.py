@@ -626,6 +626,6 @@ async def test_a_cancelled_async_save_leaves_nothing(
     host.play(Answer((head + PNG_HEAD,), pause=0.05, hold=6.0, drip=b"\0" * 1000))
     relay.queue(Reply.completion(image_link(host.base_url.removesuffix("/v1"))))
     async with client_for(relay.base_url, save_dir=tmp_path, allow_private_downloads=True) as client:
-        with pytest.raises(TimeoutError):
+        with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(client.agenerate("A cat"), 0.5)
     assert os.listdir(tmp_path) == []
