@@ -42,6 +42,7 @@ from image_tool import (
     ImageGenerationResult,
     ImageGenerationTool,
     ImageToolError,
+    InvalidRequestError,
     MalformedResponseError,
     RateLimitError,
 )
@@ -143,6 +144,20 @@ def test_every_exception_class_of_the_package_is_in_the_error_tree() -> None:
                 found.append(value)
     assert {"SaveError", "ReferenceImageError", "InvalidRequestError"} <= {kind.__name__ for kind in found}
     assert [kind for kind in found if not issubclass(kind, ImageToolError)] == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "arguments",
+    [{"prompt": "   "}, {"n": 0}, {"n": -3}, {"n": True}],
+    ids=["blank", "n_0", "n_negative", "n_bool"],
+)
+def test_arguments_no_relay_could_use_are_refused_before_sending(
+    relay: FakeRelay, mode: Mode, arguments: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidRequestError):
+        generate(client_for(relay.base_url), mode, **{"prompt": "A cat", **arguments})
+    assert posts(relay) == 0
 
 
 def symlink_loop(tmp_path: Path) -> str:

@@ -276,7 +276,17 @@ class ImageClient(BaseModel):
         in ``save_error``. Raises only the errors of ``image_tool.errors``.
         """
         with self._only_image_tool_errors():
-            payload = self._payload(prompt, n, size, quality, style, user, image_urls)
+            payload = build_payload(
+                self.model,
+                prompt,
+                n=n,
+                size=size,
+                quality=quality,
+                style=style,
+                user=user,
+                stream=self.stream,
+                image_urls=image_urls,
+            )
             deadline = Deadline(self.total_timeout)
             with call_deadline(deadline):
                 retrying = retry_policy(Retrying, self.max_retries, deadline)
@@ -309,7 +319,17 @@ class ImageClient(BaseModel):
         ``on_progress`` may be a plain function or a coroutine function.
         """
         with self._only_image_tool_errors():
-            payload = self._payload(prompt, n, size, quality, style, user, image_urls)
+            payload = build_payload(
+                self.model,
+                prompt,
+                n=n,
+                size=size,
+                quality=quality,
+                style=style,
+                user=user,
+                stream=self.stream,
+                image_urls=image_urls,
+            )
             deadline = Deadline(self.total_timeout)
             with call_deadline(deadline):
                 retrying = retry_policy(AsyncRetrying, self.max_retries, deadline)
@@ -353,33 +373,6 @@ class ImageClient(BaseModel):
     @property
     def _secret(self) -> str:
         return self.api_key.get_secret_value()
-
-    def _payload(
-        self,
-        prompt: str,
-        n: int,
-        size: ImageSize,
-        quality: ImageQuality,
-        style: ImageStyle,
-        user: str | None,
-        image_urls: Sequence[str],
-    ) -> dict[str, Any]:
-        """The request's body, once the arguments are known to be sendable."""
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InvalidRequestError("The prompt is empty: describe the image to draw.")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise InvalidRequestError(f"n must be a whole number of images, 1 or more; got {n!r}.")
-        return build_payload(
-            self.model,
-            prompt,
-            n=n,
-            size=size,
-            quality=quality,
-            style=style,
-            user=user,
-            stream=self.stream,
-            image_urls=image_urls,
-        )
 
     def _attempt(
         self, payload: dict[str, Any], deadline: Deadline, on_progress: ProgressCallback | None
@@ -574,7 +567,12 @@ def build_payload(
     image_urls: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The JSON body of a generation request: the prompt is the single user message, with the
-    reference images (for edits) as the standard multi-part content."""
+    reference images (for edits) as the standard multi-part content. Arguments that no relay
+    could use are refused here, before anything is sent."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidRequestError("The prompt is empty: describe the image to draw.")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InvalidRequestError(f"n must be a whole number of images, 1 or more; got {n!r}.")
     content: str | list[dict[str, Any]] = prompt
     if image_urls:
         references = [{"type": "image_url", "image_url": {"url": url}} for url in image_urls]
