@@ -406,14 +406,10 @@ class ImageClient(BaseModel):
                     async for raw in araw_chunks(response):
                         await _areport(on_progress, answer.feed(raw))
                         deadline.check()
-                    # A large answer is parsed off the event loop.
-                    finished = (
-                        await asyncio.to_thread(answer.finish)
-                        if answer.size > OFF_LOOP_BYTES
-                        else answer.finish()
-                    )
-                    await _areport(on_progress, finished[0])
-                    return finished[1]
+                    large = answer.size > OFF_LOOP_BYTES  # parsed off the event loop
+                    updates, result = await asyncio.to_thread(answer.finish) if large else answer.finish()
+                    await _areport(on_progress, updates)
+                    return result
 
     def _answer(self, response: httpx.Response, exchange: _Exchange) -> AnswerReader:
         exchange.status_code = response.status_code
