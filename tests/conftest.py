@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from image_tool import ImageClient, ImageGenerationTool
+from image_tool import ImageClient, ImageGenerationTool, retries
 from image_tool.testing import FakeRelay, Reply
 
 CASSETTES = Path(__file__).resolve().parent.parent / "cassettes"
@@ -132,6 +132,13 @@ def fake_relay() -> Iterator[FakeRelay]:
 def live_client(fake_relay: FakeRelay) -> Iterator[ImageClient]:
     with ImageClient(api_key=fake_relay.api_key, base_url=fake_relay.base_url, max_retries=0) as client:
         yield client
+
+
+@pytest.fixture
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backoff in hundredths of a second, so retrying suites stay fast; the policy is the same."""
+    monkeypatch.setattr(retries, "BACKOFF_INITIAL", 0.01)
+    monkeypatch.setattr(retries, "BACKOFF_MAX", 0.05)
 
 
 @pytest.fixture(autouse=True)

@@ -27,7 +27,6 @@ from image_tool import (
     QuotaExceededError,
     RateLimitError,
 )
-from image_tool import retries as retry_module
 from image_tool.testing import FakeRelay, Reply, png_image, png_size
 
 from .helpers import tool_call
@@ -35,11 +34,7 @@ from .helpers import tool_call
 KEY = "sk-fault-suite-0123456789abcdef"
 
 
-@pytest.fixture(autouse=True)
-def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Backoff in hundredths of a second, so the suite stays fast; the policy is the same."""
-    monkeypatch.setattr(retry_module, "BACKOFF_INITIAL", 0.01)
-    monkeypatch.setattr(retry_module, "BACKOFF_MAX", 0.05)
+pytestmark = pytest.mark.usefixtures("quick_backoff")
 
 
 @pytest.fixture

@@ -46,7 +46,6 @@ from image_tool import (
     MalformedResponseError,
     RateLimitError,
 )
-from image_tool import retries as retry_module
 from image_tool import storage as storage_module
 from image_tool.cli import main as cli_main
 from image_tool.mcp_server import create_server
@@ -63,10 +62,7 @@ Mode = str  # "sync" | "async"
 MODES = ["sync", "async"]
 
 
-@pytest.fixture(autouse=True)
-def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(retry_module, "BACKOFF_INITIAL", 0.01)
-    monkeypatch.setattr(retry_module, "BACKOFF_MAX", 0.05)
+pytestmark = pytest.mark.usefixtures("quick_backoff")
 
 
 @pytest.fixture
