@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from image_tool import ImageClient, ImageGenerationResult
+from image_tool.answer import MAX_ANSWER_BYTES
 from image_tool.errors import APIError, ImageToolError
 
 from .hostile_server import HOLD_LIMIT, Answer, HostileServer
@@ -36,8 +37,7 @@ PROMPT = "a lighthouse at dawn"
 TOTAL_TIMEOUT = 3.0
 SLACK = 2.0
 """A call ends within ``total_timeout + SLACK`` seconds."""
-ANSWER_CAP = 64 * 1024 * 1024
-"""image_tool.client.MAX_ANSWER_BYTES: an answer past this size is refused, not held in memory."""
+ANSWER_CAP = MAX_ANSWER_BYTES
 MEMORY_SLACK = 16 * 1024 * 1024
 """What reading an answer may hold beyond the cap (buffers, one inflated piece)."""
 FUZZ_SETTINGS = settings(

@@ -46,6 +46,11 @@ MAX_REDIRECTS = 3
 MAX_DOWNLOADS = 8
 """Downloads one client runs at once (per event loop); more wait for a free slot."""
 DOWNLOAD_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+_DOWNLOAD: dict[str, Any] = {
+    "timeout": DOWNLOAD_TIMEOUT,
+    "follow_redirects": False,  # each hop is checked here
+    "headers": {"Accept-Encoding": ACCEPT_ENCODING},
+}
 _MAX_REASON = 300
 _SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", ".png"),
@@ -147,7 +152,7 @@ async def _asave(
 def _download(url: str, options: SaveOptions, http: httpx.Client, cancelled: threading.Event) -> Path:
     for _ in range(MAX_REDIRECTS + 1):
         _check_scheme(url)
-        with http.stream("GET", url, **_REQUEST) as response:
+        with http.stream("GET", url, **_DOWNLOAD) as response:
             if response.is_redirect:
                 url = urljoin(url, response.headers.get("location", ""))
                 continue
@@ -165,7 +170,7 @@ def _download(url: str, options: SaveOptions, http: httpx.Client, cancelled: thr
 async def _adownload(url: str, options: SaveOptions, http: httpx.AsyncClient) -> Path:
     for _ in range(MAX_REDIRECTS + 1):
         _check_scheme(url)
-        async with http.stream("GET", url, **_REQUEST) as response:
+        async with http.stream("GET", url, **_DOWNLOAD) as response:
             if response.is_redirect:
                 url = urljoin(url, response.headers.get("location", ""))
                 continue
@@ -176,13 +181,6 @@ async def _adownload(url: str, options: SaveOptions, http: httpx.AsyncClient) ->
                     sink.write_all(decoder.feed(raw))
                 return await asyncio.to_thread(sink.finish)  # fsync and rename off the loop
     raise SaveError(f"more than {MAX_REDIRECTS} redirects")
-
-
-_REQUEST: dict[str, Any] = {
-    "timeout": DOWNLOAD_TIMEOUT,
-    "follow_redirects": False,  # each hop is checked here
-    "headers": {"Accept-Encoding": ACCEPT_ENCODING},
-}
 
 
 def _check_scheme(url: str) -> None:
