@@ -87,6 +87,8 @@ def test_empty_body_gets_the_status_phrase() -> None:
         ({"retry-after-ms": "1500"}, 1.5),
         ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),  # a date in the past: no wait
         ({"Retry-After": "soon"}, None),
+        ({"llm_provider-retry-after": "12"}, 12.0),  # LiteLLM passes the upstream's header on so
+        ({"llm_provider-retry-after-ms": "250"}, 0.25),
         ({}, None),
     ],
 )
@@ -140,13 +142,90 @@ RELAY_ERRORS = [
         ContentPolicyError,
     ),
     (401, "无效的令牌", "invalid_api_key", "one_api_error", AuthenticationError),
+    # new-api: a spent token is a 401 without a code; prompt_blocked is its content-policy code.
+    (401, "该令牌额度已用尽 (request id: 2026031115323)", None, "new_api_error", QuotaExceededError),
+    (400, "prompt blocked", "prompt_blocked", "new_api_error", ContentPolicyError),
+    (429, "token concurrency limit", "token_concurrency_limit_reached", "new_api_error", RateLimitError),
+    # one-api's early saturation wording, under a billing code that is not about billing.
+    (
+        None,
+        "当前分组负载已饱和，请稍后再试，或升级账户以提升服务质量。",
+        "billing_not_active",
+        "billing_not_active",
+        RateLimitError,
+    ),
 ]
+
+# The same failures after LiteLLM: code replaced by the status, messages wrapped, upstream JSON
+# embedded in the message.
+LITELLM_ERRORS = [
+    (
+        400,
+        "litellm.BadRequestError: OpenAIException - Your request was rejected as a result of our "
+        "safety system.",
+        "400",
+        ContentPolicyError,
+        "Your request was rejected as a result of our safety system.",
+    ),
+    (
+        400,
+        'litellm.BadRequestError: OpenAIException - {"error": {"message": "rejected", "type": '
+        '"image_generation_user_error", "code": "moderation_blocked"}}',
+        "400",
+        ContentPolicyError,
+        "rejected",
+    ),
+    (
+        403,
+        "litellm.PermissionDeniedError: user quota is not enough",
+        "403",
+        QuotaExceededError,
+        "user quota is not enough",
+    ),
+    (
+        500,
+        'litellm.InternalServerError: litellm.InternalServerError: geminiException - {\n  "error": '
+        '{\n    "code": 503,\n    "message": "The model is overloaded. Please try again later.",\n'
+        '    "status": "UNAVAILABLE"\n  }\n}\n. Received Model Group=gemini-3-pro-image-preview',
+        "500",
+        RateLimitError,
+        "The model is overloaded. Please try again later.",
+    ),
+    (
+        400,
+        "/chat/completions: Invalid model name passed in model=claude-opus-5.",
+        "400",
+        ModelNotFoundError,
+        None,
+    ),
+    (500, '{"error":"invalid options: images"}', "500", APIStatusError, "invalid options: images"),
+]
+
+
+@pytest.mark.parametrize(("status", "message", "code", "kind", "summary"), LITELLM_ERRORS)
+def test_errors_reshaped_by_litellm(
+    status: int, message: str, code: str, kind: type[APIError], summary: str | None
+) -> None:
+    error = error_from_response(status, error_body(message, code, "None"))
+    assert type(error) is kind
+    assert error.message == message  # whole, for support
+    assert error.summary == (summary or message)
+
+
+def test_the_request_id_stays_in_the_message_but_out_of_the_summary() -> None:
+    error = error_from_response(
+        429, error_body("当前分组上游负载已饱和，请稍后再试 (request id: 2024121602163)")
+    )
+    assert error.request_id == "2024121602163"
+    assert "2024121602163" in error.message
+    assert error.summary == "当前分组上游负载已饱和，请稍后再试"
 
 
 @pytest.mark.parametrize(("status", "message", "code", "error_type", "kind"), RELAY_ERRORS)
 def test_relay_error_bodies(
-    status: int, message: str, code: str | None, error_type: str, kind: type[APIError]
+    status: int | None, message: str, code: str | None, error_type: str, kind: type[APIError]
 ) -> None:
+    status = status or 200  # a status the source did not show: the body alone decides
     error = error_from_response(status, error_body(message, code, error_type))
     assert type(error) is kind
     assert (error.status_code, error.code, error.error_type) == (status, code, error_type)

@@ -200,11 +200,28 @@ def test_every_failure_kind_has_its_own_sentence() -> None:
         errors.APITimeoutError("m"),
         errors.APIConnectionError("m"),
         errors.NoImageError("m"),
+        errors.StreamWithoutImageError("m"),
         errors.MalformedResponseError("m"),
         errors.APIStatusError("m", status_code=500),
     ]
     sentences = [describe_failure(error) for error in kinds]
     assert len({sentence.split(".")[0] for sentence in sentences}) == len(kinds)
+    # Only a failure about the prompt asks the model to change it.
+    asks_to_rephrase = [kind for kind, text in zip(kinds, sentences, strict=True) if "Rephrase" in text]
+    assert [type(kind) for kind in asks_to_rephrase] == [errors.ContentPolicyError]
+    assert "do not rephrase" in describe_failure(errors.StreamWithoutImageError("m"))
+    assert "stream=False" in describe_failure(errors.StreamWithoutImageError("m"))
+
+
+def test_the_model_reads_the_relays_words_without_wrappers_or_request_ids() -> None:
+    error = errors.error_from_response(
+        429,
+        b'{"error": {"message": "litellm.RateLimitError: \\u5f53\\u524d (request id: 2024121602163)"}}',
+    )
+    sentence = describe_failure(error)
+    assert "当前" in sentence
+    assert "2024121602163" not in sentence and "litellm" not in sentence
+    assert error.request_id == "2024121602163"  # kept for the relay's support
 
 
 # --- Invalid arguments from the model come back as readable messages ---

@@ -23,6 +23,7 @@ from .errors import (
     RateLimitError,
     ReferenceImageError,
     SaveError,
+    StreamWithoutImageError,
 )
 from .models import (
     GeneratedImage,
@@ -61,5 +62,6 @@ __all__ = [
     "RateLimitError",
     "ReferenceImageError",
     "SaveError",
+    "StreamWithoutImageError",
     "__version__",
 ]

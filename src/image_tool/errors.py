@@ -16,6 +16,12 @@ ImageToolError
     │   └── RateLimitError        too many requests, or the relay is saturated
     └── MalformedResponseError    the answer could not be read
         └── NoImageError          the answer was readable but held no image
+            └── StreamWithoutImageError  a stream ended cleanly with nothing in it
+
+Relays in the middle (new-api, one-api, LiteLLM) reshape errors: they replace codes with the status,
+wrap the upstream's message in their own, append a request id, or send a sentence instead of a code.
+So a kind is decided from the code, the type, the message (and any error embedded in it) and the
+status together, in ``_classify``.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ __all__ = [
     "RateLimitError",
     "ReferenceImageError",
     "SaveError",
+    "StreamWithoutImageError",
 ]
 
 _MAX_MESSAGE = 500
@@ -104,6 +111,19 @@ class APIError(ImageToolError):
         self.answer_started = answer_started
         """Whether a successful answer had begun when this failed: such a generation may be
         billed, and is never retried."""
+
+    @property
+    def summary(self) -> str:
+        """The relay's message as a person or a model should read it: the innermost error a relay
+        in the middle wrapped (``litellm.BadRequestError: OpenAIException - ...``), without the
+        request id relays append."""
+        return _REQUEST_ID.sub("", _unwrapped(self.message)[0]).strip() or self.message
+
+    @property
+    def request_id(self) -> str | None:
+        """The id a relay appended to its message (`` (request id: ...)``), for its support."""
+        found = _REQUEST_ID.search(self.message)
+        return found.group(1) if found else None
 
     def __str__(self) -> str:
         details = []
@@ -166,25 +186,90 @@ class NoImageError(MalformedResponseError):
     """The relay's answer was readable but held no image."""
 
 
+class StreamWithoutImageError(NoImageError):
+    """A streamed answer ended cleanly but carried nothing: no image, no text.
+
+    Not a refusal. Relays answer so when they cannot stream the model (LiteLLM drops an answer in
+    the documented ``data[]`` shape; new-api sends a bare ``[DONE]``): ask with ``stream=False``.
+    """
+
+
+# Codes relays send (OpenAI's, new-api's types/error.go, one-api's), matched exactly.
 CONTENT_POLICY_CODES = frozenset(
-    {"content_policy_violation", "moderation_blocked", "content_filter", "sensitive_words_detected"}
+    {
+        "content_policy_violation",
+        "moderation_blocked",
+        "content_filter",
+        "sensitive_words_detected",
+        "prompt_blocked",
+        "violation_fee.grok.csam",
+    }
 )
-QUOTA_CODES = frozenset({"insufficient_user_quota", "insufficient_quota", "pre_consume_token_quota_failed"})
-MODEL_CODES = frozenset({"model_not_found", "model_not_available"})
-RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded", "rate_limit_error"})
+QUOTA_CODES = frozenset(
+    {
+        "insufficient_user_quota",
+        "insufficient_quota",
+        "pre_consume_token_quota_failed",
+        "billing_hard_limit_reached",
+        "entitlement_required",
+        "entitlement_inactive",
+        "entitlement_daily_limit_exceeded",
+        "entitlement_total_limit_exceeded",
+    }
+)
+MODEL_CODES = frozenset({"model_not_found", "model_not_available", "channel:no_available_key"})
+RATE_LIMIT_CODES = frozenset(
+    {
+        "rate_limit_exceeded",
+        "rate_limit_error",
+        "token_concurrency_limit_reached",
+        "token_concurrency_unavailable",
+        "all_deployments_in_cooldown",
+        "resource_exhausted",
+    }
+)
+_MEANINGLESS_CODES = frozenset({"", "none", "null", "unknown_error"})
+"""Codes that say nothing: LiteLLM writes the status as the code and Python's ``None`` as text."""
 
 # Sentences relays send instead of a code, Chinese and English (matched lower-cased).
-POLICY_PHRASES = ("content policy", "safety system", "not allowed by our", "违反", "违规", "敏感")
+POLICY_PHRASES = (
+    "content policy",
+    "safety system",
+    "not allowed by our",
+    "moderation",
+    "违反",
+    "违规",
+    "敏感",
+)
 RATE_LIMIT_PHRASES = (
     "rate limit",
     "too many requests",
+    "overloaded",
+    "cooldown",
+    "resource exhausted",
     "请求数限制",
     "请求过于频繁",
     "频率限制",
     "负载已饱和",
 )
-QUOTA_PHRASES = ("额度不足", "insufficient quota", "quota exceeded")
-MODEL_PHRASES = ("无可用渠道", "no available channel")
+QUOTA_PHRASES = (
+    "额度不足",
+    "额度已用尽",
+    "余额不足",
+    "insufficient quota",
+    "quota exceeded",
+    "quota is not enough",
+    "exceeded your current quota",
+    "insufficient balance",
+)
+MODEL_PHRASES = ("无可用渠道", "no available channel", "invalid model name", "model not found")
+
+# " (request id: 2024121602163036521732429064585)", as new-api and one-api append it.
+_REQUEST_ID = re.compile(r"\s*[(（]\s*request id[:：]\s*([\w.-]{1,128})\s*[)）]", re.IGNORECASE)
+# What relays in the middle put before the upstream's message: "litellm.BadRequestError: ",
+# "OpenAIException - ", "geminiException - ".
+_WRAPPER = re.compile(r"(?:litellm\.\w{1,60}:\s*|\w{1,60}Exception\s+-\s+)+")
+_MAX_NESTING = 3
 
 
 def error_from_response(
@@ -198,7 +283,7 @@ def error_from_response(
     if isinstance(payload, dict) and _error_object(payload):
         return error_from_payload(status_code, payload, headers)
     message = _body_text(body) or _reason(status_code)
-    return _build(_classify(status_code, None, message), message, status_code, None, None, headers)
+    return _build(message, status_code, None, None, headers)
 
 
 def error_from_payload(
@@ -209,7 +294,7 @@ def error_from_payload(
     message = _clipped(_text(error.get("message"))) or _reason(status_code)
     code = _text(error.get("code")) or None
     error_type = _text(error.get("type")) or None
-    return _build(_classify(status_code, code, message), message, status_code, code, error_type, headers)
+    return _build(message, status_code, code, error_type, headers)
 
 
 def error_from_text(text: str, status_code: int = 200) -> APIStatusError | None:
@@ -222,17 +307,19 @@ def error_from_text(text: str, status_code: int = 200) -> APIStatusError | None:
     return None
 
 
-def _classify(status_code: int, code: str | None, message: str) -> type[APIStatusError]:
+def _classify(status_code: int, codes: set[str], message: str) -> type[APIStatusError]:
+    """The kind of an error from everything the relay said: ``codes`` holds the code, the type and
+    the codes of errors embedded in the message; ``message`` the outer and inner messages."""
     lowered = message.lower()
-    if code in CONTENT_POLICY_CODES:
+    if codes & CONTENT_POLICY_CODES:
         return ContentPolicyError
-    if code in QUOTA_CODES or _mentions(lowered, QUOTA_PHRASES):
+    if codes & QUOTA_CODES or _mentions(lowered, QUOTA_PHRASES):
         return QuotaExceededError
-    if code in MODEL_CODES or _mentions(lowered, MODEL_PHRASES):
+    if codes & MODEL_CODES or _mentions(lowered, MODEL_PHRASES):
         return ModelNotFoundError
     if status_code in (401, 403):
         return AuthenticationError
-    if status_code == 429 or code in RATE_LIMIT_CODES or _mentions(lowered, RATE_LIMIT_PHRASES):
+    if status_code == 429 or codes & RATE_LIMIT_CODES or _mentions(lowered, RATE_LIMIT_PHRASES):
         return RateLimitError
     if _mentions(lowered, POLICY_PHRASES):
         return ContentPolicyError
@@ -240,13 +327,15 @@ def _classify(status_code: int, code: str | None, message: str) -> type[APIStatu
 
 
 def _build(
-    kind: type[APIStatusError],
     message: str,
     status_code: int,
     code: str | None,
     error_type: str | None,
     headers: Mapping[str, str] | None,
 ) -> APIStatusError:
+    inner_message, inner_codes = _unwrapped(message)
+    codes = {meant for given in (code, error_type) if (meant := _meaningful(given))} | inner_codes
+    kind = _classify(status_code, codes, f"{message}\n{inner_message}")
     return kind(
         message,
         status_code=status_code,
@@ -254,6 +343,38 @@ def _build(
         error_type=error_type,
         retry_after=_retry_after(headers or {}),
     )
+
+
+def _meaningful(code: str | None) -> str | None:
+    """A code that says something, lower-cased: not a status ("400"), not Python's "None"."""
+    code = (code or "").strip().lower()
+    return None if code in _MEANINGLESS_CODES or code.isdigit() else code
+
+
+def _unwrapped(message: str) -> tuple[str, set[str]]:
+    """The innermost message of an error that relays wrapped, and the codes met on the way.
+
+    ``litellm.InternalServerError: geminiException - {"error": {"code": 503, "message": "The
+    model is overloaded"}}`` -> ``("The model is overloaded", set())``.
+    """
+    codes: set[str] = set()
+    for _ in range(_MAX_NESTING):
+        if wrapper := _WRAPPER.match(message):
+            message = message[wrapper.end() :]
+        start = message.find("{")
+        if start == -1:
+            break
+        try:
+            embedded, _end = json.JSONDecoder().raw_decode(message, start)
+        except (ValueError, RecursionError):
+            break
+        error = _error_object(embedded) if isinstance(embedded, dict) else {}
+        inner = _text(error.get("message"))
+        if not inner:
+            break
+        codes |= {code for key in ("code", "type", "status") if (code := _meaningful(_text(error.get(key))))}
+        message = inner
+    return message.strip(), codes
 
 
 def _mentions(lowered: str, phrases: tuple[str, ...]) -> bool:
@@ -309,7 +430,8 @@ def _reason(status_code: int) -> str:
 def _retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date);
     ``None`` when absent or not a sensible wait (``nan``, ``inf``, past a day)."""
-    lowered = {key.lower(): value for key, value in headers.items()}
+    # LiteLLM passes the upstream's headers on with an "llm_provider-" prefix.
+    lowered = {key.lower().removeprefix("llm_provider-"): value for key, value in headers.items()}
     if (milliseconds := _number(lowered.get("retry-after-ms"))) is not None:
         return _sensible_wait(milliseconds / 1000)
     value = lowered.get("retry-after", "").strip()

@@ -49,6 +49,7 @@ from .errors import (
     QuotaExceededError,
     RateLimitError,
     ReferenceImageError,
+    StreamWithoutImageError,
 )
 from .models import (
     DEFAULT_N,
@@ -194,24 +195,24 @@ def describe_failure(error: Exception) -> str:
         )
     if isinstance(error, ContentPolicyError):
         return (
-            f"The image service refused this prompt under its content policy ({_brief(error.message)}). "
+            f"The image service refused this prompt under its content policy ({_brief(error.summary)}). "
             "Rephrase the prompt without the disallowed content and try again, or ask the user "
             "for another idea."
         )
     if isinstance(error, RateLimitError):
         wait = f"{error.retry_after:.0f} seconds" if error.retry_after else "about a minute"
         return (
-            f"The image service is rate-limiting requests ({_brief(error.message)}). Wait {wait} before "
+            f"The image service is rate-limiting requests ({_brief(error.summary)}). Wait {wait} before "
             "calling generate_image again; do not retry at once."
         )
     if isinstance(error, QuotaExceededError):
         return (
-            f"The image service's account has run out of quota ({_brief(error.message)}). Do not retry; "
+            f"The image service's account has run out of quota ({_brief(error.summary)}). Do not retry; "
             "tell the user that image generation is unavailable until the quota is topped up."
         )
     if isinstance(error, ModelNotFoundError):
         return (
-            f"The image service has no model available for this request ({_brief(error.message)}). "
+            f"The image service has no model available for this request ({_brief(error.summary)}). "
             "Do not retry now; tell the user that image generation is unavailable at the moment."
         )
     if isinstance(error, AuthenticationError):
@@ -229,10 +230,16 @@ def describe_failure(error: Exception) -> str:
             "The image service could not be reached. Tell the user that image generation is "
             "unavailable at the moment and can be tried again later."
         )
+    if isinstance(error, StreamWithoutImageError):
+        return (
+            "The image service closed the stream without sending an image; it may not stream this "
+            "model. This is not about the prompt: do not rephrase it. Tell the user, who can set "
+            "stream=False for this service."
+        )
     if isinstance(error, NoImageError):
         return (
-            f"The image service answered without an image ({_brief(error.message)}). Try again once, "
-            "perhaps with a rephrased prompt."
+            f"The image service answered without an image ({_brief(error.summary)}). Try the same "
+            "request once more; if it fails again, tell the user."
         )
     if isinstance(error, MalformedResponseError):
         return (
@@ -241,7 +248,7 @@ def describe_failure(error: Exception) -> str:
         )
     status = f" with HTTP {error.status_code}" if error.status_code is not None else ""
     return (
-        f"The image service failed{status} ({_brief(error.message)}). Tell the user that image "
+        f"The image service failed{status} ({_brief(error.summary)}). Tell the user that image "
         "generation failed; retry later only if the message suggests a passing problem."
     )
 
