@@ -80,3 +80,39 @@ def test_error_body_with_http_200_is_a_failure() -> None:
 def test_non_finite_created_is_ignored() -> None:
     body = b'{"created": Infinity, "data": [{"url": "https://x/a.png"}]}'
     assert parse_result(body, requested_model="m").created is None
+
+
+def completion(message: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"object": "chat.completion", "choices": [{"message": message}], **extra}
+
+
+def test_images_beside_the_message_content() -> None:
+    # OpenRouter, LiteLLM and the Gemini gateways put images in message.images.
+    images = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]
+    result = parse(completion({"content": "Here is your sunset.", "images": images}))
+    assert [image.b64_json for image in result.images] == ["iVBORw0KGgo="]
+
+
+def test_a_bare_link_as_the_whole_content_is_the_image() -> None:
+    result = parse(completion({"content": " https://cdn.example/grok/a.jpg \n"}))
+    assert result.urls == ["https://cdn.example/grok/a.jpg"]
+    with pytest.raises(NoImageError):  # a link inside prose is not an image
+        parse(completion({"content": "Preview: https://cdn.example/task/1"}))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "> 🎉 视频已生成\n\n[▶️ 在线观看](https://cdn.example/v/a.mp4) | [⏬ 下载](https://cdn.example/v/a.mp4)",
+        "![thumb](https://cdn.example/v/a.webp)\n[在线播放▶️](https://cdn.example/v/a.MP4?sig=1)",
+    ],
+)
+def test_a_video_is_not_an_image_and_says_so(content: str) -> None:
+    with pytest.raises(NoImageError, match=r"a video, not an image: https://cdn.example/v/a\.(mp4|MP4)"):
+        parse(completion({"content": content}))
+
+
+def test_an_empty_message_with_billed_tokens_says_the_image_was_lost() -> None:
+    payload = completion({"role": "assistant"}, usage={"completion_tokens": 1120})
+    with pytest.raises(NoImageError, match="1120 completion tokens"):
+        parse(payload)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from image_tool import APIConnectionError, APIStatusError, GenerationProgress, ImageGenerationResult
-from image_tool.errors import MalformedResponseError, NoImageError
+from image_tool.errors import MalformedResponseError, NoImageError, StreamWithoutImageError
 from image_tool.streaming import ProgressTracker, StreamReader, progress_of_line
 
 from .test_markdown import FIELD_ANSWER_ZH
@@ -86,9 +86,64 @@ def test_an_error_object_mid_stream_is_the_relays_error() -> None:
     assert caught.value.error_type == "upstream_error"
 
 
-def test_done_without_an_image_is_no_image() -> None:
-    with pytest.raises(NoImageError, match="排队中"):
-        read([*events(chunk(">🕐 排队中.\n>⚡ 生成中...")), "data: [DONE]", ""])
+def test_a_finished_answer_without_an_image_is_no_image() -> None:
+    finish = chunk(choices=[{"delta": {}, "finish_reason": "stop"}])
+    with pytest.raises(NoImageError, match="排队中") as raised:
+        read([*events(chunk(">🕐 排队中.\n>⚡ 生成中...\n> ✅ 生成完成"), finish), "data: [DONE]", ""])
+    assert type(raised.value) is NoImageError
+
+
+def test_done_while_still_generating_is_a_cut_upstream() -> None:
+    # new-api and one-api end every stream with [DONE], even when their upstream was cut.
+    with pytest.raises(
+        APIConnectionError, match=r"still being generated \(last progress: 🏃 进度 13....73\)"
+    ):
+        read([*events(chunk(">🕐 排队中.\n>🏃 进度 13....73")), "data: [DONE]", ""])
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ["data: [DONE]", ""],  # new-api, for a stream request its upstream answered in JSON
+        [*events(chunk(choices=[{"delta": {}, "finish_reason": "stop"}])), "data: [DONE]", ""],  # LiteLLM
+    ],
+    ids=["bare-done", "stop-chunk-only"],
+)
+def test_a_clean_end_with_nothing_advises_a_plain_request(lines: list[str]) -> None:
+    with pytest.raises(StreamWithoutImageError, match="stream=False"):
+        read(lines)
+
+
+def test_images_beside_the_content_images_events_and_doubled_prefixes() -> None:
+    images = [{"type": "image_url", "image_url": {"url": "https://cdn.example/a.png"}}]
+    event = json.dumps({"type": "image_generation.completed", "b64_json": "aW1hZ2U="})
+    lines = [
+        "data: : PING",
+        "",
+        *events(chunk(choices=[{"delta": {"content": "Here it is.", "images": images}}])),
+        f"data: data: {event}",
+        "",
+        "data: [DONE]",
+        "",
+    ]
+    result, _ = read(lines)
+    assert [image.url or image.b64_json for image in result.images] == [
+        "https://cdn.example/a.png",
+        "aW1hZ2U=",
+    ]
+
+
+def test_progress_in_reasoning_content_is_read_apart_from_the_content() -> None:
+    reasoning = chunk(choices=[{"delta": {"reasoning_content": "Initializing generation request...\n"}}])
+    progress_in_reasoning = chunk(choices=[{"delta": {"reasoning_content": "Progress 45%"}}])
+    lines = events(reasoning, progress_in_reasoning, chunk("![a](https://cdn.example/a.png)"))
+    result, progress = read([*lines, "data: [DONE]", ""])
+    assert result.urls == ["https://cdn.example/a.png"]
+    assert [(update.stage, update.percent) for update in progress] == [
+        ("queued", None),
+        ("generating", 45),
+        ("done", 100),
+    ]
 
 
 def test_a_stream_cut_before_done_without_an_image_is_a_connection_error() -> None:

@@ -528,7 +528,10 @@ class ImageClient(BaseModel):
         if isinstance(error, httpx.TransportError):
             reason = str(error) or type(error).__name__
             if exchange.status_code is not None:
-                return APIConnectionError(f"The connection to the relay at {self.base_url} broke: {reason}")
+                return APIConnectionError(
+                    f"The connection to the relay at {self.base_url} broke and its answer was cut "
+                    f"before it finished: {reason}"
+                )
             return APIConnectionError(f"Could not reach the relay at {self.base_url}: {reason}")
         if isinstance(error, httpx.HTTPError):  # a body httpx itself could not decode, say
             reason = str(error) or type(error).__name__

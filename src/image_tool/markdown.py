@@ -35,6 +35,11 @@ _URL_KEYS = re.compile(r"image|url|output", re.IGNORECASE)
 _WEB_SCHEMES = ("https://", "http://")
 _IMAGE_SCHEMES = (*_WEB_SCHEMES, "data:")
 _PROMPT_KEYS = ("revised_prompt", "prompt")
+_BARE_LINK = re.compile(r"https?://\S+")
+_VIDEO_SUFFIX = re.compile(r"\.(?:mp4|webm|mov|m3u8)(?![\w.])", re.IGNORECASE)
+_NOT_IN_LINK = frozenset(" \t\r\n()[]<>\"'")
+_MAX_LINK = 2048
+_VIDEO_SUFFIXES_READ = 100
 
 
 @dataclass
@@ -53,9 +58,23 @@ def read_markdown(text: str) -> MarkdownAnswer:
     answer = MarkdownAnswer(revised_prompt=_prompt_in(block), text=rest.strip())
     # Any image link, even an empty one, means the relay answered in markdown: its json block then
     # holds what was asked (a reference image, say), not what was drawn.
-    urls = _markdown_image_urls(rest) or list(_urls_in(block))
+    urls = _markdown_image_urls(rest) or list(_urls_in(block)) or _bare_link(answer.text)
     answer.images = _images_of(urls)
     return answer
+
+
+def video_links(text: str) -> list[str]:
+    """Links to videos (``.mp4``, ``.webm``, ``.mov``, ``.m3u8``) in a completion's text: what a
+    video model answers through the same endpoint."""
+    links = []
+    # From each video suffix back to the "http" before it: a bounded look, at a bounded number
+    # of suffixes, so a hostile text of suffixes costs no more than one scan.
+    for suffix in itertools.islice(_VIDEO_SUFFIX.finditer(text), _VIDEO_SUFFIXES_READ):
+        start = text.rfind("http", max(0, suffix.start() - _MAX_LINK), suffix.start())
+        link = text[start : suffix.end()] if start != -1 else ""
+        if link.startswith(_WEB_SCHEMES) and _NOT_IN_LINK.isdisjoint(link):
+            links.append(link)
+    return links
 
 
 def image_from_url(url: str) -> GeneratedImage:
@@ -79,6 +98,11 @@ def unique(images: Iterable[GeneratedImage]) -> list[GeneratedImage]:
             seen.add(key)
             kept.append(image)
     return kept
+
+
+def _bare_link(text: str) -> list[str]:
+    """The text itself when it is one link and nothing else, as some gateways answer."""
+    return [text] if _BARE_LINK.fullmatch(text) else []
 
 
 def _markdown_image_urls(text: str) -> list[str]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .errors import MalformedResponseError, NoImageError, error_from_payload, error_from_text
-from .markdown import image_from_url, read_markdown, unique
+from .markdown import image_from_url, read_markdown, unique, video_links
 from .models import MAX_IMAGES_READ, GeneratedImage, ImageGenerationResult
 
 ShapeReader = Callable[[dict[str, Any], str], ImageGenerationResult | None]
@@ -56,7 +56,7 @@ def read_images_api_shape(payload: dict[str, Any], requested_model: str) -> Imag
     data = payload.get("data")
     if not isinstance(data, list):
         return None
-    read = (image for item in data if (image := _image_from_data_item(item)) is not None)
+    read = (image for item in data if (image := image_from_data_item(item)) is not None)
     images = list(itertools.islice(read, MAX_IMAGES_READ))
     return ImageGenerationResult(
         created=_timestamp(payload.get("created")),
@@ -66,32 +66,60 @@ def read_images_api_shape(payload: dict[str, Any], requested_model: str) -> Imag
 
 
 def read_chat_completion(payload: dict[str, Any], requested_model: str) -> ImageGenerationResult | None:
-    """A ``chat.completion`` whose message content (text or parts) carries the images."""
+    """A ``chat.completion`` whose message carries the images: in its content (text or parts), or
+    in ``message.images`` (OpenRouter, LiteLLM and the Gemini gateways)."""
     choices = payload.get("choices")
     if not isinstance(choices, list):
         return None
     choice = choices[0] if choices and isinstance(choices[0], dict) else {}
     message = choice.get("message") or choice.get("delta")
-    content = message.get("content") if isinstance(message, dict) else None
+    message = message if isinstance(message, dict) else {}
+    content, images = message.get("content"), message_images(message)
+    if not content and not images and (tokens := _completion_tokens(payload)):
+        raise NoImageError(
+            f"The relay sent an empty message although it reported {tokens} completion tokens: the "
+            "image was probably generated, then lost by the relay.",
+            status_code=200,
+        )
     return result_from_content(
         content,
         model=_string(payload.get("model")) or requested_model,
         created=_timestamp(payload.get("created")),
+        images=images,
     )
+
+
+def message_images(message: dict[str, Any]) -> list[GeneratedImage]:
+    """A message's (or a delta's) ``images``: ``[{"type": "image_url", "image_url": {"url"}}]``."""
+    images = message.get("images")
+    return _text_and_images(images)[1] if isinstance(images, list) else []
 
 
 SHAPE_READERS: tuple[ShapeReader, ...] = (read_images_api_shape, read_chat_completion)
 
 
-def result_from_content(content: object, *, model: str, created: int | None = None) -> ImageGenerationResult:
-    """The images of a completion's content: markdown text, or a list of text and image parts.
+def result_from_content(
+    content: object,
+    *,
+    model: str,
+    created: int | None = None,
+    images: Iterable[GeneratedImage] = (),
+) -> ImageGenerationResult:
+    """The images of a completion's content (markdown text, or a list of text and image parts),
+    after ``images`` the relay sent beside it.
 
-    A content without an image is a failure: a refusal or rate-limit sentence becomes that error,
-    anything else ``NoImageError``; each carries the relay's own text.
+    A content without an image is a failure: a video, a refusal or rate-limit sentence becomes
+    that error, anything else ``NoImageError``; each carries the relay's own text.
     """
     text, part_images = _text_and_images(content)
+    if videos := video_links(text):
+        raise NoImageError(
+            f"The relay answered with a video, not an image: {videos[0]} . This model makes videos; "
+            "ask for an image model.",
+            status_code=200,
+        )
     answer = read_markdown(text)
-    images = unique([*part_images, *answer.images])
+    images = unique([*images, *part_images, *answer.images])
     if not images:
         relay_text = " ".join(answer.text[: _RELAY_TEXT * 4].split())[:_RELAY_TEXT]
         raise error_from_text(relay_text) or NoImageError(
@@ -126,7 +154,7 @@ def _text_and_images(content: object) -> tuple[str, list[GeneratedImage]]:
     return "\n".join(texts), images
 
 
-def _image_from_data_item(item: object) -> GeneratedImage | None:
+def image_from_data_item(item: object) -> GeneratedImage | None:
     if not isinstance(item, dict):
         return None
     url = _string(item.get("url"))
@@ -134,6 +162,12 @@ def _image_from_data_item(item: object) -> GeneratedImage | None:
     if not (url or b64_json):
         return None
     return GeneratedImage(url=url, b64_json=b64_json, revised_prompt=_string(item.get("revised_prompt")))
+
+
+def _completion_tokens(payload: dict[str, Any]) -> int:
+    usage = payload.get("usage")
+    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0 else 0
 
 
 def _string(value: object) -> str | None:

@@ -10,16 +10,26 @@ import json
 import re
 from typing import Any
 
-from .errors import APIConnectionError, MalformedResponseError, NoImageError, error_from_payload
-from .models import GenerationProgress, ImageGenerationResult, ProgressStage
-from .parsing import result_from_content
+from .errors import (
+    APIConnectionError,
+    MalformedResponseError,
+    NoImageError,
+    StreamWithoutImageError,
+    error_from_payload,
+)
+from .markdown import video_links
+from .models import GeneratedImage, GenerationProgress, ImageGenerationResult, ProgressStage
+from .parsing import image_from_data_item, message_images, result_from_content
 
 _DONE = "[DONE]"
+_DATA_PREFIX = re.compile("(?:data: ?)+")
+_IMAGE_EVENTS = ("image_generation.completed", "image_edit.completed")
+"""Images API streaming events that carry a finished image, as some relays pass them on."""
 _MAX_PROGRESS_LINE = 300  # longer lines (inline base64, say) are not read for progress
 _STAGE_WORDS: tuple[tuple[ProgressStage, tuple[str, ...]], ...] = (
     ("done", ("生成完成", "generation complete", "completed")),
     ("generating", ("进度", "progress", "生成中", "generating")),
-    ("queued", ("排队", "queuing", "queued", "in queue")),
+    ("queued", ("排队", "queuing", "queued", "in queue", "initializing")),
 )
 _PERCENT_WORDS = ("进度", "progress")
 _NUMBER = re.compile(r"\d+")
@@ -87,25 +97,43 @@ def _percent(lowered: str) -> int | None:
     return figures[-1] if figures else None
 
 
+def _still_running(text: str) -> GenerationProgress | None:
+    """The progress the text ends on, when it is not finished: the relay's last words were
+    "generating, 73 %" (a relay in the middle closed the stream for its cut upstream)."""
+    text = text.rstrip()
+    last_line = text[text.rfind("\n") + 1 :]
+    progress = progress_of_line(last_line) if len(last_line) <= _MAX_PROGRESS_LINE else None
+    if progress is None or progress.stage == "done" or (progress.percent or 0) >= 100:
+        return None
+    return progress
+
+
 class StreamReader:
     """Reads a streamed chat completion line by line: ``feed`` each line, then ``result()``."""
 
     def __init__(self, requested_model: str) -> None:
         self.requested_model = requested_model
         self.done = False
-        """Whether the stream ended with ``data: [DONE]``."""
+        """Whether the stream ended with ``data: [DONE]``. new-api and one-api send it even when
+        their upstream was cut, so it does not prove the answer whole."""
+        self.finished = False
+        """Whether a chunk gave a ``finish_reason``: the upstream said its answer was complete."""
         self.progress = ProgressTracker()
         self._model: str | None = None
         self._created: int | None = None
         self._texts: list[str] = []
         self._parts: list[Any] = []
+        self._images: list[GeneratedImage] = []
         self._event: list[str] = []  # the data lines of the event being read
+        self._reading_reasoning = False
 
     def feed(self, line: str) -> list[GenerationProgress]:
         """One line of the stream (without its newline); the progress it revealed."""
         line = line.rstrip("\r")
-        if line.startswith("data:"):
-            self._event.append(line[5:].removeprefix(" "))  # "data:" with or without a space
+        if prefix := _DATA_PREFIX.match(line):  # "data:" with or without a space, even doubled
+            data = line[prefix.end() :]
+            if not data.startswith(":"):  # "data: : PING" is a keep-alive sent as data
+                self._event.append(data)
             return []
         if line == "":
             return self._dispatch()
@@ -113,19 +141,43 @@ class StreamReader:
 
     def result(self) -> ImageGenerationResult:
         """The images of the whole stream; the typed error if it holds none, or was cut short."""
-        self._dispatch()
+        try:
+            self._dispatch()  # the last event, if no blank line ended it
+        except MalformedResponseError as error:
+            if self.done:
+                raise
+            raise APIConnectionError(
+                f"The relay's stream was cut in the middle of an event. {error.message}"
+            ) from error
         text = "".join(self._texts)
         content: object = [{"type": "text", "text": text}, *self._parts] if self._parts else text
         try:
             return result_from_content(
-                content, model=self._model or self.requested_model, created=self._created
+                content,
+                model=self._model or self.requested_model,
+                created=self._created,
+                images=self._images,
             )
         except NoImageError as error:
-            if self.done:
-                raise
-            raise APIConnectionError(
-                f"The relay's stream was cut before it finished. {error.message}"
-            ) from error
+            raise self._no_image(text, error) from error
+
+    def _no_image(self, text: str, error: NoImageError) -> NoImageError | APIConnectionError:
+        """Why a stream that held no image ended so: it was cut, it carried nothing, or the relay
+        said something without an image (``error``)."""
+        if not (self.done or self.finished):
+            return APIConnectionError(f"The relay's stream was cut before it finished. {error.message}")
+        if not text.strip() and not self._parts:
+            return StreamWithoutImageError(
+                "The relay closed the stream without an image or any text. It may not stream this "
+                "model, or lost its upstream's answer: try stream=False.",
+                status_code=200,
+            )
+        if (running := _still_running(text)) and not video_links(text):
+            return APIConnectionError(
+                f"The relay ended the stream while the image was still being generated (last "
+                f"progress: {running.text}); its upstream was probably cut or timed out."
+            )
+        return error
 
     def final_progress(self) -> list[GenerationProgress]:
         """A closing "done" update, when the relay never said it was done."""
@@ -169,14 +221,38 @@ class StreamReader:
             self._model = chunk["model"].strip()
         if isinstance(chunk.get("created"), int) and not isinstance(chunk["created"], bool):
             self._created = chunk["created"]
+        if chunk.get("type") in _IMAGE_EVENTS and (image := image_from_data_item(chunk)):
+            self._images.append(image)
+            self.finished = True
         choices = chunk.get("choices")
         updates = []
         for choice in choices if isinstance(choices, list) else []:  # a usage-only chunk has none
-            delta = (choice.get("delta") or choice.get("message")) if isinstance(choice, dict) else None
-            content = delta.get("content") if isinstance(delta, dict) else None
-            if isinstance(content, str):
-                self._texts.append(content)
-                updates += self.progress.feed(content)
-            elif isinstance(content, list):
-                self._parts.extend(content)
+            if not isinstance(choice, dict):
+                continue
+            if choice.get("finish_reason"):
+                self.finished = True
+            delta = choice.get("delta") or choice.get("message")
+            if isinstance(delta, dict):
+                updates += self._read_delta(delta)
         return updates
+
+    def _read_delta(self, delta: dict[str, Any]) -> list[GenerationProgress]:
+        self._images += message_images(delta)
+        content, reasoning = delta.get("content"), delta.get("reasoning_content")
+        updates = []
+        if isinstance(reasoning, str) and reasoning:  # sora2api reports its progress here
+            updates += self._progress_of(reasoning, reasoning=True)
+        if isinstance(content, str):
+            self._texts.append(content)
+            updates += self._progress_of(content, reasoning=False)
+        elif isinstance(content, list):
+            self._parts.extend(content)
+        return updates
+
+    def _progress_of(self, text: str, *, reasoning: bool) -> list[GenerationProgress]:
+        """Progress in the text; reasoning and content are separate texts, so a switch between
+        them ends the line being read."""
+        if reasoning != self._reading_reasoning:
+            self._reading_reasoning = reasoning
+            text = "\n" + text
+        return self.progress.feed(text)
