@@ -65,6 +65,9 @@ TEXT_FAMILIES: dict[str, Family] = {
     "progress-lines": repeated("> 进度 12%\n"),
     "blank-lines": repeated("\n"),
     "deep-json": repeated("[", prefix="```json\n", suffix="\n```"),
+    "video-suffixes": repeated(".mp4"),
+    "links-to-videos": repeated("http.mp4 "),
+    "one-long-bare-link": repeated("a", prefix="https://"),
     "long-json-key": lambda size: (
         '```json\n{"'
         + "k" * (size // 2)
@@ -72,6 +75,12 @@ TEXT_FAMILIES: dict[str, Family] = {
         + '"x",' * (size // 8)
         + '"https://cdn.example/a.png"]}\n```'
     ),
+}
+
+LINE_FAMILIES: dict[str, Family] = {
+    "data-prefixes": repeated("data: "),
+    "data-prefixes-without-spaces": repeated("data:"),
+    "data-keep-alive": repeated(":", prefix="data: "),
 }
 
 BODY_FAMILIES: dict[str, Family] = {
@@ -108,6 +117,14 @@ def read_text_as_stream(text: str) -> Callable[[], object]:
     return read
 
 
+def read_text_as_one_stream_line(text: str) -> Callable[[], object]:
+    def read() -> object:
+        reader = StreamReader("m")
+        return _quietly(lambda: (reader.feed(text), reader.feed(""), reader.result()))
+
+    return read
+
+
 def read_body_as_error(text: str) -> Callable[[], object]:
     body = text.encode()
     return lambda: error_from_response(502, body)
@@ -127,14 +144,21 @@ TEXT_READERS: dict[str, Prepare] = {
     "stream": read_text_as_stream,
 }
 
-CASES = [
-    pytest.param(prepare, family, id=f"{reader}-{name}")
-    for reader, prepare in TEXT_READERS.items()
-    for name, family in TEXT_FAMILIES.items()
-] + [
-    pytest.param(read_body_as_error, family, id=f"error-body-{name}")
-    for name, family in BODY_FAMILIES.items()
-]
+CASES = (
+    [
+        pytest.param(prepare, family, id=f"{reader}-{name}")
+        for reader, prepare in TEXT_READERS.items()
+        for name, family in TEXT_FAMILIES.items()
+    ]
+    + [
+        pytest.param(read_text_as_one_stream_line, family, id=f"stream-line-{name}")
+        for name, family in LINE_FAMILIES.items()
+    ]
+    + [
+        pytest.param(read_body_as_error, family, id=f"error-body-{name}")
+        for name, family in BODY_FAMILIES.items()
+    ]
+)
 
 
 def best_time(

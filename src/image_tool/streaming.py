@@ -132,7 +132,7 @@ class StreamReader:
         line = line.rstrip("\r")
         if prefix := _DATA_PREFIX.match(line):  # "data:" with or without a space, even doubled
             data = line[prefix.end() :]
-            if not data.startswith(":"):  # "data: : PING" is a keep-alive sent as data
+            if data and not data.startswith(":"):  # "data: : PING" is a keep-alive sent as data
                 self._event.append(data)
             return []
         if line == "":
