@@ -199,6 +199,14 @@ LITELLM_ERRORS = [
         None,
     ),
     (500, '{"error":"invalid options: images"}', "500", APIStatusError, "invalid options: images"),
+    (
+        429,
+        "litellm.RateLimitError: RateLimitError: OpenAIException - 您已达到请求数限制 (request id: 7). "
+        "LiteLLM: model group 'gpt-4o-image' failed with the error above. No fallback was attempted.",
+        "429",
+        RateLimitError,
+        "您已达到请求数限制",
+    ),
 ]
 
 

@@ -117,7 +117,11 @@ class APIError(ImageToolError):
         """The relay's message as a person or a model should read it: the innermost error a relay
         in the middle wrapped (``litellm.BadRequestError: OpenAIException - ...``), without the
         request id relays append."""
-        return _REQUEST_ID.sub("", _unwrapped(self.message)[0]).strip() or self.message
+        message = _unwrapped(self.message)[0]
+        for trailer in _TRAILERS:
+            if (start := message.find(trailer)) != -1:
+                message = message[:start].rstrip(" \n.")
+        return _REQUEST_ID.sub("", message).strip() or self.message
 
     @property
     def request_id(self) -> str | None:
@@ -266,9 +270,11 @@ MODEL_PHRASES = ("无可用渠道", "no available channel", "invalid model name"
 
 # " (request id: 2024121602163036521732429064585)", as new-api and one-api append it.
 _REQUEST_ID = re.compile(r"\s*[(（]\s*request id[:：]\s*([\w.-]{1,128})\s*[)）]", re.IGNORECASE)
-# What relays in the middle put before the upstream's message: "litellm.BadRequestError: ",
-# "OpenAIException - ", "geminiException - ".
-_WRAPPER = re.compile(r"(?:litellm\.\w{1,60}:\s*|\w{1,60}Exception\s+-\s+)+")
+# What relays in the middle put before the upstream's message: "litellm.RateLimitError: ",
+# "RateLimitError: ", "OpenAIException - ", "geminiException - ".
+_WRAPPER = re.compile(r"(?:litellm\.\w{1,60}:\s*|\w{1,60}Error:\s+|\w{1,60}Exception\s+-\s+)+")
+# And after it: LiteLLM's notes on its routing.
+_TRAILERS = ("Received Model Group=", "LiteLLM: model group ")
 _MAX_NESTING = 3
 
 
