@@ -28,7 +28,10 @@ CASSETTES = Path(__file__).resolve().parent.parent / "cassettes"
 REPLAY_ORIGIN = "https://relay.test"
 REPLAY_KEY = "replay-key"
 FAKE_RELAY_KEY = "fake-relay-key"  # the key cassettes are recorded with from FakeRelay
-KEPT_RESPONSE_HEADERS = {"content-type", "retry-after", "retry-after-ms"}
+LITELLM_MASTER_KEY = "sk-litellm-chain-master"
+"""The key clients send the LiteLLM proxy of the chain tests (tests/litellm_proxy.py)."""
+# LiteLLM passes the relay's Retry-After on as llm_provider-retry-after.
+KEPT_RESPONSE_HEADERS = {"content-type", "retry-after", "retry-after-ms", "llm_provider-retry-after"}
 
 _LOOPBACK_ORIGIN = re.compile(r"http://127\.0\.0\.1:\d+")
 
@@ -46,7 +49,7 @@ def _to_replay_origin(text: str) -> str:
         if origin:
             text = text.replace(origin.group(0), REPLAY_ORIGIN)
         text = text.replace(key, "[redacted]")
-    return text.replace(FAKE_RELAY_KEY, "[redacted]")
+    return text.replace(FAKE_RELAY_KEY, "[redacted]").replace(LITELLM_MASTER_KEY, "[redacted]")
 
 
 def _scrub_request(request: Any) -> Any:
