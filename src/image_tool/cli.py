@@ -25,7 +25,7 @@ from .models import (
     ImageStyle,
 )
 from .references import reference_urls
-from .testing import FakeRelay, Reply, Shape
+from .testing import FakeRelay, RelayProfile, Reply, Shape
 
 # One exit code per kind of failure, so scripts can tell them apart (most specific first); --help
 # lists them from here. Usage errors share 2. SaveError is never raised out of a generation: its code
@@ -166,6 +166,12 @@ def _parser() -> argparse.ArgumentParser:
         "--pace", type=float, default=0.05, help="seconds between streamed events (default 0.05)"
     )
     relay.add_argument("--latency", type=float, default=0.0, help="seconds before each answer (default 0)")
+    relay.add_argument(
+        "--profile",
+        choices=get_args(RelayProfile),
+        default="vendor",
+        help="the relay software to answer as, in front of the vendor (default vendor: as documented)",
+    )
     relay.set_defaults(run=_fake_relay)
 
     mcp = commands.add_parser(
@@ -356,9 +362,10 @@ class _ProgressDisplay:
 
 def _fake_relay(args: argparse.Namespace) -> int:
     reply = Reply.success(args.shape, pace=args.pace, delay=args.latency)
-    with FakeRelay(port=args.port, default_reply=reply) as relay:
+    with FakeRelay(port=args.port, default_reply=reply, profile=args.profile) as relay:
+        as_relay = "" if args.profile == "vendor" else f", as {args.profile}"
         print(
-            f"FakeRelay is serving {relay.base_url} (answers: {args.shape}). In another terminal:\n"
+            f"FakeRelay is serving {relay.base_url} (answers: {args.shape}{as_relay}). In another terminal:\n"
             f"  export IMAGE_TOOL_BASE_URL={relay.base_url}\n"
             f"  export IMAGE_TOOL_API_KEY={relay.api_key}\n"
             '  image-tool generate "A lighthouse at dawn" --stream --save images --allow-private-downloads\n'

@@ -11,6 +11,7 @@ with FakeRelay() as relay:
 
 from ._chat import ScriptedChatModel, Turn, calls_tool
 from ._png import png_image, png_size
+from ._profiles import RelayProfile
 from ._relay import FakeRelay, RecordedRequest
 from ._replies import ImageFormat, Locale, Reply, Shape, StreamFault, TransportFault
 
@@ -19,6 +20,7 @@ __all__ = [
     "ImageFormat",
     "Locale",
     "RecordedRequest",
+    "RelayProfile",
     "Reply",
     "ScriptedChatModel",
     "Shape",

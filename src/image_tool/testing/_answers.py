@@ -1,4 +1,4 @@
-"""What FakeRelay writes: a request read, and answer bodies in each shape, plain or streamed."""
+"""What FakeRelay writes: a request read, and the vendor's answer to it in each shape, plain or streamed."""
 
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ class GenerationRequest:
     height: int
     style: str
     stream: bool
+    include_usage: bool = False
+    """``stream_options.include_usage``: the client asked for the usage chunk."""
 
     @property
     def size(self) -> str:
@@ -70,7 +72,56 @@ def read_request(body: bytes) -> GenerationRequest:
         raise ValueError(f"invalid size or n: {size!r}, {n!r}")
     width, height = (int(side) for side in size.split("x"))
     style = str(request.get("style") or "vivid")
-    return GenerationRequest(prompt, model, n, width, height, style, bool(request.get("stream")))
+    options = request.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    return GenerationRequest(
+        prompt, model, n, width, height, style, bool(request.get("stream")), include_usage
+    )
+
+
+EVENT_STREAM_HEADERS = (("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"))
+
+
+@dataclass(frozen=True)
+class Plain:
+    """A whole answer; ``headers`` come after Content-Type and Content-Length."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Server-sent events, written as they come. Chunked, the connection stays open after them;
+    otherwise the body ends when the connection closes."""
+
+    events: Iterator[bytes]
+    headers: tuple[tuple[str, str], ...] = EVENT_STREAM_HEADERS
+    chunked: bool = False
+
+
+Answer = Plain | Stream
+
+
+def vendor_answer(request: GenerationRequest, origin: str, reply: Reply) -> Answer:
+    """The vendor's answer to a request, as the reply scripts it (transport faults aside)."""
+    headers = tuple(reply.headers.items())
+    if reply.body is not None:
+        return Plain(reply.status, reply.body, headers)
+    if reply.shape == "images_api" and reply.content is None:  # never streamed, as in the field
+        return Plain(reply.status, images_api_body(request, origin, reply), headers)
+    content = chat_content(request, origin, reply)
+    model = reply.model or request.model
+    if not request.stream:
+        return Plain(reply.status, completion_body(content, model), headers)
+    return Stream(stream_events(content, model, reply))
+
+
+def error_body(message: str, error_type: str, code: str | None = None) -> bytes:
+    """The vendor's own error object (a wrong key, a bad request)."""
+    return json.dumps({"error": {"message": message, "type": error_type, "code": code}}).encode()
 
 
 def images_api_body(request: GenerationRequest, origin: str, reply: Reply) -> bytes:

@@ -10,21 +10,24 @@ import struct
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ._answers import (
+    Answer,
     GenerationRequest,
-    chat_content,
-    completion_body,
+    Plain,
+    Stream,
+    error_body,
     images_api_body,
     read_request,
-    stream_events,
+    vendor_answer,
 )
 from ._png import PNG_SIGNATURE, png_image
+from ._profiles import RelayProfile, profile_named
 from ._replies import Reply
 
 _LARGE_IMAGE_PATH = re.compile(r"^/images/large/(\d{1,4})mb/[0-9a-f]{16}\.png$")
@@ -62,16 +65,29 @@ class FakeRelay:
     It serves ``POST /v1/chat/completions`` with a bearer check, answers in the documented shape
     with links to PNG images of the requested size that it serves itself, and plays queued
     ``Reply`` objects, in order, before falling back to ordinary successes.
+
+    ``profile`` puts relay software in front: the replies are then its upstream's answers, and
+    FakeRelay sends them on as ``"new-api"``, ``"one-api"`` or the ``"litellm"`` proxy would
+    (stream framing and ends, dropped chunks and headers, reshaped errors). The default,
+    ``"vendor"``, sends them as scripted.
     """
 
     def __init__(
-        self, *, api_key: str = "fake-relay-key", port: int = 0, default_reply: Reply | None = None
+        self,
+        *,
+        api_key: str = "fake-relay-key",
+        port: int = 0,
+        default_reply: Reply | None = None,
+        profile: RelayProfile = "vendor",
     ) -> None:
         self.api_key = api_key
         self.port = port
         """The port to listen on; 0 picks a free one."""
         self.default_reply = default_reply or Reply()
         """The answer when no reply is queued."""
+        self.profile: RelayProfile = profile
+        """The relay software FakeRelay answers as (``"vendor"``: the replies as scripted)."""
+        self._profile = profile_named(profile)
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -176,15 +192,15 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self._record(body)
         if self.path != "/v1/chat/completions":
-            self._send(404, _error_body(f"Invalid URL (POST {self.path})", "invalid_request_error"))
+            self._send(404, error_body(f"Invalid URL (POST {self.path})", "invalid_request_error"))
             return
         if self.headers.get("Authorization") != f"Bearer {self.relay.api_key}":
-            self._send(401, _error_body("Invalid token", "new_api_error", "invalid_api_key"))
+            self._write(self.relay._profile.bad_key())
             return
         try:
             request = read_request(body)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
-            self._send(400, _error_body(f"Invalid request: {error}", "invalid_request_error"))
+            self._send(400, error_body(f"Invalid request: {error}", "invalid_request_error"))
             return
         relay = self.relay
         with relay._lock:
@@ -200,21 +216,19 @@ class _Handler(BaseHTTPRequestHandler):
                 relay.in_flight -= 1
 
     def _answer(self, request: GenerationRequest, reply: Reply) -> None:
-        origin = self.relay.origin
+        origin, profile = self.relay.origin, self.relay._profile
         if reply.fault is not None:
             self._misbehave(reply, images_api_body(request, origin, reply))
-        elif reply.body is not None:
-            self._send(reply.status, reply.body, headers=reply.headers)
-        elif reply.shape == "images_api" and reply.content is None:  # never streamed, as in the field
-            self._send(reply.status, images_api_body(request, origin, reply), headers=reply.headers)
-        elif not request.stream:
-            content = chat_content(request, origin, reply)
-            self._send(
-                reply.status, completion_body(content, reply.model or request.model), headers=reply.headers
-            )
-        else:
-            content = chat_content(request, origin, reply)
-            self._send_stream(stream_events(content, reply.model or request.model, reply), reply.pace)
+            return
+        answer: Answer | None = None
+        if reply.relay_refusal is not None:
+            answer = profile.refuse(reply.relay_refusal)
+        if answer is None:
+            upstream = vendor_answer(request, origin, reply)
+            if isinstance(upstream, Stream):  # paced as the upstream writes, before any relay reshapes it
+                upstream = replace(upstream, events=self._paced(upstream.events, reply.pace))
+            answer = profile.deliver(upstream, request)
+        self._write(answer)
 
     def _record(self, body: bytes) -> None:
         recorded = RecordedRequest(
@@ -237,7 +251,8 @@ class _Handler(BaseHTTPRequestHandler):
             # Linger 0: close() sends a TCP reset instead of an orderly end.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         elif reply.fault == "endless_stream":
-            self._send_stream(iter(lambda: b": PING\n\n", None), pace=reply.pace or 0.05)
+            pings = iter(lambda: b": PING\n\n", None)
+            self._send_stream(Stream(self._paced(pings, reply.pace or 0.05)))
         elif reply.fault == "huge_body":
             size = 256 * 1024 * 1024
             head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
@@ -257,15 +272,36 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(piece[: min(left, len(piece))])
             left -= len(piece)
 
-    def _send_stream(self, events: Iterable[bytes], pace: float) -> None:
-        """Server-sent events, each written as it comes; the body ends when the connection closes."""
-        self.close_connection = True
-        head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-        self.wfile.write((head + "Connection: close\r\n\r\n").encode())
+    def _paced(self, events: Iterable[bytes], pace: float) -> Iterator[bytes]:
+        """The events, ``pace`` seconds apart, until the relay stops."""
         for event in events:
             if pace and self.relay._stopping.wait(pace):
                 return
-            self.wfile.write(event)
+            yield event
+
+    def _write(self, answer: Answer) -> None:
+        if isinstance(answer, Plain):
+            self._send(answer.status, answer.body, content_type=answer.content_type, headers=answer.headers)
+        else:
+            self._send_stream(answer)
+
+    def _send_stream(self, stream: Stream) -> None:
+        """Server-sent events, each written as it comes. Chunked, the connection stays open for the
+        next request; otherwise the body ends when the connection closes."""
+        self.close_connection = not stream.chunked
+        lines = ["HTTP/1.1 200 OK", *(f"{k}: {v}" for k, v in stream.headers)]
+        lines.append("Transfer-Encoding: chunked" if stream.chunked else "Connection: close")
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        for event in stream.events:
+            if self.relay._stopping.is_set():  # nothing more: not even what a relay adds at the end
+                self.close_connection = True
+                return
+            if not stream.chunked:
+                self.wfile.write(event)
+            elif event:  # an empty chunk would end the body
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+        if stream.chunked:
+            self.wfile.write(b"0\r\n\r\n")
 
     def _send(
         self,
@@ -273,14 +309,10 @@ class _Handler(BaseHTTPRequestHandler):
         body: bytes,
         *,
         content_type: str = "application/json",
-        headers: dict[str, str] | None = None,
+        headers: Iterable[tuple[str, str]] = (),
     ) -> None:
         # One write per answer: separate header and body writes cost a delayed ACK (~40 ms).
         reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
         lines = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {content_type}"]
-        lines += [f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in (headers or {}).items())]
+        lines += [f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers)]
         self.wfile.write("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body)
-
-
-def _error_body(message: str, error_type: str, code: str | None = None) -> bytes:
-    return json.dumps({"error": {"message": message, "type": error_type, "code": code}}).encode()

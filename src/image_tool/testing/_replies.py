@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Shape = Literal["images_api", "markdown", "inline_data", "content_parts", "json_block"]
@@ -13,11 +13,14 @@ URLs only inside its fenced json block."""
 ImageFormat = Literal["url", "b64_json"]
 Locale = Literal["zh", "en"]
 StreamFault = Literal["error_mid_stream", "done_without_image", "cut_before_done"]
+"""How a streamed answer goes wrong: an error object mid-stream, ``[DONE]`` with no image, or the
+connection closed before ``[DONE]``."""
 TransportFault = Literal["reset_mid_body", "endless_stream", "huge_body"]
 """How the connection itself goes wrong: reset halfway through the body; an event stream that
 never ends (keep-alives only); a body far larger than any answer (256 MiB, written lazily)."""
-"""How a streamed answer goes wrong: an error object mid-stream, ``[DONE]`` with no image, or the
-connection closed before ``[DONE]``."""
+RelayRefusal = Literal["token_spent", "prompt_blocked"]
+"""A refusal the relay software makes itself, in its own words: the key's own quota is spent; the
+prompt was blocked (new-api's ``prompt_blocked``)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,9 @@ class Reply:
     fault: TransportFault | None = None
     pace: float = 0.0
     """Seconds between the events of a streamed answer."""
+    relay_refusal: RelayRefusal | None = None
+    """Made by the relay itself, not its upstream: under a relay profile, that software's own words
+    for it replace ``body`` (see ``FakeRelay(profile=...)``)."""
 
     @classmethod
     def success(
@@ -130,6 +136,25 @@ class Reply:
             code="model_not_found",
             error_type="one_api_error",
         )
+
+    @classmethod
+    def token_spent(cls) -> Reply:
+        """The key's own quota is spent (new-api: 401 "该令牌额度已用尽", no code); the relay
+        refuses before asking its upstream."""
+        error = {"message": "该令牌额度已用尽 (request id: 20260311-fake)", "type": "new_api_error"}
+        body = json.dumps({"error": error}, ensure_ascii=False).encode()
+        return cls(status=401, body=body, relay_refusal="token_spent")
+
+    @classmethod
+    def prompt_blocked(cls) -> Reply:
+        """new-api's ``prompt_blocked``: the upstream blocked the prompt (a content-policy refusal)."""
+        reply = cls.error(
+            400,
+            "request blocked by Gemini API: PROHIBITED_CONTENT (request id: 20260311-fake)",
+            code="prompt_blocked",
+            error_type="prompt_blocked",
+        )
+        return replace(reply, relay_refusal="prompt_blocked")
 
     @classmethod
     def server_error(cls) -> Reply:
