@@ -121,7 +121,8 @@ class APIError(ImageToolError):
         for trailer in _TRAILERS:
             if (start := message.find(trailer)) != -1:
                 message = message[:start].rstrip(" \n.")
-        return _REQUEST_ID.sub("", message).strip() or self.message
+        # new-api and one-api send only the request id when the upstream's body was unreadable.
+        return _REQUEST_ID.sub("", message).strip() or self.code or _reason(self.status_code) or self.message
 
     @property
     def request_id(self) -> str | None:
@@ -219,6 +220,7 @@ QUOTA_CODES = frozenset(
         "entitlement_inactive",
         "entitlement_daily_limit_exceeded",
         "entitlement_total_limit_exceeded",
+        "budget_exceeded",
     }
 )
 MODEL_CODES = frozenset({"model_not_found", "model_not_available", "channel:no_available_key"})
@@ -265,6 +267,7 @@ QUOTA_PHRASES = (
     "quota is not enough",
     "exceeded your current quota",
     "insufficient balance",
+    "budget has been exceeded",
 )
 MODEL_PHRASES = ("无可用渠道", "no available channel", "invalid model name", "model not found")
 
@@ -426,7 +429,9 @@ def _body_text(body: bytes) -> str:
     return text[:_MAX_MESSAGE]
 
 
-def _reason(status_code: int) -> str:
+def _reason(status_code: int | None) -> str:
+    if status_code is None:
+        return ""
     try:
         return HTTPStatus(status_code).phrase
     except ValueError:
