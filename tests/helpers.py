@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
@@ -42,3 +47,21 @@ def tool_node_graph(tool: BaseTool, model: ScriptedChatModel) -> Any:
     graph.add_conditional_edges("model", route, ["tools", END])
     graph.add_edge("tools", "model")
     return graph.compile()
+
+
+@contextmanager
+def fake_relay_command(*options: str) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
+    """``image-tool fake-relay --port 0 OPTIONS`` running: the process, the base URL and the line
+    that gave it. Stopped with Ctrl-C, which it must take as a clean exit."""
+    command = [sys.executable, "-m", "image_tool.cli", "fake-relay", "--port", "0", *options]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: S603  # our own command
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        yield process, first.split("serving ", 1)[1].split(" ", 1)[0], first
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+        if process.stdout:
+            process.stdout.close()
+    assert process.returncode == 0

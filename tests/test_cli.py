@@ -21,6 +21,8 @@ from image_tool.client import ImageClient
 from image_tool.models import MAX_IMAGES, MAX_PROMPT_LENGTH, GenerationProgress
 from image_tool.testing import FakeRelay, Reply
 
+from .helpers import fake_relay_command
+
 
 @pytest.fixture
 def relay(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRelay]:
@@ -191,15 +193,8 @@ def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_fake_relay_command_serves_the_emulator(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "image_tool.cli", "fake-relay", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with fake_relay_command() as (process, base_url, _):
         assert process.stdout is not None
-        first = process.stdout.readline()
-        base_url = first.split("serving ", 1)[1].split(" ", 1)[0]
         instructions = [process.stdout.readline() for _ in range(3)]
         assert instructions[0].strip() == f"export IMAGE_TOOL_BASE_URL={base_url}"
         env = {**os.environ, "IMAGE_TOOL_BASE_URL": base_url, "IMAGE_TOOL_API_KEY": "fake-relay-key"}
@@ -212,12 +207,6 @@ def test_fake_relay_command_serves_the_emulator(tmp_path: Path) -> None:
             check=True,
         )
         assert json.loads(generated.stdout)["images"][0]["url"].startswith(base_url.removesuffix("/v1"))
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=10)
-        if process.stdout:
-            process.stdout.close()
-    assert process.returncode == 0
 
 
 def test_mcp_command_needs_a_relay(capsys: pytest.CaptureFixture[str]) -> None:

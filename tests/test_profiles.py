@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import socket
 import ssl
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +14,8 @@ import httpx
 import pytest
 
 from image_tool.testing import FakeRelay, RelayProfile, Reply
+
+from .helpers import fake_relay_command
 
 REQUEST = {"model": "gpt-4o-image", "messages": [{"role": "user", "content": "a cat in a tree"}]}
 SATURATED = "当前分组上游负载已饱和，请稍后再试"
@@ -449,27 +448,8 @@ def test_litellm_refuses_a_spent_key_and_a_wrong_key_in_its_own_words(litellm: F
 
 
 def test_fake_relay_command_takes_a_profile() -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "image_tool.cli",
-            "fake-relay",
-            "--port",
-            "0",
-            "--pace",
-            "0",
-            "--profile",
-            "one-api",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        assert "(answers: markdown, as one-api)" in first
-        base_url = first.split("serving ", 1)[1].split(" ", 1)[0]
+    with fake_relay_command("--pace", "0", "--profile", "one-api") as (_, base_url, first_line):
+        assert "(answers: markdown, as one-api)" in first_line
         response = httpx.post(
             f"{base_url}/chat/completions",
             json={**REQUEST, "stream": True},
@@ -479,12 +459,6 @@ def test_fake_relay_command_takes_a_profile() -> None:
         )
         assert response.headers["x-oneapi-request-id"]
         assert response.text.endswith("data: [DONE]\n\n")
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=10)
-        if process.stdout:
-            process.stdout.close()
-    assert process.returncode == 0
 
 
 def test_fake_relay_command_refuses_an_unknown_profile(capsys: pytest.CaptureFixture[str]) -> None:
