@@ -9,6 +9,7 @@ import pytest
 
 from image_tool import APIConnectionError, APIStatusError, GenerationProgress, ImageGenerationResult
 from image_tool.errors import MalformedResponseError, NoImageError, StreamWithoutImageError
+from image_tool.models import MAX_IMAGES_READ
 from image_tool.streaming import ProgressTracker, StreamReader, progress_of_line
 
 from .test_markdown import FIELD_ANSWER_ZH
@@ -229,3 +230,13 @@ def test_a_large_inline_image_in_small_deltas() -> None:
     result, progress = read(lines)
     assert result.images[0].b64_json == image
     assert [update.stage for update in progress] == ["queued", "done"]
+
+
+def test_images_beside_the_text_are_kept_up_to_the_reading_limit() -> None:
+    images = [{"type": "image_url", "image_url": {"url": f"https://cdn.example/{i}.png"}} for i in range(600)]
+    lines = events(*(chunk(choices=[{"delta": {"images": images}}]) for _ in range(3)))
+    result, _ = read([*lines, "data: [DONE]", ""])
+    assert len(result.images) == 600  # the same 600, each once
+    more = [{"type": "image_url", "image_url": {"url": f"https://cdn.example/b{i}.png"}} for i in range(900)]
+    result, _ = read([*lines, *events(chunk(choices=[{"delta": {"images": more}}])), "data: [DONE]", ""])
+    assert len(result.images) == MAX_IMAGES_READ

@@ -18,7 +18,13 @@ from .errors import (
     error_from_payload,
 )
 from .markdown import video_links
-from .models import GeneratedImage, GenerationProgress, ImageGenerationResult, ProgressStage
+from .models import (
+    MAX_IMAGES_READ,
+    GeneratedImage,
+    GenerationProgress,
+    ImageGenerationResult,
+    ProgressStage,
+)
 from .parsing import image_from_data_item, message_images, result_from_content
 
 _DONE = "[DONE]"
@@ -124,6 +130,7 @@ class StreamReader:
         self._texts: list[str] = []
         self._parts: list[Any] = []
         self._images: list[GeneratedImage] = []
+        self._image_keys: set[str] = set()
         self._event: list[str] = []  # the data lines of the event being read
         self._reading_reasoning = False
 
@@ -222,7 +229,7 @@ class StreamReader:
         if isinstance(chunk.get("created"), int) and not isinstance(chunk["created"], bool):
             self._created = chunk["created"]
         if chunk.get("type") in _IMAGE_EVENTS and (image := image_from_data_item(chunk)):
-            self._images.append(image)
+            self._keep_images([image])
             self.finished = True
         choices = chunk.get("choices")
         updates = []
@@ -237,7 +244,7 @@ class StreamReader:
         return updates
 
     def _read_delta(self, delta: dict[str, Any]) -> list[GenerationProgress]:
-        self._images += message_images(delta)
+        self._keep_images(message_images(delta))
         content, reasoning = delta.get("content"), delta.get("reasoning_content")
         updates = []
         if isinstance(reasoning, str) and reasoning:  # sora2api reports its progress here
@@ -248,6 +255,14 @@ class StreamReader:
         elif isinstance(content, list):
             self._parts.extend(content)
         return updates
+
+    def _keep_images(self, images: list[GeneratedImage]) -> None:
+        """Images sent beside the text, each once, up to as many as an answer is read for."""
+        for image in images:
+            key = image.url or image.b64_json
+            if key and key not in self._image_keys and len(self._images) < MAX_IMAGES_READ:
+                self._image_keys.add(key)
+                self._images.append(image)
 
     def _progress_of(self, text: str, *, reasoning: bool) -> list[GenerationProgress]:
         """Progress in the text; reasoning and content are separate texts, so a switch between
