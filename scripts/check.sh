@@ -3,7 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --editable '.[dev]'
+# `pip install --group` (the dev dependency group) needs pip 25.1 or later.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check 'pip>=25.1'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --editable . --group dev
 
 # The LiteLLM proxy that tests/test_litellm_chain.py runs as real relay software: the
 # litellm-proxy dependency group, in a virtualenv of its own so that its many dependencies cannot
