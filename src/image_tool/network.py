@@ -60,7 +60,12 @@ def is_public_address(address: str) -> bool:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    return all(candidate.is_global for candidate in _with_embedded(ip))
+    judged = list(_with_embedded(ip))
+    if isinstance(ip, ipaddress.IPv6Address) and ip.sixtofour is not None:
+        # 6to4 is judged by the IPv4 address it carries alone: Python 3.13 counts the whole
+        # 2002::/16 prefix as not global, earlier versions as global.
+        judged = judged[1:]
+    return all(candidate.is_global for candidate in judged)
 
 
 def bounded_client(verify: ssl.SSLContext, *, public_only: bool = False) -> httpx.Client:
