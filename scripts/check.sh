@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, format, strict types, and pytest replaying cassettes offline.
+# The whole test suite: lint, format, strict types, the docs build, and pytest replaying cassettes
+# offline, on pinned versions (constraints/). PYTHON and VENV choose the interpreter and the
+# environment: `PYTHON=python3.13 VENV=.venv-3.13 bash scripts/check.sh` (CI runs 3.10 and 3.13).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x .venv/bin/python ] || python3 -m venv .venv
-# `pip install --group` (the dev dependency group) needs pip 25.1 or later.
-.venv/bin/python -m pip install --quiet --disable-pip-version-check 'pip>=25.1'
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --editable . --group dev
+venv=${VENV:-.venv}
+
+# pip_install VENV CONSTRAINTS ARGS...: pinned, quiet. `--group` needs pip 25.1 or later.
+pip_install() {
+    "$1/bin/python" -m pip install --quiet --disable-pip-version-check -c "$2" "${@:3}"
+}
+
+[ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$venv"
+pip_install "$venv" constraints/dev.txt 'pip>=25.1'
+pip_install "$venv" constraints/dev.txt --editable . --group dev
 
 # The LiteLLM proxy that tests/test_litellm_chain.py runs as real relay software: the
 # litellm-proxy dependency group, in a virtualenv of its own so that its many dependencies cannot
@@ -15,16 +23,16 @@ proxy_installed=$(.venv-proxy/bin/python -c 'import importlib.metadata as m; pri
     2>/dev/null || true)
 if [ ! -x .venv-proxy/bin/litellm ] || [ "$proxy_installed" != "$proxy_pin" ]; then
     [ -x .venv-proxy/bin/python ] || python3 -m venv .venv-proxy
-    # `pip install --group` needs pip 25.1 or later.
-    .venv-proxy/bin/python -m pip install --quiet --disable-pip-version-check --upgrade 'pip>=25.1'
-    if ! .venv-proxy/bin/python -m pip install --quiet --disable-pip-version-check --group litellm-proxy; then
+    pip_install .venv-proxy constraints/litellm-proxy.txt 'pip>=25.1'
+    if ! pip_install .venv-proxy constraints/litellm-proxy.txt --group litellm-proxy; then
         # Where it cannot be installed (no wheel for this Python, say), its tests skip and say why.
         echo "check.sh: the LiteLLM proxy could not be installed; the chain tests will be skipped" >&2
         rm -rf .venv-proxy
     fi
 fi
 
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
-.venv/bin/mypy
-.venv/bin/pytest --record-mode=none --block-network --allowed-hosts=127.0.0.1 "$@"
+"$venv/bin/ruff" check .
+"$venv/bin/ruff" format --check .
+"$venv/bin/mypy"
+NO_MKDOCS_2_WARNING=1 "$venv/bin/mkdocs" build --strict --quiet --site-dir site
+"$venv/bin/pytest" --record-mode=none --block-network --allowed-hosts=127.0.0.1 "$@"
