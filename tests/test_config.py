@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
+from typing_extensions import assert_type
 
-from image_tool import ConfigurationError, ImageClient
+from image_tool import ClientSettings, ConfigurationError, ImageClient, ImageGenerationTool
 from image_tool.config import normalise_base_url, resolve_connection
 
 RELAY = "https://relay.example.com/v1"
@@ -150,3 +153,20 @@ def test_the_key_never_travels_in_clear_to_another_host(base_url: str, allowed: 
         with pytest.raises(ConfigurationError, match="allow_insecure_http=True"):
             ImageClient(api_key="k", base_url=base_url)
         assert ImageClient(api_key="k", base_url=base_url, allow_insecure_http=True).base_url == base_url
+
+
+def test_each_setting_is_declared_once_and_typed_as_given() -> None:
+    # ClientSettings declares the settings; the client has them as fields, the tool takes them as
+    # keywords. Type checkers see the wider type a setting is given in (mypy checks this file).
+    client = ImageClient(api_key="k", base_url=RELAY, save_dir="images", timeout=30)
+    assert_type(client.api_key, SecretStr)
+    assert_type(client.save_dir, Path | None)
+    assert client.save_dir == Path("images")
+    assert ImageClient.model_fields.keys() == ClientSettings.model_fields.keys()
+    tool = ImageGenerationTool(api_key="k", base_url=RELAY, save_dir="images", stream=True, user="u")
+    assert tool.client.save_dir == Path("images")
+    assert tool.client.stream is True
+    if TYPE_CHECKING:  # what type checkers refuse (mypy reports an ignore that is not needed)
+        ImageClient(api_key=42)  # type: ignore[arg-type]
+        ImageGenerationTool(max_retries="2")  # type: ignore[arg-type]
+        ImageGenerationTool(api_kye="typo")  # type: ignore[call-arg]

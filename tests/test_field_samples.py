@@ -37,9 +37,9 @@ from image_tool import (
     NoImageError,
     RateLimitError,
 )
+from image_tool.advice import describe_failure
 from image_tool.errors import StreamWithoutImageError
 from image_tool.testing import png_image
-from image_tool.tool import describe_failure
 
 from .hostile_server import Answer, HostileServer
 

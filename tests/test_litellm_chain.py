@@ -18,6 +18,7 @@ import pytest
 from langchain_core.messages import ToolMessage
 
 from image_tool import ImageClient, ImageGenerationResult, ImageGenerationTool
+from image_tool.advice import describe_failure
 from image_tool.errors import (
     APIConnectionError,
     APIError,
@@ -31,7 +32,6 @@ from image_tool.errors import (
     StreamWithoutImageError,
 )
 from image_tool.testing import Reply
-from image_tool.tool import describe_failure
 
 from .helpers import tool_call
 

@@ -14,6 +14,7 @@ import re
 import pytest
 
 from image_tool import ImageClient, ImageGenerationResult
+from image_tool.advice import describe_failure
 from image_tool.errors import (
     APIConnectionError,
     APIError,
@@ -25,7 +26,6 @@ from image_tool.errors import (
     StreamWithoutImageError,
 )
 from image_tool.testing import Reply
-from image_tool.tool import describe_failure
 
 from .conftest import CASSETTES, FAKE_RELAY_KEY, LITELLM_MASTER_KEY, REPLAY_KEY, REPLAY_ORIGIN, RelayTarget
 

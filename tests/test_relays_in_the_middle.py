@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from image_tool import ImageClient
+from image_tool.advice import describe_failure
 from image_tool.errors import (
     APIConnectionError,
     APIStatusError,
@@ -24,7 +25,6 @@ from image_tool.errors import (
     StreamWithoutImageError,
 )
 from image_tool.testing import FakeRelay, RelayProfile, Reply
-from image_tool.tool import describe_failure
 
 Expected = type[ImageToolError] | int
 """An error kind, or the number of images."""

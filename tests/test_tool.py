@@ -18,8 +18,8 @@ from image_tool import (
     ImageGenerationTool,
     errors,
 )
+from image_tool.advice import describe_failure
 from image_tool.testing import FakeRelay, Reply
-from image_tool.tool import describe_failure
 
 from .conftest import RelayTarget
 from .helpers import tool_call

@@ -2,38 +2,49 @@
 
 from image_tool import ImageGenerationTool
 tool = ImageGenerationTool()   # reads IMAGE_TOOL_API_KEY and IMAGE_TOOL_BASE_URL
+
+Every public name is imported on first use (PEP 562): ``from image_tool import ImageClient``
+loads httpx and pydantic but not LangChain, which only the tool needs.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .client import ImageClient
-from .errors import (
-    APIConnectionError,
-    APIError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    ConfigurationError,
-    ContentPolicyError,
-    ImageToolError,
-    InvalidRequestError,
-    MalformedResponseError,
-    ModelNotFoundError,
-    NoImageError,
-    QuotaExceededError,
-    RateLimitError,
-    ReferenceImageError,
-    SaveError,
-    StreamWithoutImageError,
-)
-from .models import (
-    GeneratedImage,
-    GenerationProgress,
-    ImageGenerationResult,
-    ImageQuality,
-    ImageSize,
-    ImageStyle,
-)
-from .tool import PROGRESS_EVENT, GenerateImageInput, ImageGenerationTool
+
+if TYPE_CHECKING:
+    from .client import ImageClient
+    from .errors import (
+        APIConnectionError,
+        APIError,
+        APIStatusError,
+        APITimeoutError,
+        AuthenticationError,
+        ConfigurationError,
+        ContentPolicyError,
+        ImageToolError,
+        InvalidRequestError,
+        MalformedResponseError,
+        ModelNotFoundError,
+        NoImageError,
+        QuotaExceededError,
+        RateLimitError,
+        ReferenceImageError,
+        SaveError,
+        StreamWithoutImageError,
+    )
+    from .models import (
+        GeneratedImage,
+        GenerationProgress,
+        ImageGenerationResult,
+        ImageQuality,
+        ImageSize,
+        ImageStyle,
+    )
+    from .settings import ClientSettings
+    from .tool import PROGRESS_EVENT, GenerateImageInput, ImageGenerationTool
 
 __all__ = [
     "PROGRESS_EVENT",
@@ -42,6 +53,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AuthenticationError",
+    "ClientSettings",
     "ConfigurationError",
     "ContentPolicyError",
     "GenerateImageInput",
@@ -65,3 +77,51 @@ __all__ = [
     "StreamWithoutImageError",
     "__version__",
 ]
+
+_HOMES = {
+    "client": ("ImageClient",),
+    "errors": (
+        "APIConnectionError",
+        "APIError",
+        "APIStatusError",
+        "APITimeoutError",
+        "AuthenticationError",
+        "ConfigurationError",
+        "ContentPolicyError",
+        "ImageToolError",
+        "InvalidRequestError",
+        "MalformedResponseError",
+        "ModelNotFoundError",
+        "NoImageError",
+        "QuotaExceededError",
+        "RateLimitError",
+        "ReferenceImageError",
+        "SaveError",
+        "StreamWithoutImageError",
+    ),
+    "models": (
+        "GeneratedImage",
+        "GenerationProgress",
+        "ImageGenerationResult",
+        "ImageQuality",
+        "ImageSize",
+        "ImageStyle",
+    ),
+    "settings": ("ClientSettings",),
+    "tool": ("PROGRESS_EVENT", "GenerateImageInput", "ImageGenerationTool"),
+}
+"""The module each public name lives in (tests/test_imports.py checks this against ``__all__``)."""
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # found once; later look-ups do not come back here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

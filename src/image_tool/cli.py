@@ -11,11 +11,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO, get_args
+from typing import Any, NoReturn, TextIO, get_args
 
 from . import errors
-from .client import ImageClient
 from .models import (
+    DEFAULT_N,
+    DEFAULT_QUALITY,
+    DEFAULT_SIZE,
+    DEFAULT_STYLE,
     MAX_IMAGES,
     MAX_PROMPT_LENGTH,
     GenerationProgress,
@@ -24,8 +27,11 @@ from .models import (
     ImageSize,
     ImageStyle,
 )
-from .references import reference_urls
-from .testing import FakeRelay, RelayProfile, Reply, Shape
+from .settings import ClientSettings
+from .testing._replies import RelayProfile, Shape
+
+# Each command imports what it runs when it runs: `--help` loads neither the client, the
+# emulator, nor LangChain (only `mcp` needs it).
 
 # One exit code per kind of failure, so scripts can tell them apart (most specific first); --help
 # lists them from here. Usage errors share 2. SaveError is never raised out of a generation: its code
@@ -46,10 +52,14 @@ EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (KeyboardInterrupt, 130, "interrupted (Ctrl-C)"),
 )
 
-# The library's messages name its settings; the command has flags for some of them.
-CLI_FLAGS = {
-    "allow_private_downloads=True": "--allow-private-downloads",
-    "ImageClient(total_timeout=...)": "--total-timeout",
+# The client's settings that `generate` has a flag for. Each flag's default is the setting's
+# (ClientSettings), and the library's messages that name a setting show its flag instead.
+SETTING_FLAGS = {
+    "save_dir": "--save",
+    "stream": "--stream",
+    "max_retries": "--max-retries",
+    "total_timeout": "--total-timeout",
+    "allow_private_downloads": "--allow-private-downloads",
 }
 
 NOT_CONFIGURED = """\
@@ -113,16 +123,21 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--n",
         type=_whole_number(1, MAX_IMAGES),
-        default=1,
-        help=f"how many images, 1 to {MAX_IMAGES} (default 1)",
+        default=DEFAULT_N,
+        help=f"how many images, 1 to {MAX_IMAGES} (default {DEFAULT_N})",
     )
     generate.add_argument(
-        "--size", choices=get_args(ImageSize), default="1024x1024", help="default 1024x1024"
+        "--size", choices=get_args(ImageSize), default=DEFAULT_SIZE, help=f"default {DEFAULT_SIZE}"
     )
     generate.add_argument(
-        "--quality", choices=get_args(ImageQuality), default="standard", help="default standard"
+        "--quality",
+        choices=get_args(ImageQuality),
+        default=DEFAULT_QUALITY,
+        help=f"default {DEFAULT_QUALITY}",
     )
-    generate.add_argument("--style", choices=get_args(ImageStyle), default="vivid", help="default vivid")
+    generate.add_argument(
+        "--style", choices=get_args(ImageStyle), default=DEFAULT_STYLE, help=f"default {DEFAULT_STYLE}"
+    )
     generate.add_argument(
         "--image",
         action="append",
@@ -130,23 +145,16 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL_OR_FILE",
         help="an earlier image to edit or draw from (repeatable)",
     )
-    generate.add_argument("--save", type=Path, metavar="DIR", help="save the images here (links expire)")
-    generate.add_argument("--stream", action="store_true", help="stream the answer, with live progress")
+    setting = _setting_flag(generate)
+    setting("save_dir", "save the images here (links expire)", type=Path, metavar="DIR")
+    setting("stream", "stream the answer, with live progress", action="store_true")
     generate.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
-    generate.add_argument(
-        "--max-retries", type=_whole_number(0), default=2, help="retries of safe failures (default 2)"
-    )
-    generate.add_argument(
-        "--total-timeout",
-        type=_seconds,
-        default=1200.0,
-        metavar="SECONDS",
-        help="give up after (default 1200)",
-    )
-    generate.add_argument(
-        "--allow-private-downloads",
+    setting("max_retries", "retries of safe failures (default {default})", type=_whole_number(0))
+    setting("total_timeout", "give up after (default {default:g})", type=_seconds, metavar="SECONDS")
+    setting(
+        "allow_private_downloads",
+        "save images served from loopback or private addresses (local relays)",
         action="store_true",
-        help="save images served from loopback or private addresses (local relays)",
     )
     generate.set_defaults(run=_generate)
 
@@ -184,6 +192,17 @@ def _parser() -> argparse.ArgumentParser:
     mcp.add_argument("--stream", action="store_true")
     mcp.set_defaults(run=_mcp)
     return parser
+
+
+def _setting_flag(parser: argparse.ArgumentParser) -> Callable[..., None]:
+    """Adds the flag of a client setting, with the setting's default (``{default}`` in ``text``)."""
+
+    def add(name: str, text: str, **options: Any) -> None:
+        default = ClientSettings.model_fields[name].get_default(call_default_factory=True)
+        help_text = text.format(default=default)
+        parser.add_argument(SETTING_FLAGS[name], dest=name, default=default, help=help_text, **options)
+
+    return add
 
 
 # argparse types: a bad value is a one-line usage error (exit 2) before anything is sent.
@@ -224,14 +243,10 @@ def _seconds(text: str) -> float:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from .client import ImageClient
+
     try:
-        client = ImageClient(
-            stream=args.stream,
-            save_dir=args.save,
-            max_retries=args.max_retries,
-            total_timeout=args.total_timeout,
-            allow_private_downloads=args.allow_private_downloads,
-        )
+        client = ImageClient(**{name: getattr(args, name) for name in SETTING_FLAGS})
     except errors.ConfigurationError as error:
         message = NOT_CONFIGURED if "No image relay is configured" in str(error) else str(error)
         print(message, file=sys.stderr)
@@ -258,7 +273,7 @@ def _generate(args: argparse.Namespace) -> int:
         return exit_code(error)
     result = _save_errors_in_cli_terms(result)
     print(_as_json(result) if args.json else _as_text(result))
-    return _report_unsaved(result, args.save)
+    return _report_unsaved(result, args.save_dir)
 
 
 def exit_code(error: BaseException) -> int:
@@ -266,8 +281,11 @@ def exit_code(error: BaseException) -> int:
 
 
 def _in_cli_terms(message: str) -> str:
-    for setting, flag in CLI_FLAGS.items():
-        message = message.replace(setting, flag)
+    """The library's messages name its settings (``ImageClient(total_timeout=...)``,
+    ``allow_private_downloads=True``); here they name the flags."""
+    for setting, flag in SETTING_FLAGS.items():
+        for named in (f"ImageClient({setting}=...)", f"{setting}=True", f"{setting}=..."):
+            message = message.replace(named, flag)
     return message
 
 
@@ -287,12 +305,15 @@ def _report_unsaved(result: ImageGenerationResult, save_dir: Path | None) -> int
         (number, image.save_error) for number, image in enumerate(result.images, 1) if image.save_error
     ]
     for number, reason in reasons:
-        print(f"image-tool: image {number} was not saved to {save_dir} (--save): {reason}", file=sys.stderr)
+        flag = SETTING_FLAGS["save_dir"]
+        print(f"image-tool: image {number} was not saved to {save_dir} ({flag}): {reason}", file=sys.stderr)
     return exit_code(errors.SaveError()) if reasons else 0
 
 
 def _reference(value: str) -> str:
     """A local file given on the command line is the user's own: send it as a data URL."""
+    from .references import reference_urls
+
     if value.startswith(("https://", "http://", "data:")):
         return value
     path = Path(value).resolve()
@@ -361,6 +382,8 @@ class _ProgressDisplay:
 
 
 def _fake_relay(args: argparse.Namespace) -> int:
+    from .testing import FakeRelay, Reply
+
     reply = Reply.success(args.shape, pace=args.pace, delay=args.latency)
     with FakeRelay(port=args.port, default_reply=reply, profile=args.profile) as relay:
         as_relay = "" if args.profile == "vendor" else f", as {args.profile}"

@@ -1,30 +1,23 @@
-"""ImageClient: settings, building the request, sending it (sync and async), reading the answer."""
+"""ImageClient: building the request, sending it (sync and async), retries, reading the answer."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
-import ssl
-import threading
-import weakref
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from pydantic import (
-    BaseModel,
     ConfigDict,
-    Field,
     PrivateAttr,
     SecretStr,
     ValidationError,
     ValidatorFunctionWrapHandler,
-    field_serializer,
     model_validator,
 )
 from tenacity import AsyncRetrying, Retrying
@@ -43,7 +36,6 @@ from .errors import (
     MalformedResponseError,
 )
 from .models import (
-    DEFAULT_MODEL,
     DEFAULT_N,
     DEFAULT_QUALITY,
     DEFAULT_SIZE,
@@ -54,71 +46,21 @@ from .models import (
     ImageSize,
     ImageStyle,
 )
-from .network import bounded_async_client, bounded_client, call_deadline
+from .pooling import LoopPools, SyncPool
 from .reading import ACCEPT_ENCODING, UnreadableBodyError, araw_chunks, raw_chunks, received_encoding
 from .redaction import scrub
-from .retries import Deadline, retry_policy
-from .storage import MAX_DOWNLOADS, SaveOptions, asave_images, save_images
+from .retries import Deadline, call_deadline, retry_policy
+from .settings import ClientSettings
+from .storage import SaveOptions, asave_images, save_images
 
 logger = logging.getLogger("image_tool")
 
-DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
-"""Generations take from seconds to several minutes: ten minutes to answer, ten seconds to connect."""
-DEFAULT_TOTAL_TIMEOUT = 1200.0
-"""Twenty minutes for a whole call, retries included."""
 OFF_LOOP_BYTES = 1024 * 1024
 """An async answer larger than this is parsed on a worker thread, not on the event loop."""
 
 _SAVING = GenerationProgress(stage="saving", text="saving images")
 ProgressCallback = Callable[[GenerationProgress], object]
 """Receives each progress update of a streamed generation; async callers may pass a coroutine function."""
-
-SHARD_SIZE = 16
-"""Requests one AsyncClient carries at once. httpx scans its whole pool on every event, so one
-client with hundreds of connections spends more time scanning than waiting: 500 concurrent calls
-took 4.5 s through one client, 1.9-2.2 s spread over clients of 8 to 32 (16 was best)."""
-
-
-@dataclass
-class _Shard:
-    client: httpx.AsyncClient
-    in_flight: int = 0
-
-
-@dataclass
-class _LoopPool:
-    """What one event loop needs: its AsyncClients (shards), caps, and the closer that ends with it."""
-
-    shards: list[_Shard]
-    slots: asyncio.Semaphore
-    closer: AsyncGenerator[None, None]
-    verify: ssl.SSLContext
-    sharded: bool
-    """False when the client was injected: it is used alone."""
-    owned: list[httpx.AsyncClient]
-    """The clients this pool made, closed with the loop."""
-    download_slots: asyncio.Semaphore
-    downloads: httpx.AsyncClient | None = None
-
-    @contextmanager
-    def lease(self) -> Iterator[httpx.AsyncClient]:
-        """The least busy client, a new one when all carry ``SHARD_SIZE`` requests."""
-        shard = min(self.shards, key=lambda shard: shard.in_flight)
-        if shard.in_flight >= SHARD_SIZE and self.sharded:
-            shard = _Shard(bounded_async_client(self.verify))
-            self.shards.append(shard)
-            self.owned.append(shard.client)
-        shard.in_flight += 1
-        try:
-            yield shard.client
-        finally:
-            shard.in_flight -= 1
-
-    def download_client(self, public_only: bool) -> httpx.AsyncClient:
-        if self.downloads is None:
-            self.downloads = bounded_async_client(self.verify, public_only=public_only)
-            self.owned.append(self.downloads)
-        return self.downloads
 
 
 @dataclass
@@ -128,7 +70,7 @@ class _Exchange:
     status_code: int | None = None
 
 
-class ImageClient(BaseModel):
+class ImageClient(ClientSettings):
     """Generates images through an OpenAI-compatible relay's ``/chat/completions`` endpoint.
 
     Setup:
@@ -143,75 +85,13 @@ class ImageClient(BaseModel):
             print(result.images[0].url, result.images[0].path, result.images[0].revised_prompt)
 
     Failures raise the typed errors of ``image_tool.errors``, after ``max_retries`` retries of
-    those that are safe to retry.
+    those that are safe to retry. The settings are ``ClientSettings``'s (``image_tool.settings``).
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
-    api_key: SecretStr = Field(default=SecretStr(""))
-    """The relay's API key. Default: ``IMAGE_TOOL_API_KEY`` (or ``OPENAI_API_KEY``, paired)."""
-    base_url: str = ""
-    """The relay's base URL, e.g. ``https://relay.example.com/v1``. Default:
-    ``IMAGE_TOOL_BASE_URL`` (or ``OPENAI_BASE_URL``, paired with ``OPENAI_API_KEY``)."""
-    model: str = DEFAULT_MODEL
-    """The image model to ask the relay for."""
-    timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT
-    """Seconds, or an ``httpx.Timeout`` with separate connect/read/write/pool limits, per attempt."""
-    total_timeout: float | None = Field(default=DEFAULT_TOTAL_TIMEOUT, gt=0)
-    """Seconds a whole call may take, retries, streaming and saving included; ``None`` for no limit."""
-    max_retries: int = Field(default=2, ge=0)
-    """Retries of failures that are safe to retry (connection failures, timeouts before any
-    answer, 429, 502/503/504), with exponential backoff and jitter, or the relay's Retry-After."""
-    max_concurrency: int = Field(default=512, ge=1)
-    """Requests this client runs at once (per event loop); more wait for a free slot."""
-    default_headers: dict[str, str] = Field(default_factory=dict)
-    """Extra headers sent with every request."""
-    stream: bool = False
-    """Ask for a streamed answer (server-sent events), so progress can be reported while it runs."""
-    save_dir: Path | None = None
-    """Save every image here as soon as the answer arrives (downloaded, or decoded from base64)."""
-    allow_private_downloads: bool = False
-    """Download images from loopback and private addresses too (for local relays and FakeRelay)."""
-    max_image_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
-    """Largest image saved; a larger download is abandoned."""
-    allow_insecure_http: bool = False
-    """Send the key over plain http to a host that is not loopback (refused by default)."""
-    http_client: httpx.Client | None = Field(default=None, exclude=True, repr=False)
-    """An httpx client for sync calls; its owner closes it. Default: one pooled client."""
-    http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True, repr=False)
-    """An httpx client for async calls, bound to one event loop; its owner closes it.
-    Default: one pooled client per event loop."""
-
-    _sync_client: httpx.Client | None = PrivateAttr(default=None)
-    _sync_downloads: httpx.Client | None = PrivateAttr(default=None)
-    _sync_slots: threading.BoundedSemaphore = PrivateAttr()
-    _sync_download_slots: threading.BoundedSemaphore = PrivateAttr(
-        default_factory=lambda: threading.BoundedSemaphore(MAX_DOWNLOADS)
-    )
-    _async_pools: dict[asyncio.AbstractEventLoop, _LoopPool] = PrivateAttr(default_factory=dict)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-
-    if TYPE_CHECKING:
-        # What type checkers see: the key may be a plain str; unset settings come from the environment.
-        def __init__(
-            self,
-            *,
-            api_key: str | SecretStr | None = None,
-            base_url: str | None = None,
-            model: str = DEFAULT_MODEL,
-            timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
-            total_timeout: float | None = DEFAULT_TOTAL_TIMEOUT,
-            max_retries: int = 2,
-            max_concurrency: int = 512,
-            default_headers: dict[str, str] | None = None,
-            stream: bool = False,
-            save_dir: str | Path | None = None,
-            allow_private_downloads: bool = False,
-            max_image_bytes: int = ...,
-            allow_insecure_http: bool = False,
-            http_client: httpx.Client | None = None,
-            http_async_client: httpx.AsyncClient | None = None,
-        ) -> None: ...
+    _sync_pool: SyncPool = PrivateAttr()
+    _loop_pools: LoopPools = PrivateAttr()
 
     @model_validator(mode="wrap")
     @classmethod
@@ -242,13 +122,8 @@ class ImageClient(BaseModel):
         return {**data, "api_key": key, "base_url": url}
 
     def model_post_init(self, context: Any, /) -> None:
-        self._sync_slots = threading.BoundedSemaphore(self.max_concurrency)
-
-    @field_serializer("timeout")
-    def _serialize_timeout(
-        self, timeout: float | httpx.Timeout | None
-    ) -> float | dict[str, float | None] | None:
-        return timeout.as_dict() if isinstance(timeout, httpx.Timeout) else timeout
+        self._sync_pool = SyncPool(max_concurrency=self.max_concurrency, injected=self.http_client)
+        self._loop_pools = LoopPools(max_concurrency=self.max_concurrency, injected=self.http_async_client)
 
     @property
     def endpoint(self) -> str:
@@ -297,8 +172,8 @@ class ImageClient(BaseModel):
                     result = save_images(
                         result,
                         self._save_options(self.save_dir),
-                        self._downloads(),
-                        self._sync_download_slots,
+                        self._sync_pool.downloads(public_only=not self.allow_private_downloads),
+                        self._sync_pool.download_slots,
                     )
             return result
 
@@ -337,7 +212,7 @@ class ImageClient(BaseModel):
                 result = _finished(result, n, retrying.statistics["attempt_number"], self._secret)
                 if self.save_dir is not None and result.images:
                     await _areport(on_progress, [_SAVING])
-                    pool = await self._async_pool()
+                    pool = await self._loop_pools.current()
                     downloads = pool.download_client(public_only=not self.allow_private_downloads)
                     options = self._save_options(self.save_dir)
                     result = await asave_images(result, options, downloads, pool.download_slots)
@@ -345,18 +220,11 @@ class ImageClient(BaseModel):
 
     def close(self) -> None:
         """Close the pooled sync connections (an injected ``http_client`` stays open)."""
-        with self._lock:
-            clients = [self._sync_client, self._sync_downloads]
-            self._sync_client = self._sync_downloads = None
-        for client in clients:
-            if client is not None:
-                client.close()
+        self._sync_pool.close()
 
     async def aclose(self) -> None:
         """Close the pooled async connections of the running event loop."""
-        pool = self._async_pools.pop(asyncio.get_running_loop(), None)
-        if pool is not None:
-            await pool.closer.aclose()
+        await self._loop_pools.aclose_current()
 
     def __enter__(self) -> Self:
         return self
@@ -378,10 +246,10 @@ class ImageClient(BaseModel):
         self, payload: dict[str, Any], deadline: Deadline, on_progress: ProgressCallback | None
     ) -> ImageGenerationResult:
         """One request, sync: the answer read as it arrives, whole or as a stream of events."""
-        client, exchange = self._sync_http(), _Exchange()
+        client, exchange = self._sync_pool.http(), _Exchange()
         options = self._request_options(payload, deadline)
         with (
-            self._sync_slots,
+            self._sync_pool.slots,
             self._calling(deadline, exchange),
             client.stream("POST", self.endpoint, **options) as response,
         ):
@@ -397,7 +265,7 @@ class ImageClient(BaseModel):
         self, payload: dict[str, Any], deadline: Deadline, on_progress: ProgressCallback | None
     ) -> ImageGenerationResult:
         """One request, async twin of ``_attempt``."""
-        pool, exchange = await self._async_pool(), _Exchange()
+        pool, exchange = await self._loop_pools.current(), _Exchange()
         options = self._request_options(payload, deadline)
         async with pool.slots:
             with self._calling(deadline, exchange), pool.lease() as client:
@@ -443,53 +311,6 @@ class ImageClient(BaseModel):
 
     def _save_options(self, save_dir: Path) -> SaveOptions:
         return SaveOptions(save_dir, self.max_image_bytes)
-
-    def _sync_http(self) -> httpx.Client:
-        if self.http_client is not None:
-            return self.http_client
-        with self._lock:
-            if self._sync_client is None:
-                self._sync_client = bounded_client(shared_ssl_context())
-                # A client dropped without close() still closes its connections.
-                weakref.finalize(self, self._sync_client.close)
-            return self._sync_client
-
-    def _downloads(self) -> httpx.Client:
-        """Where images are downloaded from: public addresses only, unless allowed."""
-        with self._lock:
-            if self._sync_downloads is None:
-                public_only = not self.allow_private_downloads
-                self._sync_downloads = bounded_client(shared_ssl_context(), public_only=public_only)
-                weakref.finalize(self, self._sync_downloads.close)
-            return self._sync_downloads
-
-    async def _async_pool(self) -> _LoopPool:
-        # An AsyncClient's connections belong to the loop that opened them: one pool per loop.
-        loop = asyncio.get_running_loop()
-        if (pool := self._async_pools.get(loop)) is not None:
-            return pool
-        # Loading the CA bundle blocks for tens of milliseconds: do it off the loop (once).
-        verify = await asyncio.to_thread(shared_ssl_context)
-        if (pool := self._async_pools.get(loop)) is not None:  # another task made it meanwhile
-            return pool
-        sharded = self.http_async_client is None
-        first = self.http_async_client or bounded_async_client(verify)
-        owned = [first] if sharded else []
-        for dead in [other for other in self._async_pools if other.is_closed()]:
-            del self._async_pools[dead]
-        closer = _closed_with_loop(owned)
-        pool = _LoopPool(
-            shards=[_Shard(first)],
-            slots=asyncio.Semaphore(self.max_concurrency),
-            closer=closer,
-            verify=verify,
-            sharded=sharded,
-            owned=owned,
-            download_slots=asyncio.Semaphore(MAX_DOWNLOADS),
-        )
-        self._async_pools[loop] = pool
-        await closer.__anext__()  # started, so the loop finalises it at shutdown
-        return pool
 
     @contextmanager
     def _calling(self, deadline: Deadline, exchange: _Exchange) -> Iterator[None]:
@@ -589,26 +410,6 @@ def build_payload(
     if stream:
         payload["stream"] = True
     return payload
-
-
-async def _closed_with_loop(clients: list[httpx.AsyncClient]) -> AsyncGenerator[None, None]:
-    """Closes ``clients`` (ours, including those added later; an injected client is not listed)
-    when their event loop shuts down.
-
-    ``asyncio.run`` (and ``asyncio.Runner``) finalise every async generator still open before
-    closing the loop, so a pool left open by its user is closed cleanly, on its own loop.
-    """
-    try:
-        yield
-    finally:
-        for client in clients:
-            await client.aclose()
-
-
-@functools.cache
-def shared_ssl_context() -> ssl.SSLContext:
-    """One SSL context for every client: building one loads the CA bundle."""
-    return httpx.create_ssl_context()
 
 
 def _within(timeout: httpx.Timeout, deadline: Deadline) -> httpx.Timeout:

@@ -18,6 +18,10 @@ ImageToolError
         └── NoImageError          the answer was readable but held no image
             └── StreamWithoutImageError  a stream ended cleanly with nothing in it
 
+These are all a caller can catch. An internal exception (``reading.UnreadableBodyError``) subclasses
+the tree and is turned into one of these before it leaves the package; the emulator of
+``image_tool.testing`` keeps its private exceptions inside its own threads.
+
 Relays in the middle (new-api, one-api, LiteLLM) reshape errors: they replace codes with the status,
 wrap the upstream's message in their own, append a request id, or send a sentence instead of a code.
 So a kind is decided from the code, the type, the message (and any error embedded in it) and the

@@ -18,12 +18,13 @@ from langchain_core.messages import ToolMessage
 from langchain_core.messages.tool import tool_call
 
 from ._version import __version__
+from .advice import describe_failure
 from .errors import ConfigurationError
 from .models import GeneratedImage, ImageGenerationResult
 from .redaction import REDACTED, scrub
 from .references import MIME_TYPES
 from .storage import image_extension
-from .tool import GenerateImageInput, ImageGenerationTool, describe_failure
+from .tool import GenerateImageInput, ImageGenerationTool
 
 if TYPE_CHECKING:
     from mcp.server import Server

@@ -4,7 +4,7 @@ and image downloads connected only to public addresses.
 httpx sets one read timeout per request, so a relay that sends a byte now and then, or an image
 host that stalls near the end, could hold a call far past its ``total_timeout``. Here each
 connect, read and write waits at most what is left of the current call (a context variable set
-by the client for the whole call, downloads included).
+by the client for the whole call, downloads included: ``retries.call_deadline``).
 
 A download's host is resolved once, every address it gives is checked, and the socket connects
 to a checked address (TLS and the Host header still name the host): checking a name's addresses
@@ -18,39 +18,21 @@ import socket
 import ssl
 import typing
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 
 import anyio
 import httpcore
 import httpx
 
 from .errors import SaveError
-from .retries import Deadline
+from .retries import current_deadline
 
 LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100)
 """httpx queues calls beyond 100 connections; the client's ``max_concurrency`` is the cap that counts."""
-
-_call_deadline: ContextVar[Deadline | None] = ContextVar("image_tool_call_deadline", default=None)
 
 _NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
 SocketOptions = Iterable[typing.Any]
-
-
-@contextmanager
-def call_deadline(deadline: Deadline) -> Iterator[None]:
-    """Bound every network wait inside the block (in this thread or task) by ``deadline``."""
-    token = _call_deadline.set(deadline)
-    try:
-        yield
-    finally:
-        _call_deadline.reset(token)
-
-
-def current_deadline() -> Deadline | None:
-    return _call_deadline.get()
 
 
 def is_public_address(address: str) -> bool:
@@ -112,7 +94,7 @@ def _with_embedded(
 
 def _bounded(timeout: float | None, expired: type[httpcore.TimeoutException]) -> float | None:
     """``timeout``, cut to what is left of the current call; expired at once when nothing is."""
-    deadline = _call_deadline.get()
+    deadline = current_deadline()
     remaining = deadline.remaining() if deadline is not None else None
     if remaining is None:
         return timeout

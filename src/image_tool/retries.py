@@ -1,9 +1,13 @@
-"""Which failures are retried, how long to wait between attempts, and the total time a call may take."""
+"""Which failures are retried, how long to wait between attempts, and the total time a call may take
+(the deadline, which every network wait of the call sees through a context variable)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
 from tenacity import (
@@ -55,6 +59,24 @@ class Deadline:
                 f"The generation took longer than the total timeout of {self.seconds:g} s. Generations can "
                 "take minutes: raise ImageClient(total_timeout=...) if this one needs longer."
             )
+
+
+_call_deadline: ContextVar[Deadline | None] = ContextVar("image_tool_call_deadline", default=None)
+
+
+@contextmanager
+def call_deadline(deadline: Deadline) -> Iterator[None]:
+    """Bound every network wait inside the block (in this thread or task) by ``deadline``."""
+    token = _call_deadline.set(deadline)
+    try:
+        yield
+    finally:
+        _call_deadline.reset(token)
+
+
+def current_deadline() -> Deadline | None:
+    """The deadline of the call running in this thread or task, if any."""
+    return _call_deadline.get()
 
 
 def is_retryable(error: BaseException) -> bool:

@@ -31,7 +31,6 @@ import httpx
 
 from .errors import SaveError
 from .models import GeneratedImage, ImageGenerationResult
-from .network import current_deadline
 from .reading import (
     ACCEPT_ENCODING,
     BodyDecoder,
@@ -41,6 +40,7 @@ from .reading import (
     received_encoding,
 )
 from .redaction import scrub
+from .retries import current_deadline
 
 MAX_REDIRECTS = 3
 MAX_DOWNLOADS = 8

@@ -12,6 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+# LangChain's tools module first: imported after its callbacks or runnables, the same modules
+# took some 30 ms longer to load (benchmarks/run.py, import times).
+from langchain_core.tools import ArgsSchema, BaseTool, ToolException
+
+# isort: split
 from langchain_core.callbacks import (
     AsyncCallbackManagerForToolRun,
     CallbackManagerForToolRun,
@@ -19,38 +24,11 @@ from langchain_core.callbacks import (
     dispatch_custom_event,
 )
 from langchain_core.runnables import RunnableConfig, patch_config
-from langchain_core.tools import ArgsSchema, BaseTool, ToolException
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    SecretStr,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-if TYPE_CHECKING:
-    import httpx
-
+from .advice import describe_failure, describe_invalid_arguments, describe_result
 from .client import ImageClient
-from .errors import (
-    APIConnectionError,
-    APIError,
-    APITimeoutError,
-    AuthenticationError,
-    ConfigurationError,
-    ContentPolicyError,
-    ImageToolError,
-    InvalidRequestError,
-    MalformedResponseError,
-    ModelNotFoundError,
-    NoImageError,
-    QuotaExceededError,
-    RateLimitError,
-    ReferenceImageError,
-    StreamWithoutImageError,
-)
+from .errors import ConfigurationError, ImageToolError
 from .models import (
     DEFAULT_N,
     DEFAULT_QUALITY,
@@ -66,13 +44,14 @@ from .models import (
     ImageStyle,
 )
 from .references import MIME_TYPES, reference_urls
+from .settings import ClientSettings
+
+if TYPE_CHECKING:
+    from .settings import ToolKeywords, takes_keywords_of
 
 MAX_REFERENCES = 4
 MAX_SHOWN_BYTES = 1_000_000
-MAX_SHOWN_PROMPT = 1000
-"""Characters of a revised prompt shown to the model (the artifact keeps it whole)."""
-MAX_SHOWN_URL = 2048
-"""A longer link is not put into the model's context (the artifact keeps it)."""
+"""A saved image larger than this is shown to the model by its link, not inline."""
 logger = logging.getLogger("image_tool")
 
 PROGRESS_EVENT = "image_generation_progress"
@@ -137,34 +116,6 @@ class GenerateImageInput(BaseModel):
     )
 
 
-def describe_result(result: ImageGenerationResult) -> str:
-    """The model's view of a result: each image's link and revised prompt, never base64, and
-    bounded whatever the relay sent (the artifact keeps everything)."""
-    count = len(result.images)
-    lines = [f"Generated {count} image{'s' if count > 1 else ''} ({_brief(result.model, 100)}):"]
-    for number, image in enumerate(result.images, start=1):
-        lines.append(f"{number}. {_where(image)}")
-        if image.path:
-            lines.append(f"   Saved at: {image.path}")
-        if image.save_error:
-            lines.append(f"   Not saved: {_brief(image.save_error)}")
-        if image.revised_prompt:
-            lines.append(f"   Revised prompt: {_brief(image.revised_prompt, MAX_SHOWN_PROMPT)}")
-    if result.dropped_images:
-        lines.append(
-            f"The service sent {result.dropped_images} more image(s) than asked for; they were left out."
-        )
-    if result.urls:
-        lines.append("Give the user these links; they expire after a while.")
-    return "\n".join(lines)
-
-
-def _where(image: GeneratedImage) -> str:
-    if image.url and len(image.url) > MAX_SHOWN_URL:
-        return f"a link of {len(image.url)} characters (kept in the tool's artifact)"
-    return image.url or "an inline image (kept in the tool's artifact)"
-
-
 def image_block(image: GeneratedImage) -> dict[str, Any] | None:
     """A standard image content block: a saved file up to ``MAX_SHOWN_BYTES`` inline, else the URL."""
     if image.path is not None:
@@ -180,94 +131,6 @@ def image_block(image: GeneratedImage) -> dict[str, Any] | None:
     if image.b64_json and len(image.b64_json) <= MAX_SHOWN_BYTES * 4 // 3:
         return {"type": "image", "base64": image.b64_json, "mime_type": "image/png"}
     return None
-
-
-def describe_failure(error: Exception) -> str:
-    """One sentence per kind of failure, telling the model what to do next."""
-    if isinstance(error, ReferenceImageError):
-        return f"Invalid image_urls: {error}. Pass an image URL or a saved path from this tool."
-    if isinstance(error, InvalidRequestError):
-        return f"Invalid arguments for generate_image: {error} Correct them and call it again."
-    if not isinstance(error, APIError):
-        return (
-            f"The image tool failed unexpectedly ({type(error).__name__}). Tell the user that image "
-            "generation failed; do not retry."
-        )
-    if isinstance(error, ContentPolicyError):
-        return (
-            f"The image service refused this prompt under its content policy ({_brief(error.summary)}). "
-            "Rephrase the prompt without the disallowed content and try again, or ask the user "
-            "for another idea."
-        )
-    if isinstance(error, RateLimitError):
-        wait = f"{error.retry_after:.0f} seconds" if error.retry_after else "about a minute"
-        return (
-            f"The image service is rate-limiting requests ({_brief(error.summary)}). Wait {wait} before "
-            "calling generate_image again; do not retry at once."
-        )
-    if isinstance(error, QuotaExceededError):
-        return (
-            f"The image service's account has run out of quota ({_brief(error.summary)}). Do not retry; "
-            "tell the user that image generation is unavailable until the quota is topped up."
-        )
-    if isinstance(error, ModelNotFoundError):
-        return (
-            f"The image service has no model available for this request ({_brief(error.summary)}). "
-            "Do not retry now; tell the user that image generation is unavailable at the moment."
-        )
-    if isinstance(error, AuthenticationError):
-        return (
-            "The image service rejected this application's credentials. Do not retry; tell the "
-            "user that image generation is unavailable right now."
-        )
-    if isinstance(error, APITimeoutError):
-        return (
-            "The image service did not answer in time. Tell the user the generation timed out; "
-            "you may try once more with a simpler prompt or fewer images."
-        )
-    if isinstance(error, APIConnectionError):
-        return (
-            "The image service could not be reached. Tell the user that image generation is "
-            "unavailable at the moment and can be tried again later."
-        )
-    if isinstance(error, StreamWithoutImageError):
-        return (
-            "The image service closed the stream without sending an image; it may not stream this "
-            "model. This is not about the prompt: do not rephrase it. Tell the user, who can set "
-            "stream=False for this service."
-        )
-    if isinstance(error, NoImageError):
-        return (
-            f"The image service answered without an image ({_brief(error.summary)}). Try the same "
-            "request once more; if it fails again, tell the user."
-        )
-    if isinstance(error, MalformedResponseError):
-        return (
-            "The image service sent an answer that could not be read. Try again once; if it "
-            "fails again, tell the user that image generation is failing."
-        )
-    status = f" with HTTP {error.status_code}" if error.status_code is not None else ""
-    return (
-        f"The image service failed{status} ({_brief(error.summary)}). Tell the user that image "
-        "generation failed; retry later only if the message suggests a passing problem."
-    )
-
-
-def _brief(text: str, limit: int = 300) -> str:
-    """The relay's own words, bounded: they go into the model's context."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def describe_invalid_arguments(error: Exception) -> str:
-    """The model's view of arguments that failed validation: which ones, and why."""
-    if isinstance(error, ValidationError):
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in issue['loc']) or 'arguments'}: {issue['msg']}"
-            for issue in error.errors()
-        )
-    else:
-        problems = str(error)
-    return f"Invalid arguments for generate_image: {problems}. Correct them and call it again."
 
 
 class ImageGenerationTool(BaseTool):
@@ -311,8 +174,9 @@ class ImageGenerationTool(BaseTool):
     handle_validation_error: bool | str | Callable[..., str] | None = describe_invalid_arguments
 
     client: ImageClient = Field(default_factory=ImageClient)
-    """The client that makes the calls. Default: one built from keyword settings or the
-    environment (``api_key``, ``base_url``, ``model``, ``timeout``... as for ``ImageClient``)."""
+    """The client that makes the calls. Default: one built from the client's settings given to
+    the tool as keywords (``api_key``, ``base_url``, ``model``, ``timeout``...: every field of
+    ``ClientSettings``), else from the environment."""
     user: str | None = None
     """The end user's id, sent for abuse monitoring. Set by the application, never by the model;
     ``config={"configurable": {"image_tool_user": ...}}`` overrides it for one run."""
@@ -331,39 +195,17 @@ class ImageGenerationTool(BaseTool):
     _budget_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     if TYPE_CHECKING:
-        # What type checkers see: ImageClient's settings are accepted here too.
-        def __init__(
-            self,
-            *,
-            client: ImageClient | None = None,
-            user: str | None = None,
-            max_images: int | None = None,
-            image_dirs: list[Path] | None = None,
-            show_images: bool = False,
-            api_key: str | SecretStr | None = None,
-            base_url: str | None = None,
-            model: str = ...,
-            timeout: float | httpx.Timeout | None = ...,
-            total_timeout: float | None = ...,
-            max_retries: int = ...,
-            max_concurrency: int = ...,
-            default_headers: dict[str, str] | None = None,
-            stream: bool = ...,
-            save_dir: str | Path | None = None,
-            allow_private_downloads: bool = ...,
-            max_image_bytes: int = ...,
-            allow_insecure_http: bool = ...,
-            http_client: httpx.Client | None = None,
-            http_async_client: httpx.AsyncClient | None = None,
-            **kwargs: Any,
-        ) -> None: ...
+        # Type checkers see every keyword the tool takes: its own fields and the client's
+        # settings (ToolKeywords), each declared once.
+        @takes_keywords_of(ToolKeywords)
+        def __init__(self, **keywords: Any) -> None: ...
 
     @model_validator(mode="before")
     @classmethod
     def _client_from_settings(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        settings = {key: data[key] for key in ImageClient.model_fields if key in data}
+        settings = {key: data[key] for key in ClientSettings.model_fields if key in data}
         if not settings:
             return data
         if data.get("client") is not None:

@@ -7,13 +7,21 @@ with FakeRelay() as relay:
     client = ImageClient(api_key=relay.api_key, base_url=relay.base_url)
     relay.queue(Reply.content_policy(), Reply.success("markdown", locale="en"))
     ...
+
+Names are imported on first use (PEP 562): the emulator does not load LangChain, which only
+``ScriptedChatModel`` needs.
 """
 
-from ._chat import ScriptedChatModel, Turn, calls_tool
-from ._png import png_image, png_size
-from ._profiles import RelayProfile
-from ._relay import FakeRelay, RecordedRequest
-from ._replies import ImageFormat, Locale, Reply, Shape, StreamFault, TransportFault
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._chat import ScriptedChatModel, Turn, calls_tool
+    from ._png import png_image, png_size
+    from ._relay import FakeRelay, RecordedRequest
+    from ._replies import ImageFormat, Locale, RelayProfile, Reply, Shape, StreamFault, TransportFault
 
 __all__ = [
     "FakeRelay",
@@ -31,3 +39,24 @@ __all__ = [
     "png_image",
     "png_size",
 ]
+
+_HOMES = {
+    "_chat": ("ScriptedChatModel", "Turn", "calls_tool"),
+    "_png": ("png_image", "png_size"),
+    "_relay": ("FakeRelay", "RecordedRequest"),
+    "_replies": ("ImageFormat", "Locale", "RelayProfile", "Reply", "Shape", "StreamFault", "TransportFault"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -19,14 +19,10 @@ import string
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 from ._answers import EVENT_STREAM_HEADERS, Answer, GenerationRequest, Plain, Stream, error_body
-from ._replies import RelayRefusal
-
-RelayProfile = Literal["vendor", "new-api", "one-api", "litellm"]
-"""The relay software FakeRelay answers as: the documented vendor (the replies as scripted),
-new-api, one-api or the LiteLLM proxy in front of that vendor."""
+from ._replies import RelayProfile, RelayRefusal
 
 SATURATED = "当前分组上游负载已饱和，请稍后再试"
 DONE = b"data: [DONE]\n\n"

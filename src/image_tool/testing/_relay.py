@@ -27,8 +27,8 @@ from ._answers import (
     vendor_answer,
 )
 from ._png import PNG_SIGNATURE, png_image
-from ._profiles import RelayProfile, profile_named
-from ._replies import Reply
+from ._profiles import profile_named
+from ._replies import RelayProfile, Reply
 
 _LARGE_IMAGE_PATH = re.compile(r"^/images/large/(\d{1,4})mb/[0-9a-f]{16}\.png$")
 _IMAGE_PATH = re.compile(r"^/images/(\d{2,4})x(\d{2,4})/([0-9a-f]{16})\.png$")

@@ -1,0 +1,114 @@
+"""The settings of a client of an image relay, each declared once, here.
+
+``ImageClient`` has them as its fields; ``ImageGenerationTool`` takes them as keywords and builds
+its client from them; the command line's flags take their defaults from them.
+
+A few settings accept a wider type than the one kept (the key as a plain ``str``, a directory as
+a ``str``): they are annotated ``Accepts[given, kept]``. Pydantic reads that as ``kept`` and
+converts; type checkers read it as a descriptor, so the constructor they see takes ``given`` and
+the attribute reads ``kept`` (PEP 681's rule for descriptor-typed fields).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer
+
+from .models import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from typing import Concatenate, Generic, ParamSpec, TypeVar
+
+    from .tool import ImageGenerationTool
+
+    Given = TypeVar("Given")
+    Kept = TypeVar("Kept")
+    Keywords = ParamSpec("Keywords")
+
+    class Accepts(Generic[Given, Kept]):
+        """A setting given as ``Given`` and kept as ``Kept``."""
+
+        def __get__(self, instance: object, owner: type | None = None) -> Kept: ...
+        def __set__(self, instance: object, value: Given) -> None: ...
+
+    def takes_keywords_of(
+        model: Callable[Keywords, object],
+    ) -> Callable[[Callable[..., None]], Callable[Concatenate[Any, Keywords], None]]:
+        """Types the decorated ``__init__`` as taking the keywords ``model`` takes."""
+        ...
+
+else:
+
+    class Accepts:
+        """At run time ``Accepts[Given, Kept]`` is ``Kept``: pydantic validates into it."""
+
+        def __class_getitem__(cls, types: tuple[object, object]) -> object:
+            return types[1]
+
+
+DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+"""Generations take from seconds to several minutes: ten minutes to answer, ten seconds to connect."""
+DEFAULT_TOTAL_TIMEOUT = 1200.0
+"""Twenty minutes for a whole call, retries included."""
+
+
+class ClientSettings(BaseModel):
+    """How to reach the relay, how long to wait, how often to retry, where to save images."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    # validate_default: an Accepts default is read as a given value would be (which is also what
+    # lets type checkers take a default of the kept type).
+    api_key: Accepts[str | SecretStr | None, SecretStr] = Field(default=SecretStr(""), validate_default=True)
+    """The relay's API key. Default: ``IMAGE_TOOL_API_KEY`` (or ``OPENAI_API_KEY``, paired)."""
+    base_url: Accepts[str | None, str] = Field(default="", validate_default=True)
+    """The relay's base URL, e.g. ``https://relay.example.com/v1``. Default:
+    ``IMAGE_TOOL_BASE_URL`` (or ``OPENAI_BASE_URL``, paired with ``OPENAI_API_KEY``)."""
+    model: str = DEFAULT_MODEL
+    """The image model to ask the relay for."""
+    timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT
+    """Seconds, or an ``httpx.Timeout`` with separate connect/read/write/pool limits, per attempt."""
+    total_timeout: float | None = Field(default=DEFAULT_TOTAL_TIMEOUT, gt=0)
+    """Seconds a whole call may take, retries, streaming and saving included; ``None`` for no limit."""
+    max_retries: int = Field(default=2, ge=0)
+    """Retries of failures that are safe to retry (connection failures, timeouts before any
+    answer, 429, 502/503/504), with exponential backoff and jitter, or the relay's Retry-After."""
+    max_concurrency: int = Field(default=512, ge=1)
+    """Requests this client runs at once (per event loop); more wait for a free slot."""
+    default_headers: dict[str, str] = Field(default_factory=dict)
+    """Extra headers sent with every request."""
+    stream: bool = False
+    """Ask for a streamed answer (server-sent events), so progress can be reported while it runs."""
+    save_dir: Accepts[str | Path | None, Path | None] = Field(default=None, validate_default=True)
+    """Save every image here as soon as the answer arrives (downloaded, or decoded from base64)."""
+    allow_private_downloads: bool = False
+    """Download images from loopback and private addresses too (for local relays and FakeRelay)."""
+    max_image_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    """Largest image saved; a larger download is abandoned."""
+    allow_insecure_http: bool = False
+    """Send the key over plain http to a host that is not loopback (refused by default)."""
+    http_client: httpx.Client | None = Field(default=None, exclude=True, repr=False)
+    """An httpx client for sync calls; its owner closes it. Default: one pooled client."""
+    http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True, repr=False)
+    """An httpx client for async calls, bound to one event loop; its owner closes it.
+    Default: one pooled client per event loop."""
+
+    @field_serializer("timeout")
+    def _serialize_timeout(
+        self, timeout: float | httpx.Timeout | None
+    ) -> float | dict[str, float | None] | None:
+        return timeout.as_dict() if isinstance(timeout, httpx.Timeout) else timeout
+
+
+if TYPE_CHECKING:
+
+    class ToolKeywords(ImageGenerationTool, ClientSettings):  # type: ignore[misc]
+        """Every keyword ``ImageGenerationTool`` takes: its own fields and the client's settings.
+
+        For type checkers only. The settings cannot be fields of the tool: ``stream`` is also a
+        method of every LangChain Runnable (hence the ignored conflict).
+        """

@@ -1,0 +1,97 @@
+"""The package's public face: every name it lists resolves, and the light parts stay light.
+
+``from image_tool import ImageClient`` must not load LangChain (only the tool needs it), and
+``image-tool --help`` loads neither LangChain nor the emulator. Each check runs in a fresh
+interpreter, since this one has imported everything already.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from types import ModuleType
+
+import pytest
+
+import image_tool
+import image_tool.errors
+import image_tool.testing
+
+
+def loaded_after(code: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after running ``code``."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)  # noqa: S603
+    return set(json.loads(output.stdout.splitlines()[-1]))
+
+
+def langchain(modules: set[str]) -> list[str]:
+    return sorted(
+        name for name in modules if name.split(".")[0] in ("langchain_core", "langchain", "langgraph")
+    )
+
+
+def test_the_client_loads_no_langchain() -> None:
+    modules = loaded_after(
+        "import image_tool\n"
+        "from image_tool import ImageClient, ImageGenerationResult, ImageToolError\n"
+        "import image_tool.client, image_tool.errors, image_tool.models, image_tool.settings"
+    )
+    assert "image_tool.client" in modules
+    assert langchain(modules) == []
+    assert "image_tool.tool" not in modules
+    assert "image_tool.network" not in modules  # with httpcore, when the first connection pool is made
+
+
+def test_the_emulator_loads_no_langchain() -> None:
+    modules = loaded_after("from image_tool.testing import FakeRelay, Reply")
+    assert "image_tool.testing._relay" in modules
+    assert langchain(modules) == []
+
+
+def test_help_loads_neither_langchain_nor_the_emulator_nor_the_client() -> None:
+    modules = loaded_after(
+        "import contextlib, io\n"
+        "from image_tool.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])"
+    )
+    assert langchain(modules) == []
+    assert "image_tool.testing._relay" not in modules
+    assert "image_tool.client" not in modules
+
+
+def test_the_tool_loads_langchain() -> None:
+    assert "langchain_core.tools" in loaded_after("from image_tool import ImageGenerationTool")
+
+
+@pytest.mark.parametrize("package", [image_tool, image_tool.testing], ids=lambda package: package.__name__)
+def test_every_listed_name_resolves_and_every_lazy_name_is_listed(package: ModuleType) -> None:
+    names: list[str] = package.__all__
+    for name in names:
+        assert getattr(package, name) is not None, name
+        assert name in dir(package)
+    lazy = {name for module_names in package._HOMES.values() for name in module_names}
+    assert lazy == set(names) - {"__version__"}
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="ImageClinet"):
+        image_tool.ImageClinet  # noqa: B018
+    assert not hasattr(image_tool.testing, "NoSuchThing")
+
+
+def test_the_errors_module_lists_only_its_exception_classes() -> None:
+    listed = [getattr(image_tool.errors, name) for name in image_tool.errors.__all__]
+    assert all(
+        isinstance(kind, type) and issubclass(kind, image_tool.errors.ImageToolError) for kind in listed
+    )
+    defined = {
+        name
+        for name, value in vars(image_tool.errors).items()
+        if isinstance(value, type)
+        and issubclass(value, BaseException)
+        and value.__module__ == "image_tool.errors"
+    }
+    assert set(image_tool.errors.__all__) == defined
