@@ -110,7 +110,8 @@ _HOMES = {
     "settings": ("ClientSettings",),
     "tool": ("PROGRESS_EVENT", "GenerateImageInput", "ImageGenerationTool"),
 }
-"""The module each public name lives in (tests/test_imports.py checks this against ``__all__``)."""
+"""The module each public name lives in (tests/integration/test_imports.py checks it against
+``__all__``)."""
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 

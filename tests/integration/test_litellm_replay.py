@@ -1,7 +1,7 @@
 """The LiteLLM chain on cassettes: what the LiteLLM proxy sent image-tool, replayed without it.
 
 The test command replays ``cassettes/test_litellm_replay/`` offline; no proxy runs. Recording
-(``.venv/bin/pytest tests/test_litellm_replay.py --record-mode=rewrite``) starts the LiteLLM proxy
+(``.venv/bin/pytest tests/integration/test_litellm_replay.py --record-mode=rewrite``) starts the LiteLLM proxy
 of ``tests/litellm_proxy.py`` in front of FakeRelay, so it needs ``.venv-proxy`` (see
 ``scripts/check.sh``). The cassettes hold LiteLLM's own framing: its re-framed streams, status
 codes as error codes, wrapped messages and ``llm_provider-retry-after``.
@@ -27,7 +27,7 @@ from image_tool.errors import (
 )
 from image_tool.testing import Reply
 
-from .conftest import CASSETTES, FAKE_RELAY_KEY, LITELLM_MASTER_KEY, REPLAY_KEY, REPLAY_ORIGIN, RelayTarget
+from ..conftest import CASSETTES, FAKE_RELAY_KEY, LITELLM_MASTER_KEY, REPLAY_KEY, REPLAY_ORIGIN, RelayTarget
 
 pytest_plugins = ["tests.litellm_proxy"]
 pytestmark = pytest.mark.emulator_only  # recorded from FakeRelay, even with a real relay configured

@@ -33,13 +33,13 @@ from image_tool.errors import (
 )
 from image_tool.testing import Reply
 
-from .helpers import tool_call
+from ..helpers import tool_call
 
 if TYPE_CHECKING:  # imported by pytest, as a plugin, so that its assertions are rewritten
-    from .litellm_proxy import LiteLLMProxy
+    from ..litellm_proxy import LiteLLMProxy
 
 pytest_plugins = ["tests.litellm_proxy"]
-pytestmark = pytest.mark.proxy
+pytestmark = [pytest.mark.proxy, pytest.mark.slow]
 
 PROMPT = "A cat in a tree"
 REVISED = "A cat in a tree, vivid style, 1024x1024 frame"  # FakeRelay's revision of PROMPT

@@ -10,7 +10,7 @@ from langchain_tests.unit_tests import ToolsUnitTests
 
 from image_tool import ImageGenerationTool
 
-from .conftest import RelayTarget
+from ..conftest import RelayTarget
 
 EXAMPLE_ARGS = {"prompt": "A lighthouse on a cliff at dawn", "size": "1792x1024", "style": "natural"}
 

@@ -11,8 +11,8 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from image_tool import ImageGenerationResult, ImageGenerationTool
 from image_tool.testing import FakeRelay, Reply
 
-from .conftest import RelayTarget
-from .helpers import calls_generate_image, scripted, tool_node_graph
+from ..conftest import RelayTarget
+from ..helpers import calls_generate_image, scripted, tool_node_graph
 
 
 def tool_messages(state: dict[str, Any]) -> list[ToolMessage]:

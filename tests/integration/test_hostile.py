@@ -52,8 +52,8 @@ from image_tool.cli import main as cli_main
 from image_tool.mcp_server import create_server
 from image_tool.testing import FakeRelay, Reply
 
-from .helpers import calls_generate_image, scripted, tool_call, tool_node_graph
-from .hostile_server import Answer, HostileServer
+from ..helpers import calls_generate_image, scripted, tool_call, tool_node_graph
+from ..hostile_server import Answer, HostileServer
 
 KEY = "sk-hostile-suite-0123456789abcdef"
 IMAGE_PATH = "/images/64x64/0123456789abcdef.png"

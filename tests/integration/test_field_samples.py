@@ -41,9 +41,9 @@ from image_tool.advice import describe_failure
 from image_tool.errors import StreamWithoutImageError
 from image_tool.testing import png_image
 
-from .hostile_server import Answer, HostileServer
+from ..hostile_server import Answer, HostileServer
 
-SAMPLES = Path(__file__).resolve().parent / "field_samples"
+SAMPLES = Path(__file__).resolve().parent.parent / "field_samples"
 KEY = "sk-field-samples-0123456789abcdef"
 PROMPT = "a cat"
 

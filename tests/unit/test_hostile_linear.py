@@ -19,6 +19,8 @@ from image_tool.markdown import read_markdown
 from image_tool.parsing import parse_result
 from image_tool.streaming import StreamReader
 
+pytestmark = pytest.mark.slow
+
 PROBE_SIZE = 64 * 1024
 SIZES = (512 * 1024, 1024 * 1024)
 """Characters of adversarial text: the time of the second is compared with the first's."""

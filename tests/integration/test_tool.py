@@ -21,8 +21,8 @@ from image_tool import (
 from image_tool.advice import describe_failure
 from image_tool.testing import FakeRelay, Reply
 
-from .conftest import RelayTarget
-from .helpers import tool_call
+from ..conftest import RelayTarget
+from ..helpers import tool_call
 
 
 def invoke(tool: ImageGenerationTool, **args: Any) -> ToolMessage:

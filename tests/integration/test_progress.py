@@ -12,8 +12,8 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from image_tool import PROGRESS_EVENT, ImageGenerationTool
 from image_tool.testing import Reply
 
-from .conftest import RelayTarget
-from .helpers import calls_generate_image, scripted, tool_call, tool_node_graph
+from ..conftest import RelayTarget
+from ..helpers import calls_generate_image, scripted, tool_call, tool_node_graph
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from image_tool.testing import FakeRelay, RelayProfile, Reply
 
-from .helpers import fake_relay_command
+from ..helpers import fake_relay_command
 
 REQUEST = {"model": "gpt-4o-image", "messages": [{"role": "user", "content": "a cat in a tree"}]}
 SATURATED = "当前分组上游负载已饱和，请稍后再试"

@@ -15,8 +15,8 @@ from langchain_core.load import dumps
 from image_tool import APIError, ImageClient, ImageGenerationTool
 from image_tool.testing import FakeRelay, Reply
 
-from .conftest import CASSETTES, FAKE_RELAY_KEY, REPLAY_KEY
-from .helpers import tool_call
+from ..conftest import CASSETTES, FAKE_RELAY_KEY, REPLAY_KEY
+from ..helpers import tool_call
 
 SECRET = "sk-live-0123456789abcdefSECRET"
 CASSETTE_FILES = sorted(CASSETTES.rglob("*.yaml"))

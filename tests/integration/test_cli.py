@@ -21,7 +21,7 @@ from image_tool.client import ImageClient
 from image_tool.models import MAX_IMAGES, MAX_PROMPT_LENGTH, GenerationProgress
 from image_tool.testing import FakeRelay, Reply
 
-from .helpers import fake_relay_command
+from ..helpers import fake_relay_command
 
 
 @pytest.fixture

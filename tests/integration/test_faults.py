@@ -29,7 +29,7 @@ from image_tool import (
 )
 from image_tool.testing import FakeRelay, Reply, png_image, png_size
 
-from .helpers import tool_call
+from ..helpers import tool_call
 
 KEY = "sk-fault-suite-0123456789abcdef"
 

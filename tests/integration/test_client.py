@@ -27,7 +27,7 @@ from image_tool import (
 )
 from image_tool.testing import FakeRelay, Reply, png_size
 
-from .conftest import RelayTarget
+from ..conftest import RelayTarget
 
 OPTIONS: dict[str, Any] = {
     "n": 2,

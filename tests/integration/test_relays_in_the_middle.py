@@ -1,7 +1,7 @@
 """What a user gets through new-api, one-api and LiteLLM (FakeRelay's profiles), for every answer
 FakeRelay can script: the images, or the error kind that says what happened.
 
-The real LiteLLM proxy is exercised in tests/test_litellm_chain.py; these run in milliseconds.
+The real LiteLLM proxy is exercised in tests/integration/test_litellm_chain.py; these run in milliseconds.
 """
 
 from __future__ import annotations

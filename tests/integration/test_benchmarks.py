@@ -6,6 +6,8 @@ import pytest
 
 from benchmarks import run
 
+pytestmark = pytest.mark.slow
+
 
 def test_the_quick_benchmark_prints_every_figure(capsys: pytest.CaptureFixture[str]) -> None:
     assert run.main(["--quick"]) == 0

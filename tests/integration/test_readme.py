@@ -20,7 +20,7 @@ from pydantic import PrivateAttr
 from image_tool import ImageClient
 from image_tool.testing import FakeRelay, Reply, ScriptedChatModel, calls_tool
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 

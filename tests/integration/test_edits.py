@@ -13,7 +13,7 @@ from image_tool import ImageGenerationTool, ReferenceImageError
 from image_tool.references import reference_urls
 from image_tool.testing import FakeRelay, png_image
 
-from .helpers import tool_call
+from ..helpers import tool_call
 
 
 def invoke(tool: ImageGenerationTool, **args: Any) -> ToolMessage:

@@ -23,7 +23,7 @@ from image_tool import (
 )
 from image_tool.testing import Reply
 
-from .conftest import RelayTarget
+from ..conftest import RelayTarget
 
 PROMPT = "A cat in a tree"
 REVISED = "A cat in a tree, vivid style, 1024x1024 frame"  # FakeRelay's revision of PROMPT

@@ -28,7 +28,9 @@ from image_tool import ImageClient, ImageGenerationResult
 from image_tool.answer import MAX_ANSWER_BYTES
 from image_tool.errors import APIError, ImageToolError
 
-from .hostile_server import HOLD_LIMIT, Answer, HostileServer
+from ..hostile_server import HOLD_LIMIT, Answer, HostileServer
+
+pytestmark = pytest.mark.slow
 
 KEY = "sk-fuzz-0123456789abcdefABCDEF"
 KEY_MARK = "sk-fuzz-"

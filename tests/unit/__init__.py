@@ -1,0 +1,1 @@
+"""Tests of pure functions: no server, no subprocess, no network."""
