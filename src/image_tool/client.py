@@ -77,12 +77,12 @@ class ImageClient(ClientSettings):
         Set ``IMAGE_TOOL_API_KEY`` and ``IMAGE_TOOL_BASE_URL``, or pass ``api_key`` and ``base_url``.
 
     Invoke:
-        .. code-block:: python
-
-            client = ImageClient(save_dir="images")
-            result = client.generate("A lighthouse at dawn", size="1792x1024")
-            result = await client.agenerate("A lighthouse at dawn")
-            print(result.images[0].url, result.images[0].path, result.images[0].revised_prompt)
+        ```python
+        client = ImageClient(save_dir="images")
+        result = client.generate("A lighthouse at dawn", size="1792x1024")
+        result = await client.agenerate("A lighthouse at dawn")
+        print(result.images[0].url, result.images[0].path, result.images[0].revised_prompt)
+        ```
 
     Failures raise the typed errors of ``image_tool.errors``, after ``max_retries`` retries of
     those that are safe to retry. The settings are ``ClientSettings``'s (``image_tool.settings``).

@@ -140,21 +140,21 @@ class ImageGenerationTool(BaseTool):
         Set ``IMAGE_TOOL_API_KEY`` and ``IMAGE_TOOL_BASE_URL``.
 
     Instantiate:
-        .. code-block:: python
-
-            tool = ImageGenerationTool()                          # from the environment
-            tool = ImageGenerationTool(api_key="...", base_url="https://relay.example.com/v1")
-            tool = ImageGenerationTool(client=ImageClient(...), user="end-user-42")
+        ```python
+        tool = ImageGenerationTool()                          # from the environment
+        tool = ImageGenerationTool(api_key="...", base_url="https://relay.example.com/v1")
+        tool = ImageGenerationTool(client=ImageClient(...), user="end-user-42")
+        ```
 
     Invoke:
-        .. code-block:: python
-
-            message = tool.invoke(
-                {"name": "generate_image", "args": {"prompt": "A cat in a tree"},
-                 "id": "call_1", "type": "tool_call"}
-            )
-            message.content    # URLs and revised prompts, for the model
-            message.artifact   # the ImageGenerationResult
+        ```python
+        message = tool.invoke(
+            {"name": "generate_image", "args": {"prompt": "A cat in a tree"},
+             "id": "call_1", "type": "tool_call"}
+        )
+        message.content    # URLs and revised prompts, for the model
+        message.artifact   # the ImageGenerationResult
+        ```
 
     A failure comes back as a ``ToolMessage`` with ``status="error"`` and a sentence telling the
     model what to do; it never raises into the agent.

@@ -20,10 +20,10 @@ Turn = AIMessage | Callable[[Sequence[BaseMessage]], AIMessage]
 class ScriptedChatModel(BaseChatModel):
     """Answers each call with the next turn of its script; binding tools changes nothing.
 
-    .. code-block:: python
-
-        model = ScriptedChatModel(script=[calls_tool("generate_image", prompt="A cat"), AIMessage("Done.")])
-        agent = create_agent(model, tools=[ImageGenerationTool(...)])
+    ```python
+    model = ScriptedChatModel(script=[calls_tool("generate_image", prompt="A cat"), AIMessage("Done.")])
+    agent = create_agent(model, tools=[ImageGenerationTool(...)])
+    ```
     """
 
     script: Annotated[list[Turn], SkipValidation()] = Field(default_factory=list)

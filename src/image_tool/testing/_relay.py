@@ -54,13 +54,13 @@ class RecordedRequest:
 class FakeRelay:
     """An OpenAI-compatible image relay on ``127.0.0.1``, for tests and offline demos.
 
-    .. code-block:: python
-
-        with FakeRelay() as relay:
-            client = ImageClient(api_key=relay.api_key, base_url=relay.base_url)
-            relay.queue(Reply.rate_limited())   # the next answer is a 429
-            ...
-            relay.requests                      # what the relay received
+    ```python
+    with FakeRelay() as relay:
+        client = ImageClient(api_key=relay.api_key, base_url=relay.base_url)
+        relay.queue(Reply.rate_limited())   # the next answer is a 429
+        ...
+        relay.requests                      # what the relay received
+    ```
 
     It serves ``POST /v1/chat/completions`` with a bearer check, answers in the documented shape
     with links to PNG images of the requested size that it serves itself, and plays queued
