@@ -14,8 +14,9 @@ Names are imported on first use (PEP 562): the emulator does not load LangChain,
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
 
 if TYPE_CHECKING:
     from ._chat import ScriptedChatModel, Turn, calls_tool
@@ -46,16 +47,7 @@ _HOMES = {
     "_relay": ("FakeRelay", "RecordedRequest"),
     "_replies": ("ImageFormat", "Locale", "RelayProfile", "Reply", "Shape", "StreamFault", "TransportFault"),
 }
-_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _HOMES)
 
 
 def __dir__() -> list[str]:
