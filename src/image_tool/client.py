@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import (
@@ -20,11 +20,9 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     model_validator,
 )
-from tenacity import AsyncRetrying, Retrying
 from typing_extensions import Self
 
 from ._version import __version__
-from .answer import AnswerReader
 from .config import resolve_connection
 from .errors import (
     APIConnectionError,
@@ -49,9 +47,14 @@ from .models import (
 from .pooling import LoopPools, SyncPool
 from .reading import ACCEPT_ENCODING, UnreadableBodyError, araw_chunks, raw_chunks, received_encoding
 from .redaction import scrub
-from .retries import Deadline, call_deadline, retry_policy
+from .retries import Deadline, async_retry_policy, call_deadline, retry_policy
 from .settings import ClientSettings
-from .storage import SaveOptions, asave_images, save_images
+
+# Reading answers and saving images are loaded by the first call that needs them, which keeps
+# `import image_tool` quick (benchmarks/run.py, import times).
+if TYPE_CHECKING:
+    from .answer import AnswerReader
+    from .storage import SaveOptions
 
 logger = logging.getLogger("image_tool")
 
@@ -164,10 +167,12 @@ class ImageClient(ClientSettings):
             )
             deadline = Deadline(self.total_timeout)
             with call_deadline(deadline):
-                retrying = retry_policy(Retrying, self.max_retries, deadline)
+                retrying = retry_policy(self.max_retries, deadline)
                 result: ImageGenerationResult = retrying(self._attempt, payload, deadline, on_progress)
                 result = _finished(result, n, retrying.statistics["attempt_number"], self._secret)
                 if self.save_dir is not None and result.images:
+                    from .storage import save_images
+
                     _report(on_progress, [_SAVING])
                     result = save_images(
                         result,
@@ -207,10 +212,12 @@ class ImageClient(ClientSettings):
             )
             deadline = Deadline(self.total_timeout)
             with call_deadline(deadline):
-                retrying = retry_policy(AsyncRetrying, self.max_retries, deadline)
+                retrying = async_retry_policy(self.max_retries, deadline)
                 result: ImageGenerationResult = await retrying(self._aattempt, payload, deadline, on_progress)
                 result = _finished(result, n, retrying.statistics["attempt_number"], self._secret)
                 if self.save_dir is not None and result.images:
+                    from .storage import asave_images
+
                     await _areport(on_progress, [_SAVING])
                     pool = await self._loop_pools.current()
                     downloads = pool.download_client(public_only=not self.allow_private_downloads)
@@ -280,6 +287,8 @@ class ImageClient(ClientSettings):
                     return result
 
     def _answer(self, response: httpx.Response, exchange: _Exchange) -> AnswerReader:
+        from .answer import AnswerReader
+
         exchange.status_code = response.status_code
         exchange.answered = response.is_success
         content_type = response.headers.get("content-type", "")
@@ -310,6 +319,8 @@ class ImageClient(ClientSettings):
         }
 
     def _save_options(self, save_dir: Path) -> SaveOptions:
+        from .storage import SaveOptions
+
         return SaveOptions(save_dir, self.max_image_bytes)
 
     @contextmanager

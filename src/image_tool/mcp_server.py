@@ -20,10 +20,9 @@ from langchain_core.messages.tool import tool_call
 from ._version import __version__
 from .advice import describe_failure
 from .errors import ConfigurationError
+from .imagetypes import mime_type
 from .models import GeneratedImage, ImageGenerationResult
 from .redaction import REDACTED, scrub
-from .references import MIME_TYPES
-from .storage import image_extension
 from .tool import GenerateImageInput, ImageGenerationTool
 
 if TYPE_CHECKING:
@@ -108,17 +107,7 @@ async def _image_content(image: GeneratedImage) -> ImageContent | None:
             return None  # the text still describes the image
     if data is None:
         return None
-    return ImageContent(
-        type="image", data=base64.b64encode(data).decode(), mime_type=_mime_type(data, image.path)
-    )
-
-
-def _mime_type(data: bytes, path: Path | None) -> str:
-    """From the saved file's extension, else from the bytes; PNG when neither says."""
-    extension = path.suffix.lower() if path is not None else None
-    if extension not in MIME_TYPES:
-        extension = image_extension(data[:16])
-    return MIME_TYPES.get(extension or "", "image/png")
+    return ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime_type(data[:16]))
 
 
 def _require_mcp() -> None:

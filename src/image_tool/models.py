@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 ImageSize = Literal["1024x1024", "1024x1792", "1792x1024"]
 """Square, portrait or landscape, in pixels."""
@@ -28,6 +28,8 @@ of a million links must not become a million objects."""
 class GeneratedImage(BaseModel):
     """One image of a generation: where to fetch it, or the image itself."""
 
+    model_config = ConfigDict(defer_build=True)  # built by the first instance, not the import
+
     url: str | None = None
     """Where the relay serves the image. Such links expire: save the image in time."""
     b64_json: str | None = Field(default=None, repr=False)
@@ -42,6 +44,8 @@ class GeneratedImage(BaseModel):
 
 class ImageGenerationResult(BaseModel):
     """Every image of one generation request, in the order the relay listed them."""
+
+    model_config = ConfigDict(defer_build=True)  # built by the first instance, not the import
 
     created: int | None = None
     """Unix time at which the relay created the images, when it says."""
@@ -65,6 +69,8 @@ ProgressStage = Literal["queued", "generating", "done", "saving"]
 
 class GenerationProgress(BaseModel):
     """How far a streamed generation has come, as the relay reports it."""
+
+    model_config = ConfigDict(defer_build=True)  # built by the first instance, not the import
 
     stage: ProgressStage
     percent: int | None = None

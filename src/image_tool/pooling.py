@@ -28,7 +28,9 @@ from dataclasses import dataclass
 
 import httpx
 
-from .storage import MAX_DOWNLOADS
+MAX_DOWNLOADS = 8
+"""Downloads one client runs at once (per event loop); more wait for a free slot."""
+
 
 SHARD_SIZE = 16
 """Requests one AsyncClient carries at once. httpx scans its whole pool on every event, so one

@@ -7,16 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import ReferenceImageError
-from .storage import image_extension
+from .imagetypes import MIME_TYPES, image_extension
 
 MAX_REFERENCE_BYTES = 20 * 1024 * 1024
-MIME_TYPES = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".webp": "image/webp",
-    ".gif": "image/gif",
-}
 
 
 def reference_urls(

@@ -8,16 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TypeVar
-
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    Retrying,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     APIConnectionError,
@@ -28,6 +19,9 @@ from .errors import (
     RateLimitError,
 )
 
+if TYPE_CHECKING:
+    from tenacity import AsyncRetrying, RetryCallState, Retrying
+
 logger = logging.getLogger("image_tool")
 
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
@@ -35,8 +29,6 @@ MAX_RETRY_AFTER = 60.0
 """A relay asking for a longer wait is not waited for: the error goes to the caller (and the model)."""
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 30.0
-
-RetryingT = TypeVar("RetryingT", Retrying, AsyncRetrying)
 
 
 class Deadline:
@@ -99,8 +91,23 @@ def is_retryable(error: BaseException) -> bool:
     )
 
 
-def retry_policy(kind: type[RetryingT], max_retries: int, deadline: Deadline) -> RetryingT:
+def retry_policy(max_retries: int, deadline: Deadline) -> Retrying:
     """A tenacity policy: ``max_retries`` more attempts, waits from ``Retry-After`` or backoff."""
+    from tenacity import Retrying  # tenacity is loaded by the first call, not by the import
+
+    return Retrying(**_policy(max_retries, deadline))
+
+
+def async_retry_policy(max_retries: int, deadline: Deadline) -> AsyncRetrying:
+    """Async twin of ``retry_policy``."""
+    from tenacity import AsyncRetrying
+
+    return AsyncRetrying(**_policy(max_retries, deadline))
+
+
+def _policy(max_retries: int, deadline: Deadline) -> dict[str, Any]:
+    from tenacity import stop_after_attempt, wait_exponential, wait_random
+
     backoff = wait_exponential(multiplier=BACKOFF_INITIAL, max=BACKOFF_MAX) + wait_random(0, BACKOFF_INITIAL)
 
     def wait(state: RetryCallState) -> float:
@@ -115,13 +122,13 @@ def retry_policy(kind: type[RetryingT], max_retries: int, deadline: Deadline) ->
         error = state.outcome.exception() if state.outcome else None
         return error is not None and is_retryable(error) and not deadline.expired()
 
-    return kind(
-        stop=stop_after_attempt(max_retries + 1),
-        wait=wait,
-        retry=retry,
-        before_sleep=_log_retry,
-        reraise=True,
-    )
+    return {
+        "stop": stop_after_attempt(max_retries + 1),
+        "wait": wait,
+        "retry": retry,
+        "before_sleep": _log_retry,
+        "reraise": True,
+    }
 
 
 def _log_retry(state: RetryCallState) -> None:

@@ -30,7 +30,9 @@ from urllib.parse import urljoin
 import httpx
 
 from .errors import SaveError
+from .imagetypes import image_extension
 from .models import GeneratedImage, ImageGenerationResult
+from .pooling import MAX_DOWNLOADS
 from .reading import (
     ACCEPT_ENCODING,
     BodyDecoder,
@@ -43,8 +45,6 @@ from .redaction import scrub
 from .retries import current_deadline
 
 MAX_REDIRECTS = 3
-MAX_DOWNLOADS = 8
-"""Downloads one client runs at once (per event loop); more wait for a free slot."""
 DOWNLOAD_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 _DOWNLOAD: dict[str, Any] = {
     "timeout": DOWNLOAD_TIMEOUT,
@@ -52,12 +52,6 @@ _DOWNLOAD: dict[str, Any] = {
     "headers": {"Accept-Encoding": ACCEPT_ENCODING},
 }
 _MAX_REASON = 300
-_SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", ".png"),
-    (b"\xff\xd8\xff", ".jpg"),
-    (b"GIF87a", ".gif"),
-    (b"GIF89a", ".gif"),
-)
 
 
 @dataclass(frozen=True)
@@ -104,13 +98,6 @@ async def asave_images(
     cancelled call removes the temporary files of its downloads."""
     images = await asyncio.gather(*(_asave(image, options, http, slots) for image in result.images))
     return result.model_copy(update={"images": list(images)})
-
-
-def image_extension(head: bytes) -> str | None:
-    """``.png``, ``.jpg``, ``.webp`` or ``.gif`` from a file's first bytes; ``None`` otherwise."""
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return ".webp"
-    return next((extension for signature, extension in _SIGNATURES if head.startswith(signature)), None)
 
 
 def _save(

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from .advice import describe_failure, describe_invalid_arguments, describe_result
 from .client import ImageClient
 from .errors import ConfigurationError, ImageToolError
+from .imagetypes import base64_mime_type, mime_type
 from .models import (
     DEFAULT_N,
     DEFAULT_QUALITY,
@@ -43,7 +44,7 @@ from .models import (
     ImageSize,
     ImageStyle,
 )
-from .references import MIME_TYPES, reference_urls
+from .references import reference_urls
 from .settings import ClientSettings
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class GenerateImageInput(BaseModel):
     """Arguments of ``generate_image``."""
 
     # Plain annotations: LangChain walks them on every call.
-    model_config = ConfigDict(str_strip_whitespace=True)
+    model_config = ConfigDict(str_strip_whitespace=True, defer_build=True)
 
     prompt: str = Field(
         min_length=1,
@@ -122,14 +123,14 @@ def image_block(image: GeneratedImage) -> dict[str, Any] | None:
         try:
             if image.path.stat().st_size <= MAX_SHOWN_BYTES:
                 data = image.path.read_bytes()
-                mime_type = MIME_TYPES.get(image.path.suffix, "image/png")
-                return {"type": "image", "base64": base64.b64encode(data).decode(), "mime_type": mime_type}
+                encoded = base64.b64encode(data).decode()
+                return {"type": "image", "base64": encoded, "mime_type": mime_type(data[:16])}
         except OSError:
             pass  # removed since it was saved: the link (or inline copy) still shows it
     if image.url:
         return {"type": "image", "url": image.url}
     if image.b64_json and len(image.b64_json) <= MAX_SHOWN_BYTES * 4 // 3:
-        return {"type": "image", "base64": image.b64_json, "mime_type": "image/png"}
+        return {"type": "image", "base64": image.b64_json, "mime_type": base64_mime_type(image.b64_json)}
     return None
 
 
@@ -159,6 +160,8 @@ class ImageGenerationTool(BaseTool):
     A failure comes back as a ``ToolMessage`` with ``status="error"`` and a sentence telling the
     model what to do; it never raises into the agent.
     """
+
+    model_config = ConfigDict(defer_build=True)
 
     name: str = "generate_image"
     description: str = (

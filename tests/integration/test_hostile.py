@@ -46,6 +46,7 @@ from image_tool import (
     InvalidRequestError,
     MalformedResponseError,
     RateLimitError,
+    pooling,
 )
 from image_tool import storage as storage_module
 from image_tool.cli import main as cli_main
@@ -610,7 +611,7 @@ async def test_downloads_in_flight_are_capped_per_client(
     async with client_for(relay.base_url, save_dir=tmp_path, allow_private_downloads=True) as client:
         results = await asyncio.gather(*(client.agenerate(f"Cat {index}", n=2) for index in range(20)))
     assert all(image.path for result in results for image in result.images)
-    assert most == storage_module.MAX_DOWNLOADS
+    assert most == pooling.MAX_DOWNLOADS
 
 
 @pytest.mark.parametrize(

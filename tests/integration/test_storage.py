@@ -9,24 +9,8 @@ import pytest
 
 from image_tool import GeneratedImage, ImageGenerationResult
 from image_tool.network import is_public_address
-from image_tool.storage import SaveOptions, image_extension, save_images
+from image_tool.storage import SaveOptions, save_images
 from image_tool.testing import png_image
-
-
-@pytest.mark.parametrize(
-    ("head", "extension"),
-    [
-        (b"\x89PNG\r\n\x1a\n\x00\x00", ".png"),
-        (b"\xff\xd8\xff\xe0\x00\x10JFIF", ".jpg"),
-        (b"RIFF\x24\x00\x00\x00WEBPVP8 ", ".webp"),
-        (b"GIF89a\x01\x00", ".gif"),
-        (b"GIF87a\x01\x00", ".gif"),
-        (b"<html><body>", None),
-        (b"", None),
-    ],
-)
-def test_image_type_comes_from_the_bytes(head: bytes, extension: str | None) -> None:
-    assert image_extension(head) == extension
 
 
 @pytest.mark.parametrize(
