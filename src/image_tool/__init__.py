@@ -15,6 +15,7 @@ from ._lazy import lazy_names
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .arguments import GenerateImageInput
     from .client import ImageClient
     from .errors import (
         APIConnectionError,
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
         ImageStyle,
     )
     from .settings import ClientSettings
-    from .tool import PROGRESS_EVENT, GenerateImageInput, ImageGenerationTool
+    from .tool import PROGRESS_EVENT, ImageGenerationTool
 
 __all__ = [
     "PROGRESS_EVENT",
@@ -108,7 +109,8 @@ _HOMES = {
         "ImageStyle",
     ),
     "settings": ("ClientSettings",),
-    "tool": ("PROGRESS_EVENT", "GenerateImageInput", "ImageGenerationTool"),
+    "arguments": ("GenerateImageInput",),
+    "tool": ("PROGRESS_EVENT", "ImageGenerationTool"),
 }
 """The module each public name lives in (tests/integration/test_imports.py checks it against
 ``__all__``)."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import math
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -14,18 +16,21 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO, get_args
 
 from . import errors
+from .catalog import OPTION_NAMES
+from .imagetypes import image_extension
 from .models import (
     DEFAULT_N,
-    DEFAULT_QUALITY,
-    DEFAULT_SIZE,
-    DEFAULT_STYLE,
     MAX_IMAGES,
     MAX_PROMPT_LENGTH,
+    AspectRatio,
+    Background,
     GenerationProgress,
     ImageGenerationResult,
     ImageQuality,
     ImageSize,
     ImageStyle,
+    Moderation,
+    OutputFormat,
 )
 from .settings import ClientSettings
 from .testing._replies import RelayProfile, Shape
@@ -55,8 +60,11 @@ EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
 # The client's settings that `generate` has a flag for. Each flag's default is the setting's
 # (ClientSettings), and the library's messages that name a setting show its flag instead.
 SETTING_FLAGS = {
+    "model": "--model",
+    "api": "--api",
     "save_dir": "--save",
     "stream": "--stream",
+    "partial_images": "--partial-images",
     "max_retries": "--max-retries",
     "total_timeout": "--total-timeout",
     "allow_private_downloads": "--allow-private-downloads",
@@ -126,17 +134,22 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_N,
         help=f"how many images, 1 to {MAX_IMAGES} (default {DEFAULT_N})",
     )
+    # The drawing options: each model takes some of them (the docs' model table); left out, the
+    # model's default is used, and one the model does not take is refused before anything is sent.
+    for option, kind in (
+        ("size", ImageSize),
+        ("quality", ImageQuality),
+        ("style", ImageStyle),
+        ("background", Background),
+        ("output_format", OutputFormat),
+        ("moderation", Moderation),
+        ("aspect_ratio", AspectRatio),
+    ):
+        choices = get_args(kind)
+        flag = f"--{option.replace('_', '-')}"
+        generate.add_argument(flag, choices=choices, metavar=option.upper(), help=" | ".join(choices))
     generate.add_argument(
-        "--size", choices=get_args(ImageSize), default=DEFAULT_SIZE, help=f"default {DEFAULT_SIZE}"
-    )
-    generate.add_argument(
-        "--quality",
-        choices=get_args(ImageQuality),
-        default=DEFAULT_QUALITY,
-        help=f"default {DEFAULT_QUALITY}",
-    )
-    generate.add_argument(
-        "--style", choices=get_args(ImageStyle), default=DEFAULT_STYLE, help=f"default {DEFAULT_STYLE}"
+        "--output-compression", type=_whole_number(0, 100), metavar="PERCENT", help="JPEG/WebP, 0 to 100"
     )
     generate.add_argument(
         "--image",
@@ -145,9 +158,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL_OR_FILE",
         help="an earlier image to edit or draw from (repeatable)",
     )
+    generate.add_argument(
+        "--mask", metavar="PNG", help="with --image: transparent where to draw (gpt-image models)"
+    )
     setting = _setting_flag(generate)
+    setting("model", "the image model (default {default})", metavar="MODEL")
+    setting("api", "the endpoint: chat or images (default: the model's)", choices=("chat", "images"))
     setting("save_dir", "save the images here (links expire)", type=Path, metavar="DIR")
-    setting("stream", "stream the answer, with live progress", action="store_true")
+    setting("stream", "stream the answer, with live progress and previews", action="store_true")
+    setting("partial_images", "previews the Images API streams (default {default})", type=_whole_number(0, 3))
     generate.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
     setting("max_retries", "retries of safe failures (default {default})", type=_whole_number(0))
     setting("total_timeout", "give up after (default {default:g})", type=_seconds, metavar="SECONDS")
@@ -253,19 +272,20 @@ def _generate(args: argparse.Namespace) -> int:
         return 2
     try:
         references = [_reference(value) for value in args.image]
+        mask = _reference(args.mask) if args.mask else None
     except errors.ReferenceImageError as error:
         print(f"image-tool: --image {error}", file=sys.stderr)
         return 2
-    display = _ProgressDisplay(sys.stderr) if sys.stderr.isatty() else None
+    display = _ProgressDisplay(sys.stderr, args.save_dir) if sys.stderr.isatty() else None
+    options = {name: getattr(args, name) for name in OPTION_NAMES}
     try:
         with client, display or contextlib.nullcontext():
             result = client.generate(
                 args.prompt,
                 n=args.n,
-                size=args.size,
-                quality=args.quality,
-                style=args.style,
+                **options,
                 image_urls=references,
+                mask=mask,
                 on_progress=display.update if display else None,
             )
     except errors.ImageToolError as error:
@@ -337,12 +357,15 @@ def _as_json(result: ImageGenerationResult) -> str:
 
 
 class _ProgressDisplay:
-    """One line on a terminal, redrawn in place: a spinner, the stage, the percent, the time."""
+    """One line on a terminal, redrawn in place: a spinner, the stage, the percent, the time, and
+    where the latest preview is (its link, or the file a partial image was written to)."""
 
     FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, save_dir: Path | None = None) -> None:
         self._stream = stream
+        self._preview_dir = save_dir or Path(tempfile.gettempdir())
+        self._preview = ""
         self._state = "waiting for the relay"
         self._started = time.monotonic()
         self._done = threading.Event()
@@ -360,7 +383,20 @@ class _ProgressDisplay:
             self._state = "saving images"
             return
         percent = f" {progress.percent}%" if progress.percent is not None else ""
-        self._state = f"{progress.stage}{percent}"
+        if where := self._where_preview(progress):
+            self._preview = f"  preview: {where}"
+        self._state = f"{progress.stage}{percent}{self._preview}"
+
+    def _where_preview(self, progress: GenerationProgress) -> str | None:
+        if progress.preview_b64:
+            try:
+                data = base64.b64decode(progress.preview_b64)
+                path = self._preview_dir / f"image-tool-preview{image_extension(data[:16]) or '.png'}"
+                path.write_bytes(data)
+            except (ValueError, OSError):
+                return None
+            return str(path)
+        return progress.preview_url
 
     def stop(self) -> None:
         self._done.set()

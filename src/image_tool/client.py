@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,7 @@ from pydantic import (
 from typing_extensions import Self
 
 from ._version import __version__
+from .catalog import ModelFamily, family_of
 from .config import resolve_connection
 from .errors import (
     APIConnectionError,
@@ -30,20 +31,21 @@ from .errors import (
     APITimeoutError,
     ConfigurationError,
     ImageToolError,
-    InvalidRequestError,
     MalformedResponseError,
 )
 from .models import (
     DEFAULT_N,
-    DEFAULT_QUALITY,
-    DEFAULT_SIZE,
-    DEFAULT_STYLE,
+    AspectRatio,
+    Background,
     GenerationProgress,
     ImageGenerationResult,
     ImageQuality,
     ImageSize,
     ImageStyle,
+    Moderation,
+    OutputFormat,
 )
+from .payloads import ImageRequest, build_request
 from .pooling import LoopPools, SyncPool
 from .reading import ACCEPT_ENCODING, UnreadableBodyError, araw_chunks, raw_chunks, received_encoding
 from .redaction import scrub
@@ -74,7 +76,8 @@ class _Exchange:
 
 
 class ImageClient(ClientSettings):
-    """Generates images through an OpenAI-compatible relay's ``/chat/completions`` endpoint.
+    """Generates images through an OpenAI-compatible relay: its ``/chat/completions`` endpoint
+    (chat relays and gateways) or its Images API, whichever draws the model (``image_tool.catalog``).
 
     Setup:
         Set ``IMAGE_TOOL_API_KEY`` and ``IMAGE_TOOL_BASE_URL``, or pass ``api_key`` and ``base_url``.
@@ -129,46 +132,62 @@ class ImageClient(ClientSettings):
         self._loop_pools = LoopPools(max_concurrency=self.max_concurrency, injected=self.http_async_client)
 
     @property
+    def family(self) -> ModelFamily:
+        """What the model takes, and the endpoint that draws it."""
+        return family_of(self.model, self.api)
+
+    @property
     def endpoint(self) -> str:
-        """The URL every generation is posted to."""
-        return f"{self.base_url}/chat/completions"
+        """The URL a generation is posted to (an Images API edit goes to ``/images/edits``)."""
+        return f"{self.base_url}/{'chat/completions' if self.family.api == 'chat' else 'images/generations'}"
 
     def generate(
         self,
         prompt: str,
         *,
         n: int = DEFAULT_N,
-        size: ImageSize = DEFAULT_SIZE,
-        quality: ImageQuality = DEFAULT_QUALITY,
-        style: ImageStyle = DEFAULT_STYLE,
+        size: ImageSize | None = None,
+        quality: ImageQuality | None = None,
+        style: ImageStyle | None = None,
+        background: Background | None = None,
+        output_format: OutputFormat | None = None,
+        output_compression: int | None = None,
+        moderation: Moderation | None = None,
+        aspect_ratio: AspectRatio | None = None,
         user: str | None = None,
         image_urls: Sequence[str] = (),
+        mask: str | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> ImageGenerationResult:
         """Generate ``n`` images for ``prompt``.
 
-        ``user`` is the end user's id, for abuse monitoring. ``image_urls`` are earlier images to edit
-        or draw from (http(s) links or ``data:`` URLs). With ``stream=True``, ``on_progress``
-        receives each ``GenerationProgress`` while the relay works. With ``save_dir``, every image
-        is saved before this returns; an image that could not be saved keeps its link and says why
-        in ``save_error``. Raises only the errors of ``image_tool.errors``.
+        The drawing options (``size`` to ``aspect_ratio``) are those the model takes
+        (``image_tool.catalog``); one it does not take raises ``InvalidRequestError`` naming the
+        values it does, and ``None`` leaves an option to the model's default. ``user`` is the end
+        user's id, for abuse monitoring. ``image_urls`` are earlier images to edit or draw from
+        (http(s) links or ``data:`` URLs; the Images API takes ``data:`` URLs only), and ``mask``
+        a PNG ``data:`` URL whose transparent pixels mark where to draw. With ``stream=True``,
+        ``on_progress`` receives each ``GenerationProgress`` while the relay works, previews
+        included. With ``save_dir``, every image is saved before this returns; an image that
+        could not be saved keeps its link and says why in ``save_error``. Raises only the errors
+        of ``image_tool.errors``.
         """
         with self._only_image_tool_errors():
-            payload = build_payload(
-                self.model,
-                prompt,
-                n=n,
-                size=size,
-                quality=quality,
-                style=style,
-                user=user,
-                stream=self.stream,
-                image_urls=image_urls,
-            )
+            options = {
+                "size": size,
+                "quality": quality,
+                "style": style,
+                "background": background,
+                "output_format": output_format,
+                "output_compression": output_compression,
+                "moderation": moderation,
+                "aspect_ratio": aspect_ratio,
+            }
+            request = self._request(prompt, n, options, user, image_urls, mask)
             deadline = Deadline(self.total_timeout)
             with call_deadline(deadline):
                 retrying = retry_policy(self.max_retries, deadline)
-                result: ImageGenerationResult = retrying(self._attempt, payload, deadline, on_progress)
+                result: ImageGenerationResult = retrying(self._attempt, request, deadline, on_progress)
                 result = _finished(result, n, retrying.statistics["attempt_number"], self._secret)
                 if self.save_dir is not None and result.images:
                     from .storage import save_images
@@ -187,11 +206,17 @@ class ImageClient(ClientSettings):
         prompt: str,
         *,
         n: int = DEFAULT_N,
-        size: ImageSize = DEFAULT_SIZE,
-        quality: ImageQuality = DEFAULT_QUALITY,
-        style: ImageStyle = DEFAULT_STYLE,
+        size: ImageSize | None = None,
+        quality: ImageQuality | None = None,
+        style: ImageStyle | None = None,
+        background: Background | None = None,
+        output_format: OutputFormat | None = None,
+        output_compression: int | None = None,
+        moderation: Moderation | None = None,
+        aspect_ratio: AspectRatio | None = None,
         user: str | None = None,
         image_urls: Sequence[str] = (),
+        mask: str | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> ImageGenerationResult:
         """Async twin of ``generate``, on httpx's AsyncClient: it never blocks the event loop.
@@ -199,21 +224,21 @@ class ImageClient(ClientSettings):
         ``on_progress`` may be a plain function or a coroutine function.
         """
         with self._only_image_tool_errors():
-            payload = build_payload(
-                self.model,
-                prompt,
-                n=n,
-                size=size,
-                quality=quality,
-                style=style,
-                user=user,
-                stream=self.stream,
-                image_urls=image_urls,
-            )
+            options = {
+                "size": size,
+                "quality": quality,
+                "style": style,
+                "background": background,
+                "output_format": output_format,
+                "output_compression": output_compression,
+                "moderation": moderation,
+                "aspect_ratio": aspect_ratio,
+            }
+            request = self._request(prompt, n, options, user, image_urls, mask)
             deadline = Deadline(self.total_timeout)
             with call_deadline(deadline):
                 retrying = async_retry_policy(self.max_retries, deadline)
-                result: ImageGenerationResult = await retrying(self._aattempt, payload, deadline, on_progress)
+                result: ImageGenerationResult = await retrying(self._aattempt, request, deadline, on_progress)
                 result = _finished(result, n, retrying.statistics["attempt_number"], self._secret)
                 if self.save_dir is not None and result.images:
                     from .storage import asave_images
@@ -221,8 +246,8 @@ class ImageClient(ClientSettings):
                     await _areport(on_progress, [_SAVING])
                     pool = await self._loop_pools.current()
                     downloads = pool.download_client(public_only=not self.allow_private_downloads)
-                    options = self._save_options(self.save_dir)
-                    result = await asave_images(result, options, downloads, pool.download_slots)
+                    saving = self._save_options(self.save_dir)
+                    result = await asave_images(result, saving, downloads, pool.download_slots)
             return result
 
     def close(self) -> None:
@@ -249,18 +274,40 @@ class ImageClient(ClientSettings):
     def _secret(self) -> str:
         return self.api_key.get_secret_value()
 
+    def _request(
+        self,
+        prompt: str,
+        n: int,
+        options: Mapping[str, object | None],
+        user: str | None,
+        image_urls: Sequence[str],
+        mask: str | None,
+    ) -> ImageRequest:
+        return build_request(
+            self.model,
+            self.family,
+            prompt,
+            n=n,
+            options=options,
+            user=user,
+            stream=self.stream,
+            partial_images=self.partial_images,
+            image_urls=image_urls,
+            mask=mask,
+        )
+
     def _attempt(
-        self, payload: dict[str, Any], deadline: Deadline, on_progress: ProgressCallback | None
+        self, request: ImageRequest, deadline: Deadline, on_progress: ProgressCallback | None
     ) -> ImageGenerationResult:
         """One request, sync: the answer read as it arrives, whole or as a stream of events."""
         client, exchange = self._sync_pool.http(), _Exchange()
-        options = self._request_options(payload, deadline)
+        url, options = self._request_options(request, deadline)
         with (
             self._sync_pool.slots,
             self._calling(deadline, exchange),
-            client.stream("POST", self.endpoint, **options) as response,
+            client.stream("POST", url, **options) as response,
         ):
-            answer = self._answer(response, exchange)
+            answer = self._answer(url, response, exchange)
             for raw in raw_chunks(response):
                 _report(on_progress, answer.feed(raw))
                 deadline.check()
@@ -269,15 +316,15 @@ class ImageClient(ClientSettings):
             return result
 
     async def _aattempt(
-        self, payload: dict[str, Any], deadline: Deadline, on_progress: ProgressCallback | None
+        self, request: ImageRequest, deadline: Deadline, on_progress: ProgressCallback | None
     ) -> ImageGenerationResult:
         """One request, async twin of ``_attempt``."""
         pool, exchange = await self._loop_pools.current(), _Exchange()
-        options = self._request_options(payload, deadline)
+        url, options = self._request_options(request, deadline)
         async with pool.slots:
             with self._calling(deadline, exchange), pool.lease() as client:
-                async with client.stream("POST", self.endpoint, **options) as response:
-                    answer = self._answer(response, exchange)
+                async with client.stream("POST", url, **options) as response:
+                    answer = self._answer(url, response, exchange)
                     async for raw in araw_chunks(response):
                         await _areport(on_progress, answer.feed(raw))
                         deadline.check()
@@ -286,13 +333,13 @@ class ImageClient(ClientSettings):
                     await _areport(on_progress, updates)
                     return result
 
-    def _answer(self, response: httpx.Response, exchange: _Exchange) -> AnswerReader:
+    def _answer(self, url: str, response: httpx.Response, exchange: _Exchange) -> AnswerReader:
         from .answer import AnswerReader
 
         exchange.status_code = response.status_code
         exchange.answered = response.is_success
         content_type = response.headers.get("content-type", "")
-        logger.debug("HTTP %d from %s (%s)", response.status_code, self.endpoint, content_type or "no type")
+        logger.debug("HTTP %d from %s (%s)", response.status_code, url, content_type or "no type")
         # Server-sent events: said so, or asked for and answered with anything but JSON.
         streamed = "event-stream" in content_type or (self.stream and "json" not in content_type)
         return AnswerReader(
@@ -304,15 +351,15 @@ class ImageClient(ClientSettings):
             secret=self._secret,
         )
 
-    def _request_options(self, payload: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
+    def _request_options(self, request: ImageRequest, deadline: Deadline) -> tuple[str, dict[str, Any]]:
         headers = {
             "User-Agent": f"image-tool/{__version__}",
             "Accept-Encoding": ACCEPT_ENCODING,
             **self.default_headers,
             "Authorization": f"Bearer {self._secret}",
         }
-        return {
-            "json": payload,
+        return f"{self.base_url}{request.path}", {
+            **request.body(),
             "headers": headers,
             # An injected client's sockets know no deadline: its limits are cut to it here.
             "timeout": _within(httpx.Timeout(self.timeout), deadline),
@@ -383,44 +430,6 @@ class ImageClient(ClientSettings):
         except Exception as error:
             message = f"The generation failed unexpectedly: {type(error).__name__}: {error}"
             raise APIError(scrub(message, self._secret)) from error
-
-
-def build_payload(
-    model: str,
-    prompt: str,
-    *,
-    n: int,
-    size: ImageSize,
-    quality: ImageQuality,
-    style: ImageStyle,
-    user: str | None,
-    stream: bool = False,
-    image_urls: Sequence[str] = (),
-) -> dict[str, Any]:
-    """The JSON body of a generation request: the prompt is the single user message, with the
-    reference images (for edits) as the standard multi-part content. Arguments that no relay
-    could use are refused here, before anything is sent."""
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InvalidRequestError("The prompt is empty: describe the image to draw.")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InvalidRequestError(f"n must be a whole number of images, 1 or more; got {n!r}.")
-    content: str | list[dict[str, Any]] = prompt
-    if image_urls:
-        references = [{"type": "image_url", "image_url": {"url": url}} for url in image_urls]
-        content = [{"type": "text", "text": prompt}, *references]
-    payload: dict[str, Any] = {
-        "model": model,
-        "messages": [{"role": "user", "content": content}],
-        "n": n,
-        "size": size,
-        "quality": quality,
-        "style": style,
-    }
-    if user is not None:
-        payload["user"] = user
-    if stream:
-        payload["stream"] = True
-    return payload
 
 
 def _within(timeout: httpx.Timeout, deadline: Deadline) -> httpx.Timeout:

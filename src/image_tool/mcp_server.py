@@ -23,7 +23,7 @@ from .errors import ConfigurationError
 from .imagetypes import mime_type
 from .models import GeneratedImage, ImageGenerationResult
 from .redaction import REDACTED, scrub
-from .tool import GenerateImageInput, ImageGenerationTool
+from .tool import ImageGenerationTool
 
 if TYPE_CHECKING:
     from mcp.server import Server
@@ -33,7 +33,8 @@ MCP_MISSING = "The MCP server needs the mcp extra: pip install 'image-tool[mcp]'
 
 
 def create_server(tool: ImageGenerationTool) -> Server[Any]:
-    """An MCP server with one tool, ``tool``, whose arguments are ``GenerateImageInput``'s."""
+    """An MCP server with one tool, ``tool``, whose arguments are the tool's own (those its
+    model takes, ``image_tool.arguments``)."""
     _require_mcp()
     from mcp import types
     from mcp.server import Server
@@ -41,10 +42,9 @@ def create_server(tool: ImageGenerationTool) -> Server[Any]:
     from mcp.shared.exceptions import MCPError
 
     # The low-level server publishes this schema as it is (defaults, enums, descriptions, and
-    # any field added to GenerateImageInput later); MCPServer would derive one from a signature.
-    listing = types.Tool(
-        name=tool.name, description=tool.description, input_schema=GenerateImageInput.model_json_schema()
-    )
+    # any field added later); MCPServer would derive one from a signature.
+    schema = tool.argument_model.model_json_schema()
+    listing = types.Tool(name=tool.name, description=tool.description, input_schema=schema)
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -82,11 +82,14 @@ async def _call_result(message: ToolMessage, secret: str) -> CallToolResult:
     content: list[ContentBlock] = [TextContent(type="text", text=text)]
     if message.status == "error":
         return CallToolResult(content=content, is_error=True)
-    images = message.artifact.images if isinstance(message.artifact, ImageGenerationResult) else []
-    for image in images:
+    if not isinstance(message.artifact, ImageGenerationResult):
+        return CallToolResult(content=content)
+    for image in message.artifact.images:
         if (item := await _image_content(image)) is not None:
             content.append(item)
-    return CallToolResult(content=content)
+    # The result for programs: links, revised prompts, saved paths, usage (not the base64 again).
+    result = message.artifact.model_dump(mode="json", exclude={"images": {"__all__": {"b64_json"}}})
+    return CallToolResult(content=content, structured_content=result)
 
 
 async def _image_content(image: GeneratedImage) -> ImageContent | None:

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ImageSize = Literal["1024x1024", "1024x1792", "1792x1024"]
-"""Square, portrait or landscape, in pixels."""
-ImageQuality = Literal["standard", "hd"]
+ImageSize = Literal["1024x1024", "1024x1792", "1792x1024", "1536x1024", "1024x1536", "auto"]
+"""In pixels. DALL-E 3 and chat relays: the first three; the gpt-image models: square, the last
+two and ``auto`` (``image_tool.catalog`` says which model takes which)."""
+ImageQuality = Literal["standard", "hd", "low", "medium", "high", "auto"]
+"""DALL-E 3 and chat relays: ``standard``, ``hd``; the gpt-image models: the others."""
 ImageStyle = Literal["vivid", "natural"]
+Background = Literal["transparent", "opaque", "auto"]
+OutputFormat = Literal["png", "jpeg", "webp"]
+Moderation = Literal["low", "auto"]
+AspectRatio = Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"]
+"""The shape chat gateways draw (``image_config.aspect_ratio``)."""
 
 DEFAULT_MODEL = "gpt-4o-image"
+# The vendor's documented defaults for gpt-4o-image on chat relays (image_tool.catalog.CHAT_RELAY).
 DEFAULT_N = 1
-DEFAULT_SIZE: ImageSize = "1024x1024"
-DEFAULT_QUALITY: ImageQuality = "standard"
-DEFAULT_STYLE: ImageStyle = "vivid"
+DEFAULT_SIZE: Final = "1024x1024"
+DEFAULT_QUALITY: Final = "standard"
+DEFAULT_STYLE: Final = "vivid"
 MAX_PROMPT_LENGTH = 4000
 MAX_IMAGES = 4
 """The most images one call asks for."""
@@ -42,6 +50,24 @@ class GeneratedImage(BaseModel):
     """Why the image could not be saved, when it could not; its ``url`` is still here."""
 
 
+class Usage(BaseModel):
+    """What the relay says the generation used, when it says: tokens, and images where counted."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    input_tokens: int | None = None
+    """Tokens of the prompt (and of the images to edit); a chat answer's ``prompt_tokens``."""
+    output_tokens: int | None = None
+    """Tokens of the answer, images included; a chat answer's ``completion_tokens``."""
+    total_tokens: int | None = None
+    input_image_tokens: int | None = None
+    """Of ``input_tokens``, those of the images to edit."""
+    output_image_tokens: int | None = None
+    """Of ``output_tokens``, those of the images drawn."""
+    images: int | None = None
+    """Images billed, when the relay counts them."""
+
+
 class ImageGenerationResult(BaseModel):
     """Every image of one generation request, in the order the relay listed them."""
 
@@ -56,6 +82,8 @@ class ImageGenerationResult(BaseModel):
     """How many requests it took (more than one when failures were retried)."""
     dropped_images: int = 0
     """Images the relay sent beyond the ``n`` asked for: left out of ``images``, never saved."""
+    usage: Usage | None = None
+    """Tokens (and images) the relay says it used, when it says."""
 
     @property
     def urls(self) -> list[str]:
@@ -77,3 +105,7 @@ class GenerationProgress(BaseModel):
     """0 to 100, when the relay gives a figure."""
     text: str = ""
     """The relay's own progress line, e.g. ``🏃 进度 57``."""
+    preview_url: str | None = None
+    """A link to the image as drawn so far, when the relay's progress line gives one."""
+    preview_b64: str | None = Field(default=None, repr=False)
+    """The image as drawn so far, base64-encoded (the Images API's partial images)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import MalformedResponseError, NoImageError, error_from_payload, error_from_text
 from .markdown import image_from_url, read_markdown, unique, video_links
-from .models import MAX_IMAGES_READ, GeneratedImage, ImageGenerationResult
+from .models import MAX_IMAGES_READ, GeneratedImage, ImageGenerationResult, Usage
 
 ShapeReader = Callable[[dict[str, Any], str], ImageGenerationResult | None]
 """Reads one shape of answer: ``(payload, requested_model) -> result``, or ``None`` if not its shape."""
@@ -45,7 +45,7 @@ def parse_result(body: bytes, *, requested_model: str) -> ImageGenerationResult:
             continue
         if not result.images:
             raise NoImageError(f"The relay's answer held no image: {_snippet(body)}", status_code=200)
-        return result
+        return result.model_copy(update={"usage": usage_of(payload.get("usage"))})
     raise MalformedResponseError(
         f"The relay's answer is in no known shape: {_snippet(body)}", status_code=200
     )
@@ -162,6 +162,31 @@ def image_from_data_item(item: object) -> GeneratedImage | None:
     if not (url or b64_json):
         return None
     return GeneratedImage(url=url, b64_json=b64_json, revised_prompt=_string(item.get("revised_prompt")))
+
+
+def usage_of(usage: object) -> Usage | None:
+    """The answer's ``usage``: a chat completion's (``prompt_tokens``, ``completion_tokens``) or
+    the Images API's (``input_tokens``, ``output_tokens``, with their image tokens)."""
+    if not isinstance(usage, dict):
+        return None
+    read = Usage(
+        input_tokens=_count(usage.get("input_tokens", usage.get("prompt_tokens"))),
+        output_tokens=_count(usage.get("output_tokens", usage.get("completion_tokens"))),
+        total_tokens=_count(usage.get("total_tokens")),
+        input_image_tokens=_image_tokens(usage, "input_tokens_details", "prompt_tokens_details"),
+        output_image_tokens=_image_tokens(usage, "output_tokens_details", "completion_tokens_details"),
+        images=_count(usage.get("images")),
+    )
+    return read if read.model_dump(exclude_none=True) else None
+
+
+def _image_tokens(usage: dict[str, Any], *names: str) -> int | None:
+    details: dict[str, Any] = next((usage[name] for name in names if isinstance(usage.get(name), dict)), {})
+    return _count(details.get("image_tokens"))
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _completion_tokens(payload: dict[str, Any]) -> int:

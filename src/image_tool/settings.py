@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer
 
+from .catalog import Api
 from .models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -70,7 +71,11 @@ class ClientSettings(BaseModel):
     """The relay's base URL, e.g. ``https://relay.example.com/v1``. Default:
     ``IMAGE_TOOL_BASE_URL`` (or ``OPENAI_BASE_URL``, paired with ``OPENAI_API_KEY``)."""
     model: str = DEFAULT_MODEL
-    """The image model to ask the relay for."""
+    """The image model to ask the relay for. Its options, and the endpoint that draws it, come
+    from ``image_tool.catalog``: a model it does not know gets the options every relay takes."""
+    api: Api | None = None
+    """``"chat"`` (``/chat/completions``) or ``"images"`` (the Images API), overriding what the
+    catalog says for the model; ``None``: the catalog's choice."""
     timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT
     """Seconds, or an ``httpx.Timeout`` with separate connect/read/write/pool limits, per attempt."""
     total_timeout: float | None = Field(default=DEFAULT_TOTAL_TIMEOUT, gt=0)
@@ -84,6 +89,8 @@ class ClientSettings(BaseModel):
     """Extra headers sent with every request."""
     stream: bool = False
     """Ask for a streamed answer (server-sent events), so progress can be reported while it runs."""
+    partial_images: int = Field(default=2, ge=0, le=3)
+    """Previews the Images API streams while it draws (with ``stream``, for the gpt-image models)."""
     save_dir: Accepts[str | Path | None, Path | None] = Field(default=None, validate_default=True)
     """Save every image here as soon as the answer arrives (downloaded, or decoded from base64)."""
     allow_private_downloads: bool = False

@@ -24,13 +24,16 @@ from .models import (
     GenerationProgress,
     ImageGenerationResult,
     ProgressStage,
+    Usage,
 )
-from .parsing import image_from_data_item, message_images, result_from_content
+from .parsing import image_from_data_item, message_images, result_from_content, usage_of
 
 _DONE = "[DONE]"
 _DATA_PREFIX = re.compile("(?:data: ?)+")
 _IMAGE_EVENTS = ("image_generation.completed", "image_edit.completed")
-"""Images API streaming events that carry a finished image, as some relays pass them on."""
+"""Images API streaming events that carry a finished image (also as some chat relays pass them on)."""
+_PARTIAL_IMAGE_EVENTS = ("image_generation.partial_image", "image_edit.partial_image")
+"""Images API streaming events that carry an image as drawn so far: a preview."""
 _MAX_PROGRESS_LINE = 300  # longer lines (inline base64, say) are not read for progress
 _STAGE_WORDS: tuple[tuple[ProgressStage, tuple[str, ...]], ...] = (
     ("done", ("生成完成", "generation complete", "completed")),
@@ -40,6 +43,7 @@ _STAGE_WORDS: tuple[tuple[ProgressStage, tuple[str, ...]], ...] = (
 _PERCENT_WORDS = ("进度", "progress")
 _NUMBER = re.compile(r"\d+")
 _LINK_LABEL = re.compile(r"\[(\d*)\]?$")
+_PREVIEW_LINK = re.compile(r"\]\((https?://[^\s)]+)\)")
 
 
 class ProgressTracker:
@@ -77,7 +81,8 @@ class ProgressTracker:
         progress = None if self._in_json_block else progress_of_line(line)
         if progress is None or (
             self.last is not None
-            and (progress.stage, progress.percent) == (self.last.stage, self.last.percent)
+            and (progress.stage, progress.percent, progress.preview_url)
+            == (self.last.stage, self.last.percent, self.last.preview_url)
         ):
             return []
         self.last = progress
@@ -85,14 +90,21 @@ class ProgressTracker:
 
 
 def progress_of_line(line: str) -> GenerationProgress | None:
-    """``>🏃 进度 13....57...`` -> generating, 57 %; ``Queuing`` -> queued; ``✅ 生成完成`` -> done."""
-    # A progress line's preview link is not part of its figure: "57...[100](https://...)" -> "57...100".
+    """``>🏃 进度 13....57...`` -> generating, 57 %; ``Queuing`` -> queued; ``✅ 生成完成`` -> done.
+    A link the line ends on (``...[100](https://...)``) is the preview of the image so far."""
+    # The link is not part of the figure: "57...[100](https://...)" -> "57...100".
     text = _LINK_LABEL.sub(r"\1", line.split("](")[0])
+    preview = _PREVIEW_LINK.search(line)
     lowered = text.lower()
     for stage, words in _STAGE_WORDS:
         if any(word in lowered for word in words):
             percent = 100 if stage == "done" else _percent(lowered)
-            return GenerationProgress(stage=stage, percent=percent, text=text.strip(" >\t\r"))
+            return GenerationProgress(
+                stage=stage,
+                percent=percent,
+                text=text.strip(" >\t\r"),
+                preview_url=preview[1] if preview else None,
+            )
     return None
 
 
@@ -114,6 +126,15 @@ def _still_running(text: str) -> GenerationProgress | None:
     return progress
 
 
+def _partial_image(event: dict[str, Any]) -> GenerationProgress | None:
+    """An Images API partial image: the picture so far, as a progress update with its preview."""
+    preview, index = event.get("b64_json"), event.get("partial_image_index")
+    if not isinstance(preview, str) or not preview:
+        return None
+    number = f" {index + 1}" if isinstance(index, int) and not isinstance(index, bool) else ""
+    return GenerationProgress(stage="generating", text=f"partial image{number}", preview_b64=preview)
+
+
 class StreamReader:
     """Reads a streamed chat completion line by line: ``feed`` each line, then ``result()``."""
 
@@ -133,6 +154,7 @@ class StreamReader:
         self._image_keys: set[str] = set()
         self._event: list[str] = []  # the data lines of the event being read
         self._reading_reasoning = False
+        self._usage: Usage | None = None
 
     def feed(self, line: str) -> list[GenerationProgress]:
         """One line of the stream (without its newline); the progress it revealed."""
@@ -159,7 +181,7 @@ class StreamReader:
         text = "".join(self._texts)
         content: object = [{"type": "text", "text": text}, *self._parts] if self._parts else text
         try:
-            return result_from_content(
+            result = result_from_content(
                 content,
                 model=self._model or self.requested_model,
                 created=self._created,
@@ -167,6 +189,7 @@ class StreamReader:
             )
         except NoImageError as error:
             raise self._no_image(text, error) from error
+        return result.model_copy(update={"usage": self._usage})
 
     def _no_image(self, text: str, error: NoImageError) -> NoImageError | APIConnectionError:
         """Why a stream that held no image ended so: it was cut, it carried nothing, or the relay
@@ -228,11 +251,18 @@ class StreamReader:
             self._model = chunk["model"].strip()
         if isinstance(chunk.get("created"), int) and not isinstance(chunk["created"], bool):
             self._created = chunk["created"]
+        self._usage = usage_of(chunk.get("usage")) or self._usage  # a usage chunk, or a completed image's
+        updates = []
         if chunk.get("type") in _IMAGE_EVENTS and (image := image_from_data_item(chunk)):
             self._keep_images([image])
             self.finished = True
+        if chunk.get("type") in _PARTIAL_IMAGE_EVENTS and isinstance(preview := chunk.get("b64_json"), str):
+            index = chunk.get("partial_image_index")
+            number = f" {index + 1}" if isinstance(index, int) and not isinstance(index, bool) else ""
+            updates.append(
+                GenerationProgress(stage="generating", text=f"preview{number}", preview_b64=preview)
+            )
         choices = chunk.get("choices")
-        updates = []
         for choice in choices if isinstance(choices, list) else []:  # a usage-only chunk has none
             if not isinstance(choice, dict):
                 continue

@@ -27,30 +27,18 @@ from langchain_core.runnables import RunnableConfig, patch_config
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from .advice import describe_failure, describe_invalid_arguments, describe_result
+from .arguments import GenerateImageInput, arguments_for
+from .catalog import OPTION_NAMES
 from .client import ImageClient
 from .errors import ConfigurationError, ImageToolError
 from .imagetypes import base64_mime_type, mime_type
-from .models import (
-    DEFAULT_N,
-    DEFAULT_QUALITY,
-    DEFAULT_SIZE,
-    DEFAULT_STYLE,
-    MAX_IMAGES,
-    MAX_PROMPT_LENGTH,
-    GeneratedImage,
-    GenerationProgress,
-    ImageGenerationResult,
-    ImageQuality,
-    ImageSize,
-    ImageStyle,
-)
+from .models import GeneratedImage, GenerationProgress, ImageGenerationResult
 from .references import reference_urls
 from .settings import ClientSettings
 
 if TYPE_CHECKING:
     from .settings import ToolKeywords, takes_keywords_of
 
-MAX_REFERENCES = 4
 MAX_SHOWN_BYTES = 1_000_000
 """A saved image larger than this is shown to the model by its link, not inline."""
 logger = logging.getLogger("image_tool")
@@ -59,62 +47,6 @@ PROGRESS_EVENT = "image_generation_progress"
 """Name of the custom event (and LangGraph custom-stream key) that carries streamed progress."""
 USER_CONFIG_KEY = "image_tool_user"
 """Key in ``config["configurable"]`` that sets the end user's id for one run."""
-
-
-class GenerateImageInput(BaseModel):
-    """Arguments of ``generate_image``."""
-
-    # Plain annotations: LangChain walks them on every call.
-    model_config = ConfigDict(str_strip_whitespace=True, defer_build=True)
-
-    prompt: str = Field(
-        min_length=1,
-        max_length=MAX_PROMPT_LENGTH,
-        description=(
-            "A detailed description of the image to draw: subject, setting, composition, style, "
-            "lighting and colours, in plain sentences. Include any text that must appear in the "
-            f"image in quotes. 1 to {MAX_PROMPT_LENGTH} characters."
-        ),
-    )
-    n: int = Field(
-        default=DEFAULT_N,
-        ge=1,
-        le=MAX_IMAGES,
-        description=(
-            f"How many images to generate, 1 to {MAX_IMAGES}. Use 1 unless the user asks for "
-            "several variations to choose from."
-        ),
-    )
-    size: ImageSize = Field(
-        default=DEFAULT_SIZE,
-        description=(
-            "Image size in pixels: '1024x1024' square (default); '1024x1792' portrait, for tall "
-            "subjects, posters and phone wallpapers; '1792x1024' landscape, for scenery and banners."
-        ),
-    )
-    quality: ImageQuality = Field(
-        default=DEFAULT_QUALITY,
-        description=(
-            "'standard' (default, faster) or 'hd' (finer detail, slower). Choose 'hd' only when "
-            "the user asks for high quality or fine detail."
-        ),
-    )
-    style: ImageStyle = Field(
-        default=DEFAULT_STYLE,
-        description=(
-            "'vivid' (default: dramatic, hyper-real colours) or 'natural' (subdued, realistic, "
-            "photographic). Choose 'natural' for photos and realistic scenes."
-        ),
-    )
-    image_urls: list[str] | None = Field(
-        default=None,
-        max_length=MAX_REFERENCES,
-        description=(
-            "Earlier images to edit or draw from: their URLs, or the 'Saved at' paths this tool "
-            "reported. Use it when the user asks to change, extend or restyle an image from earlier "
-            "in the conversation, and describe the change in the prompt. Leave it out for a new image."
-        ),
-    )
 
 
 def image_block(image: GeneratedImage) -> dict[str, Any] | None:
@@ -172,6 +104,8 @@ class ImageGenerationTool(BaseTool):
         "minute or more."
     )
     args_schema: ArgsSchema | None = GenerateImageInput
+    """The arguments the model sees: by default those the client's model takes
+    (``image_tool.arguments``); ``GenerateImageInput`` for the vendor's gpt-4o-image."""
     response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
     handle_tool_error: bool | str | Callable[..., Any] | None = True
     handle_validation_error: bool | str | Callable[..., str] | None = describe_invalid_arguments
@@ -218,11 +152,16 @@ class ImageGenerationTool(BaseTool):
         rest = {key: value for key, value in data.items() if key not in settings}
         return {**rest, "client": ImageClient(**settings)}
 
+    @model_validator(mode="after")
+    def _arguments_of_the_model(self) -> "ImageGenerationTool":
+        if "args_schema" not in self.model_fields_set:
+            self.args_schema = arguments_for(self.client.family)
+        return self
+
     def _run(
         self, config: RunnableConfig, run_manager: CallbackManagerForToolRun | None = None, **arguments: Any
     ) -> tuple[str | list[str | dict[str, Any]], ImageGenerationResult]:
-        # The arguments are GenerateImageInput's, already validated (and defaulted) by LangChain.
-        request = GenerateImageInput.model_construct(**arguments)
+        call = self._call(arguments)
         on_progress = None
         if self.client.stream:  # only a streamed answer reports progress
             progress_config, stream_writer = _progress_channels(config, run_manager)
@@ -233,17 +172,10 @@ class ImageGenerationTool(BaseTool):
                 if stream_writer is not None:
                     stream_writer({PROGRESS_EVENT: update.model_dump()})
 
-        with _failures_as_advice(), self._generating(request.n) as spend:
-            references = self._references(request.image_urls)
+        with _failures_as_advice(), self._generating(call.get("n", 1)) as spend:
+            prompt, keywords = self._with_references(call)
             result = self.client.generate(
-                request.prompt,
-                n=request.n,
-                size=request.size,
-                quality=request.quality,
-                style=request.style,
-                user=self._user(config),
-                image_urls=references,
-                on_progress=on_progress,
+                prompt, **keywords, user=self._user(config), on_progress=on_progress
             )
             spend(len(result.images))
         return self._content(result), result
@@ -254,7 +186,7 @@ class ImageGenerationTool(BaseTool):
         run_manager: AsyncCallbackManagerForToolRun | None = None,
         **arguments: Any,
     ) -> tuple[str | list[str | dict[str, Any]], ImageGenerationResult]:
-        request = GenerateImageInput.model_construct(**arguments)
+        call = self._call(arguments)
         on_progress = None
         if self.client.stream:  # only a streamed answer reports progress
             progress_config, stream_writer = _progress_channels(config, run_manager)
@@ -265,23 +197,39 @@ class ImageGenerationTool(BaseTool):
                 if stream_writer is not None:
                     stream_writer({PROGRESS_EVENT: update.model_dump()})
 
-        with _failures_as_advice(), self._generating(request.n) as spend:
+        with _failures_as_advice(), self._generating(call.get("n", 1)) as spend:
             # Local reference files are read off the event loop.
-            references = (
-                await asyncio.to_thread(self._references, request.image_urls) if request.image_urls else []
+            local = call.get("image_urls") or call.get("mask")
+            prompt, keywords = (
+                await asyncio.to_thread(self._with_references, call) if local else self._with_references(call)
             )
             result = await self.client.agenerate(
-                request.prompt,
-                n=request.n,
-                size=request.size,
-                quality=request.quality,
-                style=request.style,
-                user=self._user(config),
-                image_urls=references,
-                on_progress=on_progress,
+                prompt, **keywords, user=self._user(config), on_progress=on_progress
             )
             spend(len(result.images))
         return self._content(result), result
+
+    @property
+    def argument_model(self) -> type[BaseModel]:
+        """The pydantic model of the arguments the model sees (``args_schema``'s, when it is one)."""
+        schema = self.args_schema
+        return schema if isinstance(schema, type) and issubclass(schema, BaseModel) else GenerateImageInput
+
+    def _call(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The model's arguments with every default filled in (LangChain validated them, and
+        passes on only those the model gave)."""
+        return dict(self.argument_model.model_construct(**arguments))
+
+    def _with_references(self, call: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The prompt, and ``generate``'s keywords: the options the model chose, and the images to
+        edit (and the mask) as URLs, a local file only from the allowed directories."""
+        allowed = self.image_dirs if self.image_dirs is not None else [self.client.save_dir]
+        directories = [directory for directory in allowed if directory]
+        keywords = {name: call[name] for name in ("n", *OPTION_NAMES) if name in call}
+        keywords["image_urls"] = reference_urls(call.get("image_urls") or [], directories)
+        if call.get("mask"):
+            keywords["mask"] = reference_urls([call["mask"]], directories)[0]
+        return call["prompt"], keywords
 
     @contextmanager
     def _generating(self, n: int) -> Iterator[Callable[[int], None]]:
@@ -298,11 +246,6 @@ class ImageGenerationTool(BaseTool):
             yield spend
         finally:
             self._settle(n, generated)
-
-    def _references(self, image_urls: list[str] | None) -> list[str]:
-        """The reference images to send; a local file only from the allowed directories."""
-        allowed = self.image_dirs if self.image_dirs is not None else [self.client.save_dir]
-        return reference_urls(image_urls or [], [directory for directory in allowed if directory])
 
     def _content(self, result: ImageGenerationResult) -> str | list[str | dict[str, Any]]:
         """The text for the model; with ``show_images``, the images too, as image content blocks."""

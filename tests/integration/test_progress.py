@@ -33,7 +33,10 @@ async def test_astream_events_shows_progress_before_the_result(streaming_tool: I
     assert all(event["name"] == PROGRESS_EVENT for event in events if event["event"] == "on_custom_event")
     assert kinds.index("on_custom_event") < kinds.index("on_tool_end")
     assert progress[0]["stage"] == "queued"
-    assert progress[-1] == {"stage": "done", "percent": 100, "text": "✅ 生成完成"}
+    done = {"stage": "done", "percent": 100, "text": "✅ 生成完成", "preview_url": None, "preview_b64": None}
+    assert progress[-1] == done
+    previews = [update["preview_url"] for update in progress if update["preview_url"]]
+    assert previews and previews[0].endswith(".png")  # the relay's preview link, passed on
     assert any(update["percent"] and 0 < update["percent"] < 100 for update in progress)
     message = events[-1]["data"]["output"]
     assert isinstance(message, ToolMessage)

@@ -207,14 +207,15 @@ def test_progress_is_reported_once_per_change() -> None:
         ">🕐 排队中.\n\n>⚡ 生成中.....\n\n>🏃 进度 7....13....25....37....[100](https://p.example/x.png)\n"
     )
     updates = [update for piece in pieces(text, 1) for update in tracker.feed(piece)]
-    assert [(update.stage, update.percent) for update in updates] == [
-        ("queued", None),
-        ("generating", None),
-        ("generating", 7),
-        ("generating", 13),
-        ("generating", 25),
-        ("generating", 37),
-        ("generating", 100),
+    assert [(update.stage, update.percent, update.preview_url) for update in updates] == [
+        ("queued", None, None),
+        ("generating", None, None),
+        ("generating", 7, None),
+        ("generating", 13, None),
+        ("generating", 25, None),
+        ("generating", 37, None),
+        ("generating", 100, None),
+        ("generating", 100, "https://p.example/x.png"),  # the preview, once its link is whole
     ]
 
 

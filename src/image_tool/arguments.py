@@ -1,0 +1,146 @@
+"""The arguments the model sees: the vendor's ``GenerateImageInput`` for chat relays, and for
+every other family of models a schema built from what it takes (``image_tool.catalog``)."""
+
+# No `from __future__ import annotations`: the schemas' annotations stay plain, as LangChain walks
+# them on every call.
+import functools
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from .catalog import CHAT_RELAY, ModelFamily
+from .models import (
+    DEFAULT_N,
+    DEFAULT_QUALITY,
+    DEFAULT_SIZE,
+    DEFAULT_STYLE,
+    MAX_IMAGES,
+    MAX_PROMPT_LENGTH,
+    ImageStyle,
+)
+
+MAX_REFERENCES = 4
+"""The most earlier images one call draws from."""
+VendorSize = Literal["1024x1024", "1024x1792", "1792x1024"]
+VendorQuality = Literal["standard", "hd"]
+
+
+class GenerateImageInput(BaseModel):
+    """Arguments of ``generate_image``."""
+
+    # Plain annotations: LangChain walks them on every call.
+    model_config = ConfigDict(str_strip_whitespace=True, defer_build=True)
+
+    prompt: str = Field(
+        min_length=1,
+        max_length=MAX_PROMPT_LENGTH,
+        description=(
+            "A detailed description of the image to draw: subject, setting, composition, style, "
+            "lighting and colours, in plain sentences. Include any text that must appear in the "
+            f"image in quotes. 1 to {MAX_PROMPT_LENGTH} characters."
+        ),
+    )
+    n: int = Field(
+        default=DEFAULT_N,
+        ge=1,
+        le=MAX_IMAGES,
+        description=(
+            f"How many images to generate, 1 to {MAX_IMAGES}. Use 1 unless the user asks for "
+            "several variations to choose from."
+        ),
+    )
+    size: VendorSize = Field(
+        default=DEFAULT_SIZE,
+        description=(
+            "Image size in pixels: '1024x1024' square (default); '1024x1792' portrait, for tall "
+            "subjects, posters and phone wallpapers; '1792x1024' landscape, for scenery and banners."
+        ),
+    )
+    quality: VendorQuality = Field(
+        default=DEFAULT_QUALITY,
+        description=(
+            "'standard' (default, faster) or 'hd' (finer detail, slower). Choose 'hd' only when "
+            "the user asks for high quality or fine detail."
+        ),
+    )
+    style: ImageStyle = Field(
+        default=DEFAULT_STYLE,
+        description=(
+            "'vivid' (default: dramatic, hyper-real colours) or 'natural' (subdued, realistic, "
+            "photographic). Choose 'natural' for photos and realistic scenes."
+        ),
+    )
+    image_urls: list[str] | None = Field(
+        default=None,
+        max_length=MAX_REFERENCES,
+        description=(
+            "Earlier images to edit or draw from: their URLs, or the 'Saved at' paths this tool "
+            "reported. Use it when the user asks to change, extend or restyle an image from earlier "
+            "in the conversation, and describe the change in the prompt. Leave it out for a new image."
+        ),
+    )
+
+
+_DESCRIPTIONS: dict[str, dict[str, str | None]] = {
+    "size": {
+        "1536x1024": (
+            "Image size in pixels: '1024x1024' square, '1536x1024' landscape (scenery, banners), "
+            "'1024x1536' portrait (posters, tall subjects), or 'auto' (default: the model picks)."
+        ),
+        "1792x1024": GenerateImageInput.model_fields["size"].description,
+    },
+    "quality": {
+        "low": (
+            "'low' (quick drafts), 'medium', 'high' (fine detail and legible text, slower and "
+            "dearer) or 'auto' (default). Choose 'high' only when the user asks for detail."
+        ),
+        "hd": GenerateImageInput.model_fields["quality"].description,
+    },
+    "style": {"vivid": GenerateImageInput.model_fields["style"].description},
+    "background": {
+        "transparent": (
+            "'transparent' for a cut-out with no background (logos, icons, stickers; png or webp "
+            "only), 'opaque', or 'auto' (default)."
+        )
+    },
+    "output_format": {
+        "png": (
+            "'png' (default, lossless), 'jpeg' (smaller, for photos) or 'webp' (smaller, keeps transparency)."
+        )
+    },
+    "aspect_ratio": {
+        "1:1": (
+            "The image's shape: '1:1' square (default); '16:9' or '21:9' wide (scenery, banners); "
+            "'9:16' tall (phone wallpapers, stories); '4:3', '3:2', '5:4' landscape; '3:4', '2:3', "
+            "'4:5' portrait."
+        )
+    },
+}
+"""What each option means for the model, by option and by one value that tells the family."""
+
+
+@functools.lru_cache(maxsize=32)
+def arguments_for(family: ModelFamily) -> type[BaseModel]:
+    """The argument schema of ``generate_image`` for a model of ``family``."""
+    if family is CHAT_RELAY:
+        return GenerateImageInput
+    fields: dict[str, Any] = {"prompt": (str, GenerateImageInput.model_fields["prompt"])}
+    if family.max_n > 1:
+        most = min(family.max_n, MAX_IMAGES)
+        description = f"How many images to generate, 1 to {most}. Use 1 unless the user asks for variations."
+        fields["n"] = (int, Field(default=DEFAULT_N, ge=1, le=most, description=description))
+    for option, by_value in _DESCRIPTIONS.items():
+        choices = family.choices(option)
+        if choices:
+            meaning = next(text for value, text in by_value.items() if value in choices)
+            fields[option] = (Literal[choices] | None, Field(default=None, description=meaning))
+    if family.edits:
+        fields["image_urls"] = (list[str] | None, GenerateImageInput.model_fields["image_urls"])
+    if family.mask:
+        description = (
+            "Only with image_urls: a PNG mask for the first image, its URL or 'Saved at' path, of the "
+            "same size, transparent where the image should change. Leave it out to let the model choose."
+        )
+        fields["mask"] = (str | None, Field(default=None, description=description))
+    config = ConfigDict(str_strip_whitespace=True, defer_build=True)
+    return create_model("GenerateImageInput", __config__=config, __doc__=GenerateImageInput.__doc__, **fields)
