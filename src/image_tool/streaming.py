@@ -256,12 +256,8 @@ class StreamReader:
         if chunk.get("type") in _IMAGE_EVENTS and (image := image_from_data_item(chunk)):
             self._keep_images([image])
             self.finished = True
-        if chunk.get("type") in _PARTIAL_IMAGE_EVENTS and isinstance(preview := chunk.get("b64_json"), str):
-            index = chunk.get("partial_image_index")
-            number = f" {index + 1}" if isinstance(index, int) and not isinstance(index, bool) else ""
-            updates.append(
-                GenerationProgress(stage="generating", text=f"preview{number}", preview_b64=preview)
-            )
+        if chunk.get("type") in _PARTIAL_IMAGE_EVENTS and (preview := _partial_image(chunk)):
+            updates.append(preview)
         choices = chunk.get("choices")
         for choice in choices if isinstance(choices, list) else []:  # a usage-only chunk has none
             if not isinstance(choice, dict):

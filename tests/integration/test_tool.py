@@ -128,7 +128,11 @@ def test_user_set_per_run(client: ImageClient, vcr: Any) -> None:
 
 def test_model_cannot_set_the_user(fake_relay: FakeRelay) -> None:
     tool = ImageGenerationTool(api_key=fake_relay.api_key, base_url=fake_relay.base_url, user="app-user")
-    assert invoke(tool, prompt="A cat", user="chosen-by-the-model").status == "success"
+    refused = invoke(tool, prompt="A cat", user="chosen-by-the-model")
+    assert refused.status == "error"
+    assert "user: Extra inputs are not permitted" in str(refused.content)
+    assert fake_relay.requests == []  # nothing was sent
+    assert invoke(tool, prompt="A cat").status == "success"
     tool.client.close()
     assert fake_relay.requests[0].json["user"] == "app-user"
 

@@ -116,3 +116,52 @@ def test_an_empty_message_with_billed_tokens_says_the_image_was_lost() -> None:
     payload = completion({"role": "assistant"}, usage={"completion_tokens": 1120})
     with pytest.raises(NoImageError, match="1120 completion tokens"):
         parse(payload)
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        (
+            {
+                "prompt_tokens": 12,
+                "completion_tokens": 1290,
+                "total_tokens": 1302,
+                "completion_tokens_details": {"image_tokens": 1290},
+            },
+            {"input_tokens": 12, "output_tokens": 1290, "total_tokens": 1302, "output_image_tokens": 1290},
+        ),
+        (
+            {
+                "input_tokens": 50,
+                "output_tokens": 4160,
+                "total_tokens": 4210,
+                "input_tokens_details": {"text_tokens": 16, "image_tokens": 34},
+            },
+            {"input_tokens": 50, "output_tokens": 4160, "total_tokens": 4210, "input_image_tokens": 34},
+        ),
+        ({"images": 2, "total_tokens": True, "output_tokens": -1}, {"images": 2}),
+        ({"completion_tokens": "many"}, None),
+        ("12 tokens", None),
+    ],
+)
+def test_usage_is_read_from_either_api(usage: object, expected: dict[str, int] | None) -> None:
+    body = {"created": 1, "data": [{"url": "https://cdn.example/a.png"}], "usage": usage}
+    result = parse_result(json.dumps(body).encode(), requested_model="m")
+    read = result.usage.model_dump(exclude_none=True) if result.usage else None
+    assert read == expected
+
+
+def test_a_gateway_message_with_images_and_usage() -> None:
+    message = {
+        "role": "assistant",
+        "content": "Here is a cat.",
+        "images": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}],
+    }
+    body = {
+        "model": "google/gemini-2.5-flash-image",
+        "choices": [{"message": message}],
+        "usage": {"total_tokens": 1300},
+    }
+    result = parse_result(json.dumps(body).encode(), requested_model="m")
+    assert [image.b64_json for image in result.images] == ["iVBORw0KGgo="]
+    assert result.usage is not None and result.usage.total_tokens == 1300

@@ -241,3 +241,60 @@ def test_images_beside_the_text_are_kept_up_to_the_reading_limit() -> None:
     more = [{"type": "image_url", "image_url": {"url": f"https://cdn.example/b{i}.png"}} for i in range(900)]
     result, _ = read([*lines, *events(chunk(choices=[{"delta": {"images": more}}])), "data: [DONE]", ""])
     assert len(result.images) == MAX_IMAGES_READ
+
+
+def images_api_event(kind: str, **fields: Any) -> list[str]:
+    return [f"event: {kind}", "data: " + json.dumps({"type": kind, **fields}), ""]
+
+
+def test_images_api_stream_reports_each_partial_image_as_a_preview_then_the_image() -> None:
+    usage = {
+        "input_tokens": 9,
+        "output_tokens": 1056,
+        "total_tokens": 1065,
+        "output_tokens_details": {"image_tokens": 1056},
+    }
+    lines = [
+        *images_api_event("image_generation.partial_image", b64_json="UFJFVklFVzA=", partial_image_index=0),
+        *images_api_event("image_generation.partial_image", b64_json="UFJFVklFVzE=", partial_image_index=1),
+        *images_api_event("image_generation.completed", b64_json="RklOQUw=", created_at=1, usage=usage),
+    ]
+    reader = StreamReader("gpt-image-1")
+    progress = [update for line in lines for update in reader.feed(line)]
+    result = reader.result()
+    assert [(update.text, update.preview_b64) for update in progress] == [
+        ("partial image 1", "UFJFVklFVzA="),
+        ("partial image 2", "UFJFVklFVzE="),
+    ]
+    assert "UFJF" not in repr(progress[0])  # the preview stays out of reprs and logs
+    assert [image.b64_json for image in result.images] == ["RklOQUw="]
+    assert result.usage is not None
+    assert (result.usage.input_tokens, result.usage.output_tokens, result.usage.output_image_tokens) == (
+        9,
+        1056,
+        1056,
+    )
+
+
+def test_the_usage_chunk_of_a_chat_stream_goes_into_the_result() -> None:
+    usage = {"prompt_tokens": 12, "completion_tokens": 1290, "total_tokens": 1302}
+    usage_only = json.dumps({"object": "chat.completion.chunk", "choices": [], "usage": usage})
+    result, _ = read([*events(chunk("![a](https://cdn.example/a.png)"), usage_only), "data: [DONE]", ""])
+    assert result.usage is not None
+    assert (result.usage.input_tokens, result.usage.output_tokens, result.usage.total_tokens) == (
+        12,
+        1290,
+        1302,
+    )
+
+
+def test_a_stream_without_usage_has_none() -> None:
+    result, _ = read([*events(chunk("![a](https://cdn.example/a.png)")), "data: [DONE]", ""])
+    assert result.usage is None
+
+
+def test_gateway_stream_images_arrive_in_delta_images() -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    with_image = json.dumps({"object": "chat.completion.chunk", "choices": [{"delta": {"images": [image]}}]})
+    result, _ = read([*events(chunk("Here is your cat."), with_image), "data: [DONE]", ""])
+    assert [image.b64_json for image in result.images] == ["iVBORw0KGgo="]

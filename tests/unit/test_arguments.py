@@ -1,0 +1,91 @@
+"""The arguments the model sees follow the model: its sizes, qualities and options, no others."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from langchain_core.messages import ToolMessage
+
+from image_tool import GenerateImageInput, ImageGenerationTool
+
+
+def tool_for(model: str, **settings: Any) -> ImageGenerationTool:
+    return ImageGenerationTool(api_key="k", base_url="http://127.0.0.1:9/v1", model=model, **settings)
+
+
+def schema(model: str, **settings: Any) -> dict[str, Any]:
+    return tool_for(model, **settings).tool_call_schema.model_json_schema()  # type: ignore[union-attr]
+
+
+def enum(properties: dict[str, Any], name: str) -> list[str]:
+    field = properties[name]
+    return next(option["enum"] for option in field["anyOf"] if "enum" in option)
+
+
+def test_gpt_4o_image_keeps_the_vendor_schema_and_defaults() -> None:
+    tool = tool_for("gpt-4o-image")
+    assert tool.args_schema is GenerateImageInput
+    properties = schema("gpt-4o-image")["properties"]
+    assert properties["size"]["enum"] == ["1024x1024", "1024x1792", "1792x1024"]
+    assert properties["size"]["default"] == "1024x1024"
+    assert properties["quality"]["enum"] == ["standard", "hd"]
+
+
+def test_gpt_image_offers_its_sizes_qualities_background_format_and_a_mask() -> None:
+    properties = schema("gpt-image-1")["properties"]
+    assert set(properties) == {
+        "prompt",
+        "n",
+        "size",
+        "quality",
+        "background",
+        "output_format",
+        "image_urls",
+        "mask",
+    }
+    assert enum(properties, "size") == ["1024x1024", "1536x1024", "1024x1536", "auto"]
+    assert enum(properties, "quality") == ["low", "medium", "high", "auto"]
+    assert enum(properties, "background") == ["transparent", "opaque", "auto"]
+    assert "transparent" in properties["background"]["description"]
+    assert "'1536x1024' landscape" in properties["size"]["description"]
+    assert properties["n"]["maximum"] == 4
+
+
+def test_dall_e_3_offers_one_image_and_no_edits() -> None:
+    properties = schema("dall-e-3")["properties"]
+    assert set(properties) == {"prompt", "size", "quality", "style"}
+    assert enum(properties, "size") == ["1024x1024", "1792x1024", "1024x1792"]
+
+
+def test_gateway_models_offer_the_aspect_ratio() -> None:
+    properties = schema("google/gemini-2.5-flash-image")["properties"]
+    assert set(properties) == {"prompt", "n", "aspect_ratio", "image_urls"}
+    assert "16:9" in enum(properties, "aspect_ratio")
+
+
+def test_an_unknown_model_gets_the_common_subset() -> None:
+    assert set(schema("my-house-model")["properties"]) == {"prompt", "n", "image_urls"}
+    assert set(schema("gpt-image-1", api="chat")["properties"]) == {"prompt", "n", "image_urls"}
+
+
+def test_a_schema_given_by_the_developer_is_kept() -> None:
+    assert tool_for("gpt-image-1", args_schema=GenerateImageInput).args_schema is GenerateImageInput
+
+
+@pytest.mark.parametrize(
+    ("model", "arguments", "says"),
+    [
+        ("gpt-image-1", {"prompt": "A cat", "size": "1792x1024"}, "size: Input should be '1024x1024'"),
+        ("gpt-image-1", {"prompt": "A cat", "style": "vivid"}, "style: Extra inputs"),
+        ("dall-e-3", {"prompt": "A cat", "mask": "m.png"}, "mask: Extra inputs"),
+    ],
+)
+def test_arguments_the_model_does_not_take_come_back_as_advice(
+    model: str, arguments: dict[str, Any], says: str
+) -> None:
+    tool = tool_for(model)
+    message = tool.invoke({"name": tool.name, "args": arguments, "id": "call_1", "type": "tool_call"})
+    assert isinstance(message, ToolMessage)
+    assert message.status == "error"
+    assert says in str(message.content)
