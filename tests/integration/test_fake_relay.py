@@ -65,7 +65,7 @@ def test_records_the_requests_it_received(fake_relay: FakeRelay) -> None:
     [
         ("/v1/chat/completions", b"{not json", 400),
         ("/v1/chat/completions", b'{"model": "m", "messages": []}', 400),
-        ("/v1/images/generations", b"{}", 404),
+        ("/v1/images/variations", b"{}", 404),
     ],
 )
 def test_rejects_bad_requests(fake_relay: FakeRelay, path: str, body: bytes, status: int) -> None:

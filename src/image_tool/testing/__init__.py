@@ -20,14 +20,23 @@ from .._lazy import lazy_names
 
 if TYPE_CHECKING:
     from ._chat import ScriptedChatModel, Turn, calls_tool
+    from ._formats import JPEG_IMAGE, WEBP_IMAGE, OutputFormat, image_format
+    from ._gateway import ASPECT_RATIOS
+    from ._multipart import FormFile, MultipartForm
     from ._png import png_image, png_size
     from ._relay import FakeRelay, RecordedRequest
     from ._replies import ImageFormat, Locale, RelayProfile, Reply, Shape, StreamFault, TransportFault
 
 __all__ = [
+    "ASPECT_RATIOS",
+    "JPEG_IMAGE",
+    "WEBP_IMAGE",
     "FakeRelay",
+    "FormFile",
     "ImageFormat",
     "Locale",
+    "MultipartForm",
+    "OutputFormat",
     "RecordedRequest",
     "RelayProfile",
     "Reply",
@@ -37,12 +46,16 @@ __all__ = [
     "TransportFault",
     "Turn",
     "calls_tool",
+    "image_format",
     "png_image",
     "png_size",
 ]
 
 _HOMES = {
     "_chat": ("ScriptedChatModel", "Turn", "calls_tool"),
+    "_formats": ("JPEG_IMAGE", "WEBP_IMAGE", "OutputFormat", "image_format"),
+    "_gateway": ("ASPECT_RATIOS",),
+    "_multipart": ("FormFile", "MultipartForm"),
     "_png": ("png_image", "png_size"),
     "_relay": ("FakeRelay", "RecordedRequest"),
     "_replies": ("ImageFormat", "Locale", "RelayProfile", "Reply", "Shape", "StreamFault", "TransportFault"),

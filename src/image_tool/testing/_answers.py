@@ -59,7 +59,11 @@ class GenerationRequest:
 
 def read_request(body: bytes) -> GenerationRequest:
     """The request's fields; ``ValueError`` names what is missing or wrong."""
-    request = json.loads(body)
+    return request_fields(json.loads(body))
+
+
+def request_fields(request: Any) -> GenerationRequest:
+    """The fields of a chat request read from its JSON."""
     content = request["messages"][-1]["content"]
     if isinstance(content, list):  # multi-part user content: its text parts
         content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))

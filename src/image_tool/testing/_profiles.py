@@ -8,6 +8,9 @@ it comes from, in:
 - new-api: QuantumNous/new-api, which forked one-api and keeps its layout (files read at several
   commits; the 429 rewrite is controller/relay.go at c9b8af7, commented out in later versions);
 - LiteLLM: the litellm proxy 1.108, also run in front of FakeRelay to compare the wire bytes.
+
+``gateway`` changes the upstream instead: an OpenRouter-style gateway that draws on the chat
+endpoint (``_gateway.py``), its errors sent on as scripted.
 """
 
 from __future__ import annotations
@@ -21,8 +24,18 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, get_args
 
-from ._answers import EVENT_STREAM_HEADERS, Answer, GenerationRequest, Plain, Stream, error_body
-from ._replies import RelayProfile, RelayRefusal
+from ._answers import (
+    EVENT_STREAM_HEADERS,
+    Answer,
+    GenerationRequest,
+    Plain,
+    Stream,
+    error_body,
+    read_request,
+    vendor_answer,
+)
+from ._gateway import gateway_answer, read_gateway_request
+from ._replies import RelayProfile, RelayRefusal, Reply
 
 SATURATED = "当前分组上游负载已饱和，请稍后再试"
 DONE = b"data: [DONE]\n\n"
@@ -34,6 +47,7 @@ def profile_named(name: RelayProfile) -> Profile:
         "new-api": NewApi,
         "one-api": OneApi,
         "litellm": LiteLLM,
+        "gateway": Gateway,
     }
     if name not in profiles:
         raise ValueError(
@@ -44,6 +58,14 @@ def profile_named(name: RelayProfile) -> Profile:
 
 class Profile:
     """The vendor itself: every answer goes out as the reply scripts it."""
+
+    def read(self, body: bytes) -> GenerationRequest:
+        """A chat request's fields, as the upstream reads them (``ValueError`` names what is wrong)."""
+        return read_request(body)
+
+    def upstream(self, request: GenerationRequest, origin: str, reply: Reply) -> Answer:
+        """The upstream's answer to a chat request, before the relay sends it on."""
+        return vendor_answer(request, origin, reply)
 
     def deliver(self, answer: Answer, request: GenerationRequest) -> Answer:
         """What the relay sends for its upstream's ``answer`` to ``request``."""
@@ -56,6 +78,17 @@ class Profile:
     def bad_key(self) -> Plain:
         """The answer to a wrong bearer key."""
         return Plain(401, error_body("Invalid token", "new_api_error", "invalid_api_key"))
+
+
+class Gateway(Profile):
+    """An OpenRouter-style gateway (OpenRouter, the Vercel AI Gateway): the chat endpoint draws
+    when ``modalities`` holds ``"image"``, the images in ``message.images``; errors as the vendor's."""
+
+    def read(self, body: bytes) -> GenerationRequest:
+        return read_gateway_request(body)
+
+    def upstream(self, request: GenerationRequest, origin: str, reply: Reply) -> Answer:
+        return gateway_answer(request, origin, reply)
 
 
 class _GoRelay(Profile):

@@ -16,16 +16,16 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ._answers import (
-    Answer,
-    GenerationRequest,
-    Plain,
-    Stream,
-    error_body,
-    images_api_body,
-    read_request,
-    vendor_answer,
+from ._answers import Answer, GenerationRequest, Plain, Stream, error_body, images_api_body
+from ._images_api import (
+    ImagesEndpoint,
+    ImagesRequest,
+    _ImagesApiError,
+    images_answer,
+    images_body,
+    read_images_request,
 )
+from ._multipart import MultipartForm, is_multipart, read_form
 from ._png import PNG_SIGNATURE, png_image
 from ._profiles import profile_named
 from ._replies import RelayProfile, Reply
@@ -33,6 +33,10 @@ from ._replies import RelayProfile, Reply
 _LARGE_IMAGE_PATH = re.compile(r"^/images/large/(\d{1,4})mb/[0-9a-f]{16}\.png$")
 _IMAGE_PATH = re.compile(r"^/images/(\d{2,4})x(\d{2,4})/([0-9a-f]{16})\.png$")
 _MAX_SIDE = 4096
+_IMAGES_ENDPOINTS: dict[str, ImagesEndpoint] = {
+    "/v1/images/generations": "generations",
+    "/v1/images/edits": "edits",
+}
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,15 @@ class RecordedRequest:
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
 
+    @property
+    def form(self) -> MultipartForm | None:
+        """A ``multipart/form-data`` body's text fields and files (an edit's images and mask), or
+        None for any other body; ``ValueError`` when the form is malformed."""
+        content_type = next(
+            (value for name, value in self.headers.items() if name.lower() == "content-type"), None
+        )
+        return read_form(content_type or "", self.body) if is_multipart(content_type) else None
+
 
 class FakeRelay:
     """An OpenAI-compatible image relay on ``127.0.0.1``, for tests and offline demos.
@@ -62,14 +75,28 @@ class FakeRelay:
         relay.requests                      # what the relay received
     ```
 
-    It serves ``POST /v1/chat/completions`` with a bearer check, answers in the documented shape
-    with links to PNG images of the requested size that it serves itself, and plays queued
-    ``Reply`` objects, in order, before falling back to ordinary successes.
+    It serves, each with a bearer check:
+
+    - ``POST /v1/chat/completions``: answers in the documented shape with links to PNG images of
+      the requested size that it serves itself (``GET /images/WxH/TOKEN.png``);
+    - ``POST /v1/images/generations`` (JSON) and ``POST /v1/images/edits`` (``multipart/form-data``:
+      ``image[]``, ``mask``), the OpenAI Images API: ``gpt-image*`` models answer base64 in the
+      asked ``output_format`` with usage, and stream ``partial_images`` previews then the image as
+      ``image_generation.*`` / ``image_edit.*`` events; ``dall-e-3`` answers links (or base64) with
+      a ``revised_prompt``; values OpenAI refuses get its 400 naming the field (``param``).
+
+    Every endpoint plays queued ``Reply`` objects, in order (errors, delays, transport faults, raw
+    bodies, pace between events), before falling back to ordinary successes.
 
     ``profile`` puts relay software in front: the replies are then its upstream's answers, and
     FakeRelay sends them on as ``"new-api"``, ``"one-api"`` or the ``"litellm"`` proxy would
-    (stream framing and ends, dropped chunks and headers, reshaped errors). The default,
-    ``"vendor"``, sends them as scripted.
+    (stream framing and ends, dropped chunks and headers, reshaped errors; on the Images API, its
+    errors only). ``"gateway"`` answers the chat endpoint as OpenRouter or the Vercel AI Gateway
+    draw: a request whose ``modalities`` holds ``"image"`` gets a sentence and inline PNGs in
+    ``message.images`` (streamed: ``delta.images``), sized by ``image_config.aspect_ratio``. The
+    default, ``"vendor"``, sends the replies as scripted.
+
+    ``relay.requests`` holds what came, an edit's form readable as ``request.form``.
     """
 
     def __init__(
@@ -191,14 +218,22 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self._record(body)
-        if self.path != "/v1/chat/completions":
+        endpoint = _IMAGES_ENDPOINTS.get(self.path)
+        if self.path != "/v1/chat/completions" and endpoint is None:
             self._send(404, error_body(f"Invalid URL (POST {self.path})", "invalid_request_error"))
             return
         if self.headers.get("Authorization") != f"Bearer {self.relay.api_key}":
             self._write(self.relay._profile.bad_key())
             return
+        request: GenerationRequest | ImagesRequest
         try:
-            request = read_request(body)
+            if endpoint is None:
+                request = self.relay._profile.read(body)
+            else:
+                request = read_images_request(endpoint, self.headers.get("Content-Type"), body)
+        except _ImagesApiError as error:
+            self._send(400, error.body)
+            return
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
             self._send(400, error_body(f"Invalid request: {error}", "invalid_request_error"))
             return
@@ -215,7 +250,10 @@ class _Handler(BaseHTTPRequestHandler):
             with relay._lock:
                 relay.in_flight -= 1
 
-    def _answer(self, request: GenerationRequest, reply: Reply) -> None:
+    def _answer(self, request: GenerationRequest | ImagesRequest, reply: Reply) -> None:
+        if isinstance(request, ImagesRequest):
+            self._answer_images(request, reply)
+            return
         origin, profile = self.relay.origin, self.relay._profile
         if reply.fault is not None:
             self._misbehave(reply, images_api_body(request, origin, reply))
@@ -224,10 +262,29 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.relay_refusal is not None:
             answer = profile.refuse(reply.relay_refusal)
         if answer is None:
-            upstream = vendor_answer(request, origin, reply)
+            upstream = profile.upstream(request, origin, reply)
             if isinstance(upstream, Stream):  # paced as the upstream writes, before any relay reshapes it
                 upstream = replace(upstream, events=self._paced(upstream.events, reply.pace))
             answer = profile.deliver(upstream, request)
+        self._write(answer)
+
+    def _answer_images(self, request: ImagesRequest, reply: Reply) -> None:
+        """The Images API's answer. A relay profile reshapes its errors as on the chat endpoint
+        (relays send every endpoint's upstream errors through one handler) and its own refusals;
+        successes and streams go out as the vendor writes them."""
+        origin, profile = self.relay.origin, self.relay._profile
+        if reply.fault is not None:
+            self._misbehave(reply, images_body(request, origin))
+            return
+        answer: Answer | None = None
+        if reply.relay_refusal is not None:
+            answer = profile.refuse(reply.relay_refusal)
+        if answer is None:
+            answer = images_answer(request, origin, reply)
+            if isinstance(answer, Stream):
+                answer = replace(answer, events=self._paced(answer.events, reply.pace))
+            elif answer.status >= 400:
+                answer = profile.deliver(answer, request.as_generation())
         self._write(answer)
 
     def _record(self, body: bytes) -> None:

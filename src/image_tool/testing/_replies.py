@@ -21,9 +21,10 @@ never ends (keep-alives only); a body far larger than any answer (256 MiB, writt
 RelayRefusal = Literal["token_spent", "prompt_blocked"]
 """A refusal the relay software makes itself, in its own words: the key's own quota is spent; the
 prompt was blocked (new-api's ``prompt_blocked``)."""
-RelayProfile = Literal["vendor", "new-api", "one-api", "litellm"]
+RelayProfile = Literal["vendor", "new-api", "one-api", "litellm", "gateway"]
 """The relay software FakeRelay answers as: the documented vendor (the replies as scripted),
-new-api, one-api or the LiteLLM proxy in front of that vendor."""
+new-api, one-api or the LiteLLM proxy in front of that vendor, or an OpenRouter-style gateway
+that draws on the chat endpoint (images in ``message.images``)."""
 
 
 @dataclass(frozen=True)
