@@ -4,7 +4,7 @@ from image_tool import ImageGenerationTool
 tool = ImageGenerationTool()   # reads IMAGE_TOOL_API_KEY and IMAGE_TOOL_BASE_URL
 
 Every public name is imported on first use (PEP 562): ``from image_tool import ImageClient``
-loads httpx and pydantic but not LangChain, which only the tool needs.
+loads httpx and pydantic but not LangChain, which only the tool and the message helpers need.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         SaveError,
         StreamWithoutImageError,
     )
+    from .messages import move_images_to_user_message
     from .models import (
         GeneratedImage,
         GenerationProgress,
@@ -77,6 +78,7 @@ __all__ = [
     "SaveError",
     "StreamWithoutImageError",
     "__version__",
+    "move_images_to_user_message",
 ]
 
 _HOMES = {
@@ -100,6 +102,7 @@ _HOMES = {
         "SaveError",
         "StreamWithoutImageError",
     ),
+    "messages": ("move_images_to_user_message",),
     "models": (
         "GeneratedImage",
         "GenerationProgress",
