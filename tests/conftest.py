@@ -23,6 +23,7 @@ import pytest
 
 from image_tool import ImageClient, ImageGenerationTool, retries
 from image_tool.testing import FakeRelay, Reply
+from image_tool.testing._replies import RelayProfile
 
 CASSETTES = Path(__file__).resolve().parent.parent / "cassettes"
 REPLAY_ORIGIN = "https://relay.test"
@@ -34,6 +35,7 @@ LITELLM_MASTER_KEY = "sk-litellm-chain-master"
 KEPT_RESPONSE_HEADERS = {"content-type", "retry-after", "retry-after-ms", "llm_provider-retry-after"}
 
 _LOOPBACK_ORIGIN = re.compile(r"http://127\.0\.0\.1:\d+")
+_BOUNDARY = re.compile(r"boundary=([^;\s]+)")
 
 
 def _real_relay() -> tuple[str, str] | None:
@@ -53,7 +55,12 @@ def _to_replay_origin(text: str) -> str:
 
 
 def _scrub_request(request: Any) -> Any:
+    """Applied to requests as they are recorded and as they are matched in replay."""
     request.uri = _to_replay_origin(request.uri)
+    # A multipart body's boundary is random: one fixed boundary lets a replay match it.
+    boundary = _BOUNDARY.search(request.headers.get("Content-Type") or "")  # headers ignore case
+    if boundary and isinstance(request.body, bytes):
+        request.body = request.body.replace(boundary[1].encode(), b"boundary-of-the-recording")
     return request
 
 
@@ -107,7 +114,9 @@ def relay(request: pytest.FixtureRequest, record_mode: str) -> Iterator[RelayTar
     elif real and not request.node.get_closest_marker("emulator_only"):
         yield RelayTarget(base_url=real[1], api_key=real[0])
     else:
-        with FakeRelay(api_key=FAKE_RELAY_KEY) as fake:
+        marker = request.node.get_closest_marker("relay_profile")
+        profile: RelayProfile = marker.args[0] if marker else "vendor"
+        with FakeRelay(api_key=FAKE_RELAY_KEY, profile=profile) as fake:
             yield RelayTarget(fake.base_url, fake.api_key, fake)
 
 

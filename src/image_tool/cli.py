@@ -209,6 +209,8 @@ def _parser() -> argparse.ArgumentParser:
     mcp.add_argument("--save-dir", type=Path, help="save images here and return them to the client")
     mcp.add_argument("--allow-private-downloads", action="store_true")
     mcp.add_argument("--stream", action="store_true")
+    mcp.add_argument("--model", help="the image model (default gpt-4o-image)")
+    mcp.add_argument("--api", choices=("chat", "images"), help="the endpoint (default: the model's)")
     mcp.set_defaults(run=_mcp)
     return parser
 
@@ -442,6 +444,7 @@ def _mcp(args: argparse.Namespace) -> int:
     argv = [*(["--save-dir", str(args.save_dir)] if args.save_dir else [])]
     argv += ["--allow-private-downloads"] if args.allow_private_downloads else []
     argv += ["--stream"] if args.stream else []
+    argv += [*(["--model", args.model] if args.model else []), *(["--api", args.api] if args.api else [])]
     return serve(argv)
 
 

@@ -21,7 +21,7 @@ from ._version import __version__
 from .advice import describe_failure
 from .errors import ConfigurationError
 from .imagetypes import mime_type
-from .models import GeneratedImage, ImageGenerationResult
+from .models import DEFAULT_MODEL, GeneratedImage, ImageGenerationResult
 from .redaction import REDACTED, scrub
 from .tool import ImageGenerationTool
 
@@ -141,10 +141,16 @@ def main(argv: list[str] | None = None) -> int:
         help="download images from loopback and private addresses too (local relays)",
     )
     parser.add_argument("--stream", action="store_true", help="ask the relay for streamed answers")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"the image model (default {DEFAULT_MODEL})")
+    parser.add_argument("--api", choices=("chat", "images"), help="the endpoint (default: the model's)")
     args = parser.parse_args(argv)
     try:
         tool = ImageGenerationTool(
-            save_dir=args.save_dir, allow_private_downloads=args.allow_private_downloads, stream=args.stream
+            save_dir=args.save_dir,
+            allow_private_downloads=args.allow_private_downloads,
+            stream=args.stream,
+            model=args.model,
+            api=args.api,
         )
         server = create_server(tool)
     except ConfigurationError as error:
