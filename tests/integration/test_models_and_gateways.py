@@ -17,8 +17,8 @@ from langchain_core.messages import ToolMessage
 
 from image_tool import GenerationProgress, ImageClient, ImageGenerationResult, ImageGenerationTool
 from image_tool.cli import _ProgressDisplay, main
-from image_tool.errors import InvalidRequestError, NoImageError
-from image_tool.testing import FakeRelay, png_image
+from image_tool.errors import ContentPolicyError, InvalidRequestError, NoImageError
+from image_tool.testing import FakeRelay, Reply, png_image
 
 from ..conftest import RelayTarget
 
@@ -287,3 +287,36 @@ async def test_the_mcp_server_offers_the_models_options_and_returns_the_usage(
     assert result.structured_content["usage"]["output_tokens"] > 0
     assert "b64_json" not in result.structured_content["images"][0]
     assert any(getattr(item, "mime_type", None) == "image/png" for item in result.content)
+
+
+def test_images_api_failures_are_retried_and_typed_as_on_chat(
+    fake_relay: FakeRelay, quick_backoff: None
+) -> None:
+    fake_relay.queue(Reply.rate_limited(0.01), Reply.content_policy())
+    target = RelayTarget(fake_relay.base_url, fake_relay.api_key)
+    with ImageClient(
+        api_key=target.api_key, base_url=target.base_url, model=GPT_IMAGE, max_retries=2
+    ) as client:
+        with pytest.raises(ContentPolicyError):
+            client.generate("A cat")  # the 429 was retried; the refusal is not
+        assert [request.path for request in fake_relay.requests] == ["/v1/images/generations"] * 2
+        result = client.generate("A cat")
+    assert result.attempts == 1 and len(result.images) == 1
+
+
+def test_images_shown_to_the_model_keep_their_own_type(fake_relay: FakeRelay) -> None:
+    tool = ImageGenerationTool(
+        api_key=fake_relay.api_key, base_url=fake_relay.base_url, model=GPT_IMAGE, show_images=True
+    )
+    call = {
+        "name": tool.name,
+        "args": {"prompt": "A cat", "output_format": "jpeg"},
+        "id": "c",
+        "type": "tool_call",
+    }
+    message = tool.invoke(call)
+    tool.client.close()
+    assert isinstance(message, ToolMessage) and isinstance(message.content, list)
+    (block,) = [block for block in message.content if isinstance(block, dict) and block["type"] == "image"]
+    assert block["mime_type"] == "image/jpeg"
+    assert base64.b64decode(block["base64"]).startswith(b"\xff\xd8\xff")
