@@ -84,6 +84,10 @@ class ImageGenerationResult(BaseModel):
     """Images the relay sent beyond the ``n`` asked for: left out of ``images``, never saved."""
     usage: Usage | None = None
     """Tokens (and images) the relay says it used, when it says."""
+    target: str | None = None
+    """Which relay answered, by its name, when the client has several (``fallbacks``)."""
+    cost: float | None = None
+    """What the generation cost, from the answering relay's prices, when they are set."""
 
     @property
     def urls(self) -> list[str]:
