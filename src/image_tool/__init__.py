@@ -45,7 +45,7 @@ if TYPE_CHECKING:
         ImageSize,
         ImageStyle,
     )
-    from .settings import ClientSettings
+    from .settings import ClientSettings, Fallback
     from .tool import PROGRESS_EVENT, ImageGenerationTool
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "ClientSettings",
     "ConfigurationError",
     "ContentPolicyError",
+    "Fallback",
     "GenerateImageInput",
     "GeneratedImage",
     "GenerationProgress",
@@ -111,7 +112,7 @@ _HOMES = {
         "ImageSize",
         "ImageStyle",
     ),
-    "settings": ("ClientSettings",),
+    "settings": ("ClientSettings", "Fallback"),
     "arguments": ("GenerateImageInput",),
     "tool": ("PROGRESS_EVENT", "ImageGenerationTool"),
 }

@@ -28,11 +28,14 @@ from .config import resolve_connection
 from .errors import (
     APIConnectionError,
     APIError,
+    APIStatusError,
     APITimeoutError,
     ConfigurationError,
     ImageToolError,
+    InvalidRequestError,
     MalformedResponseError,
 )
+from .failover import Cooldowns, cost_of, fails_over, fallbacks_from_environment, most_per_image, settings_of
 from .models import (
     DEFAULT_N,
     AspectRatio,
@@ -59,6 +62,11 @@ if TYPE_CHECKING:
     from .storage import SaveOptions
 
 logger = logging.getLogger("image_tool")
+
+_PER_RELAY = frozenset(
+    {"api_key", "base_url", "name", "price_per_image", "price_per_million_tokens", "fallbacks"}
+    | {"http_client", "http_async_client"}  # a fallback gets pools of its own
+)
 
 OFF_LOOP_BYTES = 1024 * 1024
 """An async answer larger than this is parsed on a worker thread, not on the event loop."""
@@ -98,6 +106,8 @@ class ImageClient(ClientSettings):
 
     _sync_pool: SyncPool = PrivateAttr()
     _loop_pools: LoopPools = PrivateAttr()
+    _fallback_clients: list[ImageClient] = PrivateAttr()
+    _cooldowns: Cooldowns = PrivateAttr()
 
     @model_validator(mode="wrap")
     @classmethod
@@ -125,11 +135,42 @@ class ImageClient(ClientSettings):
         key, url = resolve_connection(
             api_key, data.get("base_url"), allow_insecure_http=bool(data.get("allow_insecure_http"))
         )
-        return {**data, "api_key": key, "base_url": url}
+        fallbacks = data.get("fallbacks")
+        return {
+            **data,
+            "api_key": key,
+            "base_url": url,
+            "fallbacks": fallbacks_from_environment() if fallbacks is None else fallbacks,
+        }
 
     def model_post_init(self, context: Any, /) -> None:
         self._sync_pool = SyncPool(max_concurrency=self.max_concurrency, injected=self.http_client)
         self._loop_pools = LoopPools(max_concurrency=self.max_concurrency, injected=self.http_async_client)
+        # Each fallback relay gets a client of its own (its own pools), with this one's settings.
+        inherited = {
+            name: getattr(self, name) for name in ClientSettings.model_fields if name not in _PER_RELAY
+        }
+        self._fallback_clients = [
+            ImageClient(**settings_of(relay, inherited)) for relay in self.fallbacks or []
+        ]
+        self._cooldowns = Cooldowns()
+
+    @property
+    def display_name(self) -> str:
+        """This relay as results name it: ``name``, else its host."""
+        return self.name or httpx.URL(self.base_url).host
+
+    @property
+    def most_per_image(self) -> float | None:
+        """The most one image may cost on any of the relays; ``None`` when one has no price."""
+        prices = [
+            most_per_image(client.price_per_image, client.price_per_million_tokens) for client in self._relays
+        ]
+        return None if None in prices else max(price for price in prices if price is not None)
+
+    @property
+    def _relays(self) -> list[ImageClient]:
+        return [self, *self._fallback_clients]
 
     @property
     def family(self) -> ModelFamily:
@@ -172,34 +213,28 @@ class ImageClient(ClientSettings):
         could not be saved keeps its link and says why in ``save_error``. Raises only the errors
         of ``image_tool.errors``.
         """
+        options = {
+            "size": size,
+            "quality": quality,
+            "style": style,
+            "background": background,
+            "output_format": output_format,
+            "output_compression": output_compression,
+            "moderation": moderation,
+            "aspect_ratio": aspect_ratio,
+        }
         with self._only_image_tool_errors():
-            options = {
-                "size": size,
-                "quality": quality,
-                "style": style,
-                "background": background,
-                "output_format": output_format,
-                "output_compression": output_compression,
-                "moderation": moderation,
-                "aspect_ratio": aspect_ratio,
-            }
-            request = self._request(prompt, n, options, user, image_urls, mask)
-            deadline = Deadline(self.total_timeout)
-            with call_deadline(deadline):
-                retrying = retry_policy(self.max_retries, deadline)
-                result: ImageGenerationResult = retrying(self._attempt, request, deadline, on_progress)
-                result = _finished(result, n, retrying.statistics["attempt_number"], self._secret)
-                if self.save_dir is not None and result.images:
-                    from .storage import save_images
-
-                    _report(on_progress, [_SAVING])
-                    result = save_images(
-                        result,
-                        self._save_options(self.save_dir),
-                        self._sync_pool.downloads(public_only=not self.allow_private_downloads),
-                        self._sync_pool.download_slots,
-                    )
-            return result
+            failures: list[ImageToolError] = []
+            for index in self._cooldowns.order(len(self._relays)):
+                relay = self._relays[index]
+                try:
+                    result = relay._generate_here(prompt, n, options, user, image_urls, mask, on_progress)
+                except ImageToolError as error:
+                    self._fail_over(index, error, failures)
+                    continue
+                self._cooldowns.clear(index)
+                return result
+            raise _last_relay_failure(failures)
 
     async def agenerate(
         self,
@@ -223,40 +258,142 @@ class ImageClient(ClientSettings):
 
         ``on_progress`` may be a plain function or a coroutine function.
         """
+        options = {
+            "size": size,
+            "quality": quality,
+            "style": style,
+            "background": background,
+            "output_format": output_format,
+            "output_compression": output_compression,
+            "moderation": moderation,
+            "aspect_ratio": aspect_ratio,
+        }
         with self._only_image_tool_errors():
-            options = {
-                "size": size,
-                "quality": quality,
-                "style": style,
-                "background": background,
-                "output_format": output_format,
-                "output_compression": output_compression,
-                "moderation": moderation,
-                "aspect_ratio": aspect_ratio,
-            }
-            request = self._request(prompt, n, options, user, image_urls, mask)
-            deadline = Deadline(self.total_timeout)
-            with call_deadline(deadline):
-                retrying = async_retry_policy(self.max_retries, deadline)
-                result: ImageGenerationResult = await retrying(self._aattempt, request, deadline, on_progress)
-                result = _finished(result, n, retrying.statistics["attempt_number"], self._secret)
-                if self.save_dir is not None and result.images:
-                    from .storage import asave_images
-
-                    await _areport(on_progress, [_SAVING])
-                    pool = await self._loop_pools.current()
-                    downloads = pool.download_client(public_only=not self.allow_private_downloads)
-                    saving = self._save_options(self.save_dir)
-                    result = await asave_images(result, saving, downloads, pool.download_slots)
-            return result
+            failures: list[ImageToolError] = []
+            for index in self._cooldowns.order(len(self._relays)):
+                relay = self._relays[index]
+                try:
+                    result = await relay._agenerate_here(
+                        prompt, n, options, user, image_urls, mask, on_progress
+                    )
+                except ImageToolError as error:
+                    self._fail_over(index, error, failures)
+                    continue
+                self._cooldowns.clear(index)
+                return result
+            raise _last_relay_failure(failures)
 
     def close(self) -> None:
         """Close the pooled sync connections (an injected ``http_client`` stays open)."""
         self._sync_pool.close()
+        for fallback in self._fallback_clients:
+            fallback.close()
 
     async def aclose(self) -> None:
         """Close the pooled async connections of the running event loop."""
         await self._loop_pools.aclose_current()
+        for fallback in self._fallback_clients:
+            await fallback.aclose()
+
+    def _generate_here(
+        self,
+        prompt: str,
+        n: int,
+        options: Mapping[str, object | None],
+        user: str | None,
+        image_urls: Sequence[str],
+        mask: str | None,
+        on_progress: ProgressCallback | None,
+    ) -> ImageGenerationResult:
+        """One generation on this relay alone, retries and saving included."""
+        request = self._request(prompt, n, options, user, image_urls, mask)
+        deadline = Deadline(self.total_timeout)
+        with call_deadline(deadline):
+            retrying = retry_policy(self.max_retries, deadline)
+            result: ImageGenerationResult = retrying(self._attempt, request, deadline, on_progress)
+            result = self._finished(result, n, retrying.statistics["attempt_number"])
+            if self.save_dir is not None and result.images:
+                from .storage import save_images
+
+                _report(on_progress, [_SAVING])
+                result = save_images(
+                    result,
+                    self._save_options(self.save_dir),
+                    self._sync_pool.downloads(public_only=not self.allow_private_downloads),
+                    self._sync_pool.download_slots,
+                )
+        return result
+
+    async def _agenerate_here(
+        self,
+        prompt: str,
+        n: int,
+        options: Mapping[str, object | None],
+        user: str | None,
+        image_urls: Sequence[str],
+        mask: str | None,
+        on_progress: ProgressCallback | None,
+    ) -> ImageGenerationResult:
+        """Async twin of ``_generate_here``."""
+        request = self._request(prompt, n, options, user, image_urls, mask)
+        deadline = Deadline(self.total_timeout)
+        with call_deadline(deadline):
+            retrying = async_retry_policy(self.max_retries, deadline)
+            result: ImageGenerationResult = await retrying(self._aattempt, request, deadline, on_progress)
+            result = self._finished(result, n, retrying.statistics["attempt_number"])
+            if self.save_dir is not None and result.images:
+                from .storage import asave_images
+
+                await _areport(on_progress, [_SAVING])
+                pool = await self._loop_pools.current()
+                downloads = pool.download_client(public_only=not self.allow_private_downloads)
+                saving = self._save_options(self.save_dir)
+                result = await asave_images(result, saving, downloads, pool.download_slots)
+        return result
+
+    def _fail_over(self, index: int, error: ImageToolError, failures: list[ImageToolError]) -> None:
+        """Note why relay ``index`` failed, and rest it; re-raise ``error`` when no other relay may
+        be tried after it. A request a fallback's model cannot take skips that relay alone."""
+        if isinstance(error, InvalidRequestError) and self._fallback_clients:
+            failures.append(error)
+            return
+        if not fails_over(error):
+            raise error
+        failures.append(error)
+        retry_after = error.retry_after if isinstance(error, APIStatusError) else None
+        self._cooldowns.rest(index, max(self.cooldown, retry_after or 0.0))
+        if self._fallback_clients:
+            logger.warning(
+                "The relay %s failed (%s): trying the next", self._relays[index].display_name, error
+            )
+
+    def _finished(self, result: ImageGenerationResult, n: int, attempts: int) -> ImageGenerationResult:
+        """The result as the caller gets it: at most the ``n`` images asked for (a relay may send a
+        thousand), its texts without anything shaped like a key, the attempts it took, the relay
+        that answered and what it cost."""
+        secret = self._secret
+        kept = result.images[:n]
+        images = [
+            image.model_copy(
+                update={
+                    "url": scrub(image.url, secret) if image.url else image.url,
+                    "revised_prompt": scrub(image.revised_prompt, secret) if image.revised_prompt else None,
+                }
+            )
+            for image in kept
+        ]
+        finished = result.model_copy(
+            update={
+                "model": scrub(result.model, secret),
+                "images": images,
+                "attempts": attempts,
+                "dropped_images": len(result.images) - len(kept),
+                "target": self.display_name,
+            }
+        )
+        return finished.model_copy(
+            update={"cost": cost_of(finished, self.price_per_image, self.price_per_million_tokens)}
+        )
 
     def __enter__(self) -> Self:
         return self
@@ -446,27 +583,11 @@ def _within(timeout: httpx.Timeout, deadline: Deadline) -> httpx.Timeout:
     )
 
 
-def _finished(result: ImageGenerationResult, n: int, attempts: int, secret: str) -> ImageGenerationResult:
-    """The result as the caller gets it: at most the ``n`` images asked for (a relay may send a
-    thousand), its texts without anything shaped like a key, and the attempts it took."""
-    kept = result.images[:n]
-    images = [
-        image.model_copy(
-            update={
-                "url": scrub(image.url, secret) if image.url else image.url,
-                "revised_prompt": scrub(image.revised_prompt, secret) if image.revised_prompt else None,
-            }
-        )
-        for image in kept
-    ]
-    return result.model_copy(
-        update={
-            "model": scrub(result.model, secret),
-            "images": images,
-            "attempts": attempts,
-            "dropped_images": len(result.images) - len(kept),
-        }
-    )
+def _last_relay_failure(failures: list[ImageToolError]) -> ImageToolError:
+    """What a call that no relay could serve raises: the last relay's own failure (a request
+    none of the relays' models could take: the first of those)."""
+    relay_failures = [error for error in failures if not isinstance(error, InvalidRequestError)]
+    return relay_failures[-1] if relay_failures else failures[0]
 
 
 def _report(on_progress: ProgressCallback | None, updates: Iterable[GenerationProgress]) -> None:

@@ -11,7 +11,8 @@ the attribute reads ``kept`` (PEP 681's rule for descriptor-typed fields).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer
 
 from .catalog import Api
+from .errors import ConfigurationError
 from .models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -51,6 +53,36 @@ else:
             return types[1]
 
 
+class Fallback(BaseModel):
+    """A relay to try when the ones before it cannot serve a call. Unset fields are the client's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str
+    api_key: Accepts[str | SecretStr | None, SecretStr | None] = Field(
+        default=None, repr=False, validate_default=True
+    )
+    api_key_env: str | None = None
+    """The environment variable holding the key, instead of ``api_key``."""
+    model: str | None = None
+    api: Api | None = None
+    name: str | None = None
+    price_per_image: float | None = Field(default=None, ge=0)
+    price_per_million_tokens: float | None = Field(default=None, ge=0)
+
+    def key(self, environ: Mapping[str, str] = os.environ) -> SecretStr:
+        if self.api_key is not None:
+            return self.api_key
+        value = environ.get(self.api_key_env or "", "").strip()
+        if not value:
+            unset = f" ({self.api_key_env} is not)" if self.api_key_env else ""
+            raise ConfigurationError(
+                f"The fallback relay {self.name or self.base_url} has no key: give api_key, or "
+                f"api_key_env naming a variable that is set{unset}."
+            )
+        return SecretStr(value)
+
+
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
 """Generations take from seconds to several minutes: ten minutes to answer, ten seconds to connect."""
 DEFAULT_TOTAL_TIMEOUT = 1200.0
@@ -70,6 +102,8 @@ class ClientSettings(BaseModel):
     base_url: Accepts[str | None, str] = Field(default="", validate_default=True)
     """The relay's base URL, e.g. ``https://relay.example.com/v1``. Default:
     ``IMAGE_TOOL_BASE_URL`` (or ``OPENAI_BASE_URL``, paired with ``OPENAI_API_KEY``)."""
+    name: str | None = None
+    """What results call this relay (``ImageGenerationResult.target``). Default: its host."""
     model: str = DEFAULT_MODEL
     """The image model to ask the relay for. Its options, and the endpoint that draws it, come
     from ``image_tool.catalog``: a model it does not know gets the options every relay takes."""
@@ -99,6 +133,15 @@ class ClientSettings(BaseModel):
     """Largest image saved; a larger download is abandoned."""
     allow_insecure_http: bool = False
     """Send the key over plain http to a host that is not loopback (refused by default)."""
+    price_per_image: float | None = Field(default=None, ge=0)
+    """What this relay charges per image, in any currency: results carry their ``cost``."""
+    price_per_million_tokens: float | None = Field(default=None, ge=0)
+    """What this relay charges per million tokens, when it bills tokens, not images."""
+    fallbacks: list[Fallback] | None = None
+    """Relays to try in order when this one cannot serve a call (``image_tool.failover``).
+    Default: ``IMAGE_TOOL_FALLBACKS`` (a JSON list), else none."""
+    cooldown: float = Field(default=60.0, ge=0)
+    """Seconds a relay that failed is tried only after the others (or its Retry-After, if longer)."""
     http_client: httpx.Client | None = Field(default=None, exclude=True, repr=False)
     """An httpx client for sync calls; its owner closes it. Default: one pooled client."""
     http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True, repr=False)

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import functools
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from .advice import describe_failure, describe_invalid_arguments, describe_result
 from .arguments import GenerateImageInput, arguments_for
+from .budget import Budget
 from .catalog import OPTION_NAMES
 from .client import ImageClient
 from .errors import ConfigurationError, ImageToolError
@@ -120,6 +120,10 @@ class ImageGenerationTool(BaseTool):
     max_images: int | None = Field(default=None, ge=0)
     """How many images this tool may generate over its life (``None``: no limit). Past it the
     model is told plainly that the budget is spent; a runaway agent cannot spend more."""
+    max_cost: float | None = Field(default=None, ge=0)
+    """How much this tool may spend over its life, in the relays' prices (``price_per_image`` or
+    ``price_per_million_tokens``, which every relay of the client must then have). Each call
+    reserves its worst case and settles at what the answer cost."""
 
     image_dirs: list[Path] | None = None
     """Directories whose image files the model may pass in ``image_urls`` (for edits of saved
@@ -128,8 +132,7 @@ class ImageGenerationTool(BaseTool):
     """Also return the images to the model as image content blocks, for vision models: the saved
     file (up to 1 MB, base64), else the URL. Off by default: text-only models and context stay safe."""
 
-    _images_used: int = PrivateAttr(default=0)
-    _budget_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _budget: Budget = PrivateAttr()
 
     if TYPE_CHECKING:
         # Type checkers see every keyword the tool takes: its own fields and the client's
@@ -153,9 +156,16 @@ class ImageGenerationTool(BaseTool):
         return {**rest, "client": ImageClient(**settings)}
 
     @model_validator(mode="after")
-    def _arguments_of_the_model(self) -> "ImageGenerationTool":
+    def _arguments_and_budget(self) -> "ImageGenerationTool":
         if "args_schema" not in self.model_fields_set:
             self.args_schema = arguments_for(self.client.family)
+        per_image = self.client.most_per_image
+        if self.max_cost is not None and per_image is None:
+            raise ConfigurationError(
+                "max_cost needs the relays' prices: set price_per_image or price_per_million_tokens "
+                "on the client and on each of its fallbacks."
+            )
+        self._budget = Budget(self.max_images, self.max_cost, per_image)
         return self
 
     def _run(
@@ -172,12 +182,12 @@ class ImageGenerationTool(BaseTool):
                 if stream_writer is not None:
                     stream_writer({PROGRESS_EVENT: update.model_dump()})
 
-        with _failures_as_advice(), self._generating(call.get("n", 1)) as spend:
+        with _failures_as_advice(), self._budget.spending(call.get("n", 1)) as spending:
             prompt, keywords = self._with_references(call)
             result = self.client.generate(
                 prompt, **keywords, user=self._user(config), on_progress=on_progress
             )
-            spend(len(result.images))
+            spending.settle(len(result.images), result.cost)
         return self._content(result), result
 
     async def _arun(
@@ -197,7 +207,7 @@ class ImageGenerationTool(BaseTool):
                 if stream_writer is not None:
                     stream_writer({PROGRESS_EVENT: update.model_dump()})
 
-        with _failures_as_advice(), self._generating(call.get("n", 1)) as spend:
+        with _failures_as_advice(), self._budget.spending(call.get("n", 1)) as spending:
             # Local reference files are read off the event loop.
             local = call.get("image_urls") or call.get("mask")
             prompt, keywords = (
@@ -206,7 +216,7 @@ class ImageGenerationTool(BaseTool):
             result = await self.client.agenerate(
                 prompt, **keywords, user=self._user(config), on_progress=on_progress
             )
-            spend(len(result.images))
+            spending.settle(len(result.images), result.cost)
         return self._content(result), result
 
     @property
@@ -231,47 +241,12 @@ class ImageGenerationTool(BaseTool):
             keywords["mask"] = reference_urls([call["mask"]], directories)[0]
         return call["prompt"], keywords
 
-    @contextmanager
-    def _generating(self, n: int) -> Iterator[Callable[[int], None]]:
-        """Reserves ``n`` images of the budget for a call; ``spend`` records how many images the
-        call really kept, and the rest is given back."""
-        self._reserve(n)
-        generated = 0
-
-        def spend(count: int) -> None:
-            nonlocal generated
-            generated = count
-
-        try:
-            yield spend
-        finally:
-            self._settle(n, generated)
-
     def _content(self, result: ImageGenerationResult) -> str | list[str | dict[str, Any]]:
         """The text for the model; with ``show_images``, the images too, as image content blocks."""
         text = describe_result(result)
         if not self.show_images:
             return text
         return [{"type": "text", "text": text}, *filter(None, map(image_block, result.images))]
-
-    def _reserve(self, n: int) -> None:
-        """Take ``n`` images from the budget, or tell the model plainly that it is spent."""
-        with self._budget_lock:
-            if self.max_images is None or self._images_used + n <= self.max_images:
-                self._images_used += n
-                return
-            left = self.max_images - self._images_used
-        if left <= 0:
-            raise ToolException(
-                f"The image budget is spent: all {self.max_images} images allowed here have been "
-                "generated. Do not call generate_image again; tell the user no more images can be made."
-            )
-        raise ToolException(f"Only {left} more image(s) may be generated here; ask for n={left} or fewer.")
-
-    def _settle(self, reserved: int, generated: int) -> None:
-        """Give back what a call reserved but did not generate."""
-        with self._budget_lock:
-            self._images_used += generated - reserved
 
     def _user(self, config: RunnableConfig) -> str | None:
         per_run = config.get("configurable", {}).get(USER_CONFIG_KEY)

@@ -1,0 +1,79 @@
+"""What a tool may spend: images and money, reserved before each call and settled after it, so
+that calls running at once cannot together spend past the limits."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from langchain_core.tools import ToolException
+
+
+@dataclass
+class Spending:
+    """What one call reserved; ``settle`` it with what the call really used."""
+
+    images: int
+    cost: float
+    used_images: int = 0
+    used_cost: float | None = 0.0
+
+    def settle(self, images: int, cost: float | None) -> None:
+        """``cost`` ``None`` (a relay that gave no token count): the reservation stands."""
+        self.used_images, self.used_cost = images, cost
+
+
+class Budget:
+    """At most ``max_images`` images and ``max_cost`` of money (``None``: no limit), an image
+    costing at most ``per_image`` when reserved."""
+
+    def __init__(self, max_images: int | None, max_cost: float | None, per_image: float | None) -> None:
+        self.max_images, self.max_cost, self.per_image = max_images, max_cost, per_image
+        self.images = 0
+        self.cost = 0.0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def spending(self, n: int) -> Iterator[Spending]:
+        """Reserves ``n`` images for a call (or tells the model plainly what is left); what the call
+        did not use is given back when it ends, whatever happened."""
+        spending = Spending(n, n * (self.per_image or 0.0))
+        self._reserve(spending)
+        try:
+            yield spending
+        finally:
+            with self._lock:
+                self.images += spending.used_images - spending.images
+                used_cost = spending.cost if spending.used_cost is None else spending.used_cost
+                self.cost += used_cost - spending.cost
+
+    def _reserve(self, spending: Spending) -> None:
+        with self._lock:
+            images_left = None if self.max_images is None else self.max_images - self.images
+            cost_left = None if self.max_cost is None else self.max_cost - self.cost
+            if (images_left is None or spending.images <= images_left) and (
+                cost_left is None or spending.cost <= cost_left + 1e-9
+            ):
+                self.images += spending.images
+                self.cost += spending.cost
+                return
+        if images_left is not None and spending.images > images_left:
+            if images_left <= 0:
+                raise ToolException(
+                    f"The image budget is spent: all {self.max_images} images allowed here have been "
+                    "generated. Do not call generate_image again; tell the user no more images can be made."
+                )
+            raise ToolException(
+                f"Only {images_left} more image(s) may be generated here; ask for n={images_left} or fewer."
+            )
+        affordable = int((cost_left or 0.0) // self.per_image) if self.per_image else 0
+        if affordable <= 0:
+            raise ToolException(
+                f"The spending limit of {self.max_cost:g} is reached. Do not call generate_image again; "
+                "tell the user no more images can be made."
+            )
+        raise ToolException(
+            f"The spending limit allows {affordable} more image(s); ask for n={affordable} or fewer."
+        )
