@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO, get_args
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, get_args
 
 from . import errors
 from .catalog import OPTION_NAMES
@@ -33,6 +33,9 @@ from .models import (
     OutputFormat,
 )
 from .settings import ClientSettings
+
+if TYPE_CHECKING:
+    from .batch import BatchProgress
 from .testing._replies import RelayProfile, Shape
 
 # Each command imports what it runs when it runs: `--help` loads neither the client, the
@@ -161,20 +164,8 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--mask", metavar="PNG", help="with --image: transparent where to draw (gpt-image models)"
     )
-    setting = _setting_flag(generate)
-    setting("model", "the image model (default {default})", metavar="MODEL")
-    setting("api", "the endpoint: chat or images (default: the model's)", choices=("chat", "images"))
-    setting("save_dir", "save the images here (links expire)", type=Path, metavar="DIR")
-    setting("stream", "stream the answer, with live progress and previews", action="store_true")
-    setting("partial_images", "previews the Images API streams (default {default})", type=_whole_number(0, 3))
     generate.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
-    setting("max_retries", "retries of safe failures (default {default})", type=_whole_number(0))
-    setting("total_timeout", "give up after (default {default:g})", type=_seconds, metavar="SECONDS")
-    setting(
-        "allow_private_downloads",
-        "save images served from loopback or private addresses (local relays)",
-        action="store_true",
-    )
+    _add_settings(generate, "model", "api", "save_dir", "stream", "partial_images", *_CALL_SETTINGS)
     generate.set_defaults(run=_generate)
 
     relay = commands.add_parser(
@@ -201,6 +192,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     relay.set_defaults(run=_fake_relay)
 
+    batch = commands.add_parser(
+        "batch",
+        help="generate every prompt of a JSONL file into a directory, resumably",
+        description=(
+            'Generate every prompt of PROMPTS (JSONL: one {"id", "prompt", options} per line) into '
+            "DIR: images in DIR/images, one result line per prompt in DIR/results.jsonl. Run it again "
+            "after a crash or Ctrl-C: it does only what is left, and never sends a prompt twice."
+        ),
+    )
+    batch.add_argument("prompts", type=Path, metavar="PROMPTS", help="the JSONL file of prompts")
+    batch.add_argument("--out", type=Path, required=True, metavar="DIR", help="where images and results go")
+    batch.add_argument(
+        "--concurrency",
+        type=_whole_number(1, 1000),
+        default=16,
+        help="requests at once, at most (default 16)",
+    )
+    _add_settings(batch, "model", "api", *_CALL_SETTINGS)
+    batch.set_defaults(run=_batch)
+
     mcp = commands.add_parser(
         "mcp",
         help="serve generate_image over MCP (stdio); needs the mcp extra",
@@ -215,15 +226,36 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setting_flag(parser: argparse.ArgumentParser) -> Callable[..., None]:
-    """Adds the flag of a client setting, with the setting's default (``{default}`` in ``text``)."""
+_CALL_SETTINGS = ("max_retries", "total_timeout", "allow_private_downloads")
 
-    def add(name: str, text: str, **options: Any) -> None:
+
+def _add_settings(parser: argparse.ArgumentParser, *names: str) -> None:
+    """Adds the flags of these client settings, each with the setting's default (``{default}``)."""
+    flags: dict[str, tuple[str, dict[str, Any]]] = {
+        "model": ("the image model (default {default})", {"metavar": "MODEL"}),
+        "api": ("the endpoint: chat or images (default: the model's)", {"choices": ("chat", "images")}),
+        "save_dir": ("save the images here (links expire)", {"type": Path, "metavar": "DIR"}),
+        "stream": ("stream the answer, with live progress and previews", {"action": "store_true"}),
+        "partial_images": (
+            "previews the Images API streams (default {default})",
+            {"type": _whole_number(0, 3)},
+        ),
+        "max_retries": ("retries of safe failures (default {default})", {"type": _whole_number(0)}),
+        "total_timeout": (
+            "give up on a call after (default {default:g})",
+            {"type": _seconds, "metavar": "SECONDS"},
+        ),
+        "allow_private_downloads": (
+            "save images served from loopback or private addresses (local relays)",
+            {"action": "store_true"},
+        ),
+    }
+    for name in names:
+        text, options = flags[name]
         default = ClientSettings.model_fields[name].get_default(call_default_factory=True)
-        help_text = text.format(default=default)
-        parser.add_argument(SETTING_FLAGS[name], dest=name, default=default, help=help_text, **options)
-
-    return add
+        parser.add_argument(
+            SETTING_FLAGS[name], dest=name, default=default, help=text.format(default=default), **options
+        )
 
 
 # argparse types: a bad value is a one-line usage error (exit 2) before anything is sent.
@@ -436,6 +468,89 @@ def _fake_relay(args: argparse.Namespace) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
     return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+
+    settings = {name: getattr(args, name) for name in SETTING_FLAGS if hasattr(args, name)}
+    if not args.prompts.is_file():
+        print(f"image-tool: no such file: {args.prompts}", file=sys.stderr)
+        return 2
+    try:
+        with _BatchDisplay(sys.stderr) as display:
+            summary = run_batch(
+                args.prompts, args.out, concurrency=args.concurrency, on_progress=display.update, **settings
+            )
+    except errors.ConfigurationError as error:
+        message = NOT_CONFIGURED if "No image relay is configured" in str(error) else str(error)
+        print(message, file=sys.stderr)
+        return 2
+    print(
+        f"{summary.ok} ok, {summary.failed} failed, {summary.lost} lost"
+        f"{f', cost {summary.cost:g}' if summary.cost else ''}: {summary.results}"
+    )
+    return 0 if summary.failed == summary.lost == 0 else 1
+
+
+class _BatchDisplay:
+    """A progress bar (rich's, when installed: the ``progress`` extra) or a line every few
+    seconds: done, failed, rate, time left, spend."""
+
+    EVERY = 2.0
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._shown = 0.0
+        try:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        except ImportError:
+            self._bar: Any = None
+            return
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(
+                "{task.fields[failed]} failed  {task.fields[rate]:.1f}/s  spend {task.fields[cost]:g}"
+            ),
+            TimeRemainingColumn(),
+            console=Console(file=stream),
+        )
+        self._task = self._bar.add_task("generating", total=None, failed=0, rate=0.0, cost=0.0)
+
+    def __enter__(self) -> _BatchDisplay:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def update(self, progress: BatchProgress) -> None:
+        ended = progress.skipped + progress.done + progress.failed
+        if self._bar is not None:
+            self._bar.update(
+                self._task,
+                total=progress.total,
+                completed=ended,
+                failed=progress.failed,
+                rate=progress.rate,
+                cost=progress.cost,
+            )
+            return
+        now = time.monotonic()
+        if now - self._shown < self.EVERY and ended < progress.total:
+            return
+        self._shown = now
+        eta = f", {progress.eta:.0f} s left" if progress.eta is not None else ""
+        self._stream.write(
+            f"{ended}/{progress.total} done, {progress.failed} failed, {progress.rate:.1f}/s{eta}, "
+            f"spend {progress.cost:g}\n"
+        )
+        self._stream.flush()
 
 
 def _mcp(args: argparse.Namespace) -> int:

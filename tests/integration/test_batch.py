@@ -1,0 +1,196 @@
+"""Durable batch runs: every prompt once, results in order, a crash or Ctrl-C resumed without
+sending any prompt twice, bad lines reported, failover and spend inside a run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from image_tool import Fallback
+from image_tool.batch import BatchProgress, run_batch
+from image_tool.cli import main
+from image_tool.testing import FakeRelay, Reply
+
+
+def write_prompts(path: Path, count: int, **options: Any) -> Path:
+    lines = [
+        json.dumps({"id": f"p{index}", "prompt": f"A cat number {index}", **options})
+        for index in range(count)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def results_of(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def sent_prompts(relay: FakeRelay) -> Counter[str]:
+    return Counter(
+        request.json["messages"][-1]["content"]
+        for request in relay.requests
+        if request.path.endswith("/completions")
+    )
+
+
+def settings(relay: FakeRelay, **extra: Any) -> dict[str, Any]:
+    return {"api_key": relay.api_key, "base_url": relay.base_url, "allow_private_downloads": True, **extra}
+
+
+def test_every_prompt_is_generated_once_and_reported_in_order(fake_relay: FakeRelay, tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 30, size="1792x1024")
+    updates: list[BatchProgress] = []
+    summary = run_batch(
+        prompts,
+        tmp_path / "out",
+        concurrency=8,
+        on_progress=updates.append,
+        price_per_image=0.04,
+        **settings(fake_relay),
+    )
+    results = results_of(tmp_path / "out")
+    assert [line["id"] for line in results] == [f"p{index}" for index in range(30)]
+    assert all(line["status"] == "ok" and Path(line["paths"][0]).is_file() for line in results)
+    assert all(Path(line["paths"][0]).parent == tmp_path / "out" / "images" for line in results)
+    assert (summary.ok, summary.failed, summary.lost) == (30, 0, 0)
+    assert summary.cost == pytest.approx(1.2)
+    assert max(sent_prompts(fake_relay).values()) == 1 and len(sent_prompts(fake_relay)) == 30
+    assert all(
+        request.json["size"] == "1792x1024" for request in fake_relay.requests if request.method == "POST"
+    )
+    assert fake_relay.max_in_flight <= 8
+    assert updates[-1].done == 30 and updates[-1].cost == pytest.approx(1.2)
+
+
+def test_bad_lines_and_failures_are_reported_not_sent(fake_relay: FakeRelay, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "good", "prompt": "A cat"}),
+                "not json",
+                json.dumps({"id": "empty", "prompt": "  "}),
+                json.dumps({"id": "odd", "prompt": "A dog", "colour": "red"}),
+                json.dumps({"id": "good", "prompt": "A cat again"}),
+                json.dumps({"id": "refused", "prompt": "Something refused"}),
+            ]
+        )
+    )
+    fake_relay.queue(Reply.success(), Reply.content_policy())
+    summary = run_batch(prompts, tmp_path / "out", concurrency=1, **settings(fake_relay))
+    by_id = {line["id"]: line for line in results_of(tmp_path / "out")}
+    assert by_id["good"]["status"] == "ok"
+    assert "is not JSON" in by_id["line-2"]["error"]["message"]
+    assert "has no prompt" in by_id["empty"]["error"]["message"]
+    assert "colour" in by_id["odd"]["error"]["message"]
+    assert "repeats the id 'good'" in by_id["good@line-5"]["error"]["message"]
+    assert by_id["refused"]["error"]["kind"] == "ContentPolicyError"
+    assert (summary.ok, summary.failed) == (1, 5)
+    assert sorted(sent_prompts(fake_relay)) == ["A cat", "Something refused"]
+
+
+def test_a_run_resumes_and_reports_what_was_lost(fake_relay: FakeRelay, tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 6)
+    out = tmp_path / "out"
+    out.mkdir()
+    # What a crash leaves: p0 ended, p1 sent with no end (and a line cut in the middle).
+    ended = {"id": "p0", "prompt": "A cat number 0", "status": "ok", "paths": [], "urls": ["u"]}
+    (out / "journal.jsonl").write_text(
+        json.dumps({"id": "p0", "sent": 1.0})
+        + "\n"
+        + json.dumps(ended)
+        + "\n"
+        + json.dumps({"id": "p1", "sent": 2.0})
+        + "\n"
+        + '{"id": "p2", "se'
+    )
+    summary = run_batch(prompts, out, **settings(fake_relay))
+    by_id = {line["id"]: line for line in results_of(out)}
+    assert by_id["p0"] == ended
+    assert by_id["p1"]["status"] == "lost" and "not sent again" in by_id["p1"]["error"]["message"]
+    assert sorted(sent_prompts(fake_relay)) == [f"A cat number {index}" for index in range(2, 6)]
+    assert (summary.ok, summary.lost) == (5, 1)
+    run_batch(prompts, out, **settings(fake_relay))  # nothing left: nothing sent
+    assert sum(sent_prompts(fake_relay).values()) == 4
+
+
+def test_failover_inside_a_run(tmp_path: Path) -> None:
+    with FakeRelay() as first, FakeRelay() as second:
+        first.queue(*[Reply.quota_exhausted()] * 3)
+        fallback = Fallback(base_url=second.base_url, api_key=second.api_key, name="second")
+        run_batch(
+            write_prompts(tmp_path / "prompts.jsonl", 10),
+            tmp_path / "out",
+            concurrency=1,
+            fallbacks=[fallback],
+            cooldown=0,
+            max_retries=0,
+            name="first",
+            **settings(first),
+        )
+        answered = Counter(line["target"] for line in results_of(tmp_path / "out"))
+        refused_then_moved = sent_prompts(second)
+    assert answered == {"first": 7, "second": 3}  # each prompt generated once
+    assert sorted(refused_then_moved) == [f"A cat number {index}" for index in range(3)]
+
+
+def test_ctrl_c_then_the_same_command_finishes_without_sending_twice(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 40)
+    out = tmp_path / "out"
+    with FakeRelay(default_reply=Reply.success(delay=0.2)) as relay:
+        environment = {
+            **os.environ,
+            "IMAGE_TOOL_API_KEY": relay.api_key,
+            "IMAGE_TOOL_BASE_URL": relay.base_url,
+        }
+        command = [sys.executable, "-m", "image_tool.cli", "batch", str(prompts), "--out", str(out)]
+        command += ["--concurrency", "4", "--allow-private-downloads"]
+        process = subprocess.Popen(  # noqa: S603  # our own command line, no shell
+            command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 20
+        while len(relay.requests) < 12 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _, interrupted = process.communicate(timeout=30)
+        assert process.returncode == 130, interrupted
+        assert b"Traceback" not in interrupted
+        assert len(results_of(out)) < 40  # stopped part way
+        first_sent = sent_prompts(relay)
+        finished = subprocess.run(  # noqa: S603  # our own command line, no shell
+            command, env=environment, capture_output=True, text=True, timeout=60
+        )
+        every_sent = sent_prompts(relay)
+    results = results_of(out)
+    assert [line["id"] for line in results] == [f"p{index}" for index in range(40)]
+    assert max(every_sent.values()) == 1  # no prompt was ever sent twice
+    lost = [line["id"] for line in results if line["status"] == "lost"]
+    assert lost and len(lost) + sum(line["status"] == "ok" for line in results) == 40
+    assert all(
+        f"A cat number {name[1:]}" in first_sent for name in lost
+    )  # lost ones went out in the first run
+    assert finished.returncode == (1 if lost else 0)
+    assert f"{40 - len(lost)} ok, 0 failed, {len(lost)} lost" in finished.stdout
+
+
+def test_the_batch_command_shows_progress_without_rich(
+    fake_relay: FakeRelay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IMAGE_TOOL_API_KEY", fake_relay.api_key)
+    monkeypatch.setenv("IMAGE_TOOL_BASE_URL", fake_relay.base_url)
+    monkeypatch.setitem(sys.modules, "rich.progress", None)  # as if rich were not installed
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 5)
+    assert main(["batch", str(prompts), "--out", str(tmp_path / "out"), "--allow-private-downloads"]) == 0
+    out, err = capsys.readouterr()
+    assert "5 ok, 0 failed, 0 lost" in out
+    assert "5/5 done, 0 failed" in err
+    assert main(["batch", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "out")]) == 2
