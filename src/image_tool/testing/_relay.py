@@ -10,12 +10,13 @@ import struct
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ._admission import Admission, Ticket, images_answered
 from ._answers import Answer, GenerationRequest, Plain, Stream, error_body, images_api_body
 from ._images_api import (
     ImagesEndpoint,
@@ -96,7 +97,23 @@ class FakeRelay:
     ``message.images`` (streamed: ``delta.images``), sized by ``image_config.aspect_ratio``. The
     default, ``"vendor"``, sends the replies as scripted.
 
-    ``relay.requests`` holds what came, an edit's form readable as ``request.form``.
+    Limits, off by default, are checked on every generation endpoint (after the key and the
+    request are read, before any queued reply), and answered by the relay itself, the same under
+    every profile, in new-api's words (``_admission.py``):
+
+    - ``rate_limit=R``: a token bucket of ``max(1, R)`` requests refilled at ``R`` a second; a
+      request beyond it gets 429 ``rate_limit_exceeded`` with ``Retry-After``: the seconds until
+      the next token, a decimal string such as ``"0.02"``, at least ``0.01``;
+    - ``quota_images=Q``: each admitted request reserves its ``n`` images; once generated and
+      reserved images would pass ``Q``, the request gets ``Reply.quota_exhausted()``'s answer (403
+      ``insufficient_user_quota``), so at most ``Q`` images are ever generated;
+    - ``max_concurrent=C``: a request arriving while ``C`` admitted requests are being answered gets
+      new-api's saturation answer: 429, the message ``_profiles.SATURATED`` and a request id,
+      type ``upstream_error``, code ``bad_response_status_code``, param ``"429"``, no Retry-After.
+
+    ``relay.requests`` holds what came, an edit's form readable as ``request.form``;
+    ``relay.generated`` counts the images answered, ``relay.generated_prompts`` lists the prompts of
+    successful answers in order (one entry per answer).
     """
 
     def __init__(
@@ -106,6 +123,9 @@ class FakeRelay:
         port: int = 0,
         default_reply: Reply | None = None,
         profile: RelayProfile = "vendor",
+        rate_limit: float | None = None,
+        quota_images: int | None = None,
+        max_concurrent: int | None = None,
     ) -> None:
         self.api_key = api_key
         self.port = port
@@ -115,6 +135,9 @@ class FakeRelay:
         self.profile: RelayProfile = profile
         """The relay software FakeRelay answers as (``"vendor"``: the replies as scripted)."""
         self._profile = profile_named(profile)
+        self._admission = Admission(
+            rate_limit=rate_limit, quota_images=quota_images, max_concurrent=max_concurrent
+        )
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -137,6 +160,31 @@ class FakeRelay:
     def base_url(self) -> str:
         """The base URL to give a client: ``http://127.0.0.1:PORT/v1``."""
         return f"{self.origin}/v1"
+
+    @property
+    def rate_limit(self) -> float | None:
+        """Requests a second the relay allows (a burst of ``max(1, rate_limit)``), or None."""
+        return self._admission.rate_limit
+
+    @property
+    def quota_images(self) -> int | None:
+        """Images the key may generate in all, or None."""
+        return self._admission.quota_images
+
+    @property
+    def max_concurrent(self) -> int | None:
+        """Generation requests answered at once before the relay is saturated, or None."""
+        return self._admission.max_concurrent
+
+    @property
+    def generated(self) -> int:
+        """Images answered so far (``n`` per successful answer)."""
+        return self._admission.generated
+
+    @property
+    def generated_prompts(self) -> list[str]:
+        """The prompts answered with images, in order, one entry per answer (a copy)."""
+        return self._admission.generated_prompts
 
     def queue(self, *replies: Reply) -> None:
         """Answer the next generation requests with these replies, in order."""
@@ -189,6 +237,8 @@ class _Handler(BaseHTTPRequestHandler):
     relay: FakeRelay
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
+    _before_last_write: Callable[[], None] | None = None
+    """Called once, before the write that completes an admitted request's answer."""
 
     def setup(self) -> None:
         super().setup()
@@ -242,13 +292,38 @@ class _Handler(BaseHTTPRequestHandler):
             relay.in_flight += 1
             relay.max_in_flight = max(relay.max_in_flight, relay.in_flight)
         try:
-            reply = relay._next_reply()
+            admitted = relay._admission.admit(request.n)
+            if isinstance(admitted, Ticket):
+                self._answer_admitted(request, admitted)
+            else:
+                self._write(admitted)
+        finally:
+            with relay._lock:
+                relay.in_flight -= 1
+
+    def _answer_admitted(self, request: GenerationRequest | ImagesRequest, ticket: Ticket) -> None:
+        """The scripted answer. The request is finished (its images counted, its place given
+        back) just before the last write: a client that has the whole answer, and asks again at
+        once, finds the counts up to date and the place free. An answer cut short counts nothing."""
+        relay = self.relay
+        reply = relay._next_reply()
+        images = images_answered(request, reply, relay.profile)
+        finished = False
+
+        def finish(delivered: int) -> None:
+            nonlocal finished
+            if not finished:
+                finished = True
+                relay._admission.finish(ticket, request.prompt, delivered)
+
+        self._before_last_write = lambda: finish(images)
+        try:
             if reply.delay and relay._stopping.wait(reply.delay):
                 return
             self._answer(request, reply)
         finally:
-            with relay._lock:
-                relay.in_flight -= 1
+            self._before_last_write = None
+            finish(0)
 
     def _answer(self, request: GenerationRequest | ImagesRequest, reply: Reply) -> None:
         if isinstance(request, ImagesRequest):
@@ -357,8 +432,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(event)
             elif event:  # an empty chunk would end the body
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+        # Unchunked, the body ends when the connection closes, after this handler returns.
+        self._last_write_coming()
         if stream.chunked:
             self.wfile.write(b"0\r\n\r\n")
+
+    def _last_write_coming(self) -> None:
+        if self._before_last_write is not None:
+            self._before_last_write()
 
     def _send(
         self,
@@ -372,4 +453,5 @@ class _Handler(BaseHTTPRequestHandler):
         reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
         lines = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {content_type}"]
         lines += [f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers)]
+        self._last_write_coming()
         self.wfile.write("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body)

@@ -1,0 +1,434 @@
+"""AdaptiveLimit: additive increase, multiplicative decrease once per round, Retry-After pauses, and
+waiting that works from threads and from any number of event loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+
+import pytest
+
+from image_tool.limits import AdaptiveLimit, Slot
+
+
+class Pipeline:
+    """Holds slots open in one thread, as a caller with more work than the limit allows would:
+    ``fill`` opens slots until the limit is reached, ``succeed_oldest`` closes the oldest."""
+
+    def __init__(self, limit: AdaptiveLimit) -> None:
+        self.limit = limit
+        self.open: deque[tuple[contextlib.ExitStack, Slot]] = deque()
+
+    def fill(self) -> None:
+        while self.limit.in_flight < self.limit.limit:
+            stack = contextlib.ExitStack()
+            self.open.append((stack, stack.enter_context(self.limit.sync_slot())))
+
+    def succeed_oldest(self) -> None:
+        stack, _ = self.open.popleft()
+        stack.close()
+
+    def throttle_oldest(self, retry_after: float | None = None) -> None:
+        stack, slot = self.open.popleft()
+        slot.throttled(retry_after)
+        stack.close()
+
+    def close_all(self) -> None:
+        while self.open:
+            self.succeed_oldest()
+
+    def abandon_all(self) -> None:
+        """Close the open slots as failures: neither successes nor throttles."""
+        while self.open:
+            stack, _ = self.open.popleft()
+            stack.__exit__(KeyError, KeyError("abandoned"), None)
+
+
+def full_rounds(limit: AdaptiveLimit, successes: int) -> list[int]:
+    """The limit after each of ``successes`` requests, the limit always full; the requests still
+    open at the end fail (they count for nothing)."""
+    pipeline = Pipeline(limit)
+    seen = []
+    pipeline.fill()
+    for _ in range(successes):
+        pipeline.succeed_oldest()
+        pipeline.fill()
+        seen.append(limit.limit)
+    pipeline.abandon_all()
+    return seen
+
+
+# --- the arithmetic: no waiting, no clock --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("initial", "minimum", "maximum"), [(0, 1, 8), (4, 5, 8), (9, 1, 8), (1, 0, 8), (2, 2, 1)]
+)
+def test_refuses_bounds_that_do_not_hold(initial: int, minimum: int, maximum: int) -> None:
+    with pytest.raises(ValueError, match="minimum <= initial <= maximum"):
+        AdaptiveLimit(initial=initial, minimum=minimum, maximum=maximum)
+
+
+def test_grows_by_one_per_round_of_successes() -> None:
+    limit = AdaptiveLimit(initial=4)
+    seen = full_rounds(limit, 1 + 4 + 5 + 6)
+    # The first request started alone (1 of 4 in flight: the limit was not what held the caller
+    # back), so it does not count; then 4 successes make 5, 5 more make 6, 6 more make 7.
+    assert seen == [4] * 4 + [5] * 5 + [6] * 6 + [7]
+    assert limit.in_flight == 0
+
+
+def test_a_caller_below_half_the_limit_does_not_grow_it() -> None:
+    limit = AdaptiveLimit(initial=8)
+    for _ in range(100):
+        with limit.sync_slot(), limit.sync_slot(), limit.sync_slot():  # 3 at a time, below 8 / 2
+            pass
+    assert limit.limit == 8
+    for _ in range(10):
+        with limit.sync_slot(), limit.sync_slot(), limit.sync_slot(), limit.sync_slot():
+            pass  # the 4th of each group starts at half the limit: it counts
+    assert limit.limit == 9
+
+
+def test_never_grows_past_the_maximum() -> None:
+    limit = AdaptiveLimit(initial=3, maximum=4)
+    assert full_rounds(limit, 50)[-1] == 4
+
+
+def test_a_throttle_halves_the_limit_once_per_round() -> None:
+    limit = AdaptiveLimit(initial=16)
+    pipeline = Pipeline(limit)
+    pipeline.fill()
+    pipeline.throttle_oldest()
+    assert limit.limit == 8
+    for _ in range(10):  # the rest of that round was sent under 16: their throttles are old news
+        pipeline.throttle_oldest()
+    assert limit.limit == 8
+    pipeline.close_all()
+    pipeline.fill()  # a new round, under 8
+    pipeline.throttle_oldest()
+    assert limit.limit == 4
+    pipeline.close_all()
+    assert limit.in_flight == 0
+
+
+def test_halving_stops_at_the_minimum() -> None:
+    limit = AdaptiveLimit(initial=5, minimum=2)
+    for expected in (2, 2, 2):
+        with limit.sync_slot() as slot:
+            slot.throttled()
+        assert limit.limit == expected
+
+
+def test_successes_of_an_older_round_do_not_count_after_a_decrease() -> None:
+    limit = AdaptiveLimit(initial=8)
+    pipeline = Pipeline(limit)
+    pipeline.fill()
+    pipeline.throttle_oldest()  # 8 -> 4, with 7 requests of the old round still in flight
+    pipeline.close_all()  # 7 successes, but sent under 8: no growth from them
+    assert limit.limit == 4
+    assert full_rounds(limit, 1 + 4)[-1] == 5  # a round under 4 grows it
+
+
+def test_a_throttle_resets_the_count_toward_growth() -> None:
+    limit = AdaptiveLimit(initial=4)
+    assert full_rounds(limit, 1 + 3) == [4, 4, 4, 4]  # 3 of the 4 successes a round needs
+    with limit.sync_slot() as slot:
+        slot.throttled()
+    assert limit.limit == 2
+    # Counting on from 3, the first success would grow it; counting afresh, the second does.
+    assert full_rounds(limit, 2) == [2, 3]
+
+
+def test_an_exception_is_neither_success_nor_throttle() -> None:
+    limit = AdaptiveLimit(initial=2)
+    for _ in range(20):
+        with pytest.raises(KeyError), limit.sync_slot(), limit.sync_slot():
+            raise KeyError("the request failed for another reason")
+    assert (limit.limit, limit.in_flight) == (2, 0)
+
+
+def test_a_throttle_stands_when_an_exception_follows_it() -> None:
+    limit = AdaptiveLimit(initial=8)
+
+    def refused() -> None:
+        with limit.sync_slot() as slot:
+            slot.throttled()
+            raise RuntimeError("HTTP 429")
+
+    with pytest.raises(RuntimeError, match="429"):
+        refused()
+    assert (limit.limit, limit.in_flight) == (4, 0)
+
+
+def test_throttled_outside_its_block_is_a_mistake() -> None:
+    limit = AdaptiveLimit()
+    with limit.sync_slot() as slot:
+        pass
+    with pytest.raises(RuntimeError, match="inside its `with` block"):
+        slot.throttled()
+    assert limit.limit == 8
+
+
+# --- waiting: threads ------------------------------------------------------------------------------
+
+
+class Peak:
+    """The most requests seen in flight at once, from any thread."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.most = 0
+        self.order: list[int] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def running(self, number: int = 0) -> Iterator[None]:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+            self.order.append(number)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.now -= 1
+
+
+def test_threads_wait_for_room_and_never_exceed_the_limit() -> None:
+    limit = AdaptiveLimit(initial=3, maximum=3)
+    peak = Peak()
+
+    def work() -> None:
+        with limit.sync_slot(), peak.running():
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=work) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert peak.most == 3
+    assert len(peak.order) == 12
+    assert limit.in_flight == 0
+
+
+def test_waiters_start_in_the_order_they_came() -> None:
+    limit = AdaptiveLimit(initial=1, maximum=1)
+    peak = Peak()
+    started = []
+
+    def work(number: int) -> None:
+        with limit.sync_slot(), peak.running(number):
+            time.sleep(0.01)
+
+    with limit.sync_slot():  # hold the only slot while the others queue up, one by one
+        for number in range(6):
+            thread = threading.Thread(target=work, args=(number,))
+            thread.start()
+            started.append(thread)
+            time.sleep(0.02)
+    for thread in started:
+        thread.join(5)
+    assert peak.order == list(range(6))
+
+
+def test_a_retry_after_pauses_every_new_request_in_threads() -> None:
+    limit = AdaptiveLimit(initial=4)
+    with limit.sync_slot() as slot:
+        slot.throttled(retry_after=0.15)
+    began = time.monotonic()
+    with limit.sync_slot():
+        waited = time.monotonic() - began
+    assert 0.14 <= waited < 0.8
+    with limit.sync_slot():  # the pause is over: no wait now
+        assert time.monotonic() - began - waited < 0.1
+
+
+def test_a_pause_wakes_a_thread_that_was_already_waiting() -> None:
+    """A waiter asleep until woken (no pause when it came) must still start once the pause ends,
+    even when nothing is released after it."""
+    limit = AdaptiveLimit(initial=1)
+    entered = threading.Event()
+    began = time.monotonic()
+
+    def waiter() -> None:
+        with limit.sync_slot():
+            entered.set()
+
+    with limit.sync_slot() as slot:
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        time.sleep(0.05)  # it is queued, asleep until woken
+        slot.throttled(retry_after=0.15)
+    assert entered.wait(3), "the waiter was never woken after the pause"
+    assert time.monotonic() - began >= 0.15
+    thread.join(1)
+
+
+def test_the_longest_retry_after_wins() -> None:
+    limit = AdaptiveLimit(initial=4)
+    pipeline = Pipeline(limit)
+    pipeline.fill()
+    pipeline.throttle_oldest(retry_after=0.2)
+    pipeline.throttle_oldest(retry_after=0.05)  # shorter: does not cut the pause short
+    pipeline.close_all()
+    began = time.monotonic()
+    with limit.sync_slot():
+        assert time.monotonic() - began >= 0.15
+
+
+# --- waiting: event loops --------------------------------------------------------------------------
+
+
+async def test_async_waiters_never_block_the_event_loop() -> None:
+    limit = AdaptiveLimit(initial=2, maximum=2)
+    peak = Peak()
+    ticks = 0
+
+    async def work() -> None:
+        async with limit.slot():
+            with peak.running():
+                await asyncio.sleep(0.02)
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    ticking = asyncio.create_task(ticker())
+    await asyncio.gather(*(work() for _ in range(20)))  # 10 rounds of 2: about 0.2 s
+    ticking.cancel()
+    assert peak.most == 2
+    assert len(peak.order) == 20
+    assert ticks >= 15  # the loop kept running while 18 coroutines waited
+
+
+async def test_a_retry_after_pauses_every_new_request_on_a_loop() -> None:
+    limit = AdaptiveLimit(initial=4)
+    async with limit.slot() as slot:
+        slot.throttled(retry_after=0.15)
+    began = time.monotonic()
+    async with limit.slot():
+        assert time.monotonic() - began >= 0.14
+
+
+async def test_a_pause_wakes_a_coroutine_that_was_already_waiting() -> None:
+    limit = AdaptiveLimit(initial=1)
+
+    async def second() -> float:
+        async with limit.slot():
+            return time.monotonic()
+
+    began = time.monotonic()
+    async with limit.slot() as slot:
+        waiting = asyncio.create_task(second())
+        await asyncio.sleep(0.05)
+        slot.throttled(retry_after=0.15)
+    started = await asyncio.wait_for(waiting, 3)
+    assert started - began >= 0.15
+
+
+@pytest.mark.parametrize("handed_a_slot", [False, True], ids=["while_queued", "as_its_slot_came"])
+async def test_a_cancelled_waiter_gives_its_place_to_the_next(handed_a_slot: bool) -> None:
+    limit = AdaptiveLimit(initial=1, maximum=1)
+    order = []
+
+    async def work(name: str) -> None:
+        async with limit.slot():
+            order.append(name)
+
+    async with limit.slot():
+        first = asyncio.create_task(work("cancelled"))
+        second = asyncio.create_task(work("next"))
+        await asyncio.sleep(0.02)
+        first.cancel()
+        if not handed_a_slot:  # the cancellation lands while it waits in the queue
+            with contextlib.suppress(asyncio.CancelledError):
+                await first
+    # Otherwise the slot is handed to it here, before its cancellation lands: it gives it back.
+    await asyncio.wait_for(second, 2)
+    assert first.cancelled()
+    assert order == ["next"]
+    assert limit.in_flight == 0
+
+
+async def test_a_request_cancelled_inside_its_slot_releases_it() -> None:
+    limit = AdaptiveLimit(initial=1)
+
+    async def hold() -> None:
+        async with limit.slot():
+            await asyncio.sleep(10)
+
+    holding = asyncio.create_task(hold())
+    await asyncio.sleep(0.02)
+    assert limit.in_flight == 1
+    holding.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await holding
+    assert limit.in_flight == 0
+
+    async def again() -> int:
+        async with limit.slot():
+            return limit.limit
+
+    assert await asyncio.wait_for(again(), 1) == 1  # a cancellation is neither success nor throttle
+
+
+def test_one_limit_serves_loop_after_loop() -> None:
+    """``asyncio.run`` called repeatedly (as a sync wrapper does): every run starts and finishes."""
+    limit = AdaptiveLimit(initial=2, maximum=2)
+    peak = Peak()
+
+    async def batch() -> None:
+        async def work() -> None:
+            async with limit.slot():
+                with peak.running():
+                    await asyncio.sleep(0.005)
+
+        await asyncio.gather(*(work() for _ in range(6)))
+
+    for _ in range(5):
+        asyncio.run(batch())
+    assert (len(peak.order), peak.most, limit.in_flight) == (30, 2, 0)
+
+
+def test_loops_in_threads_and_plain_threads_share_one_limit() -> None:
+    limit = AdaptiveLimit(initial=3, maximum=3)
+    peak = Peak()
+    errors: list[BaseException] = []
+
+    async def batch() -> None:
+        async def work() -> None:
+            async with limit.slot():
+                with peak.running():
+                    await asyncio.sleep(0.01)
+
+        await asyncio.gather(*(work() for _ in range(8)))
+
+    def loop_thread() -> None:
+        try:
+            asyncio.run(batch())
+        except BaseException as error:  # surfaced by the assertion below
+            errors.append(error)
+
+    def plain_thread() -> None:
+        for _ in range(4):
+            with limit.sync_slot(), peak.running():
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=loop_thread) for _ in range(3)]
+    threads += [threading.Thread(target=plain_thread) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert errors == []
+    assert len(peak.order) == 3 * 8 + 2 * 4
+    assert peak.most == 3
+    assert limit.in_flight == 0
