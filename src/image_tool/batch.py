@@ -33,6 +33,9 @@ from .models import ImageGenerationResult
 Status = Literal["ok", "failed", "lost"]
 LINE_OPTIONS = ("n", *OPTION_NAMES)
 """What a prompt line may set beside ``id`` and ``prompt``."""
+BATCH_RETRIES = 10
+"""Retries of a throttled or failed-in-transit prompt in a batch: a rate-limited relay slows the
+run down rather than failing its prompts."""
 LOST = (
     "The request went out but its answer was never recorded (the run stopped while it was in "
     "flight); it is not sent again, as it may have been generated and billed."
@@ -93,8 +96,10 @@ def run_batch(
     **settings: Any,
 ) -> BatchSummary:
     """Generate every prompt of the JSONL file ``prompts`` into ``out`` (see the module's
-    docstring), ``concurrency`` at a time; ``settings`` are ``ImageClient``'s (``save_dir`` is
-    ``out/images``). Resumable: run it again with the same ``out`` after a crash."""
+    docstring), at most ``concurrency`` at a time; ``settings`` are ``ImageClient``'s
+    (``save_dir`` is ``out/images``). Unless told otherwise, the run finds the rate a relay allows
+    (``adaptive_concurrency``) and retries a throttled prompt up to ``BATCH_RETRIES`` times.
+    Resumable: run it again with the same ``out`` after a crash."""
     run = arun_batch(prompts, out, concurrency=concurrency, on_progress=on_progress, **settings)
     return asyncio.run(run)
 
@@ -115,7 +120,8 @@ async def arun_batch(
     progress = BatchProgress(total=len(items), skipped=len(journal.started & {item.id for item in items}))
     todo = [item for item in items if item.id not in journal.started]
     slots = asyncio.Semaphore(concurrency)
-    async with ImageClient(**{**settings, "save_dir": out / "images"}) as client:
+    defaults = {"adaptive_concurrency": True, "max_retries": BATCH_RETRIES, "max_concurrency": concurrency}
+    async with ImageClient(**{**defaults, **settings, "save_dir": out / "images"}) as client:
 
         async def generate(item: _Prompt) -> None:
             async with slots:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -34,8 +35,10 @@ from .errors import (
     ImageToolError,
     InvalidRequestError,
     MalformedResponseError,
+    RateLimitError,
 )
 from .failover import Cooldowns, cost_of, fails_over, fallbacks_from_environment, most_per_image, settings_of
+from .limits import AdaptiveLimit, Slot
 from .models import (
     DEFAULT_N,
     AspectRatio,
@@ -108,6 +111,7 @@ class ImageClient(ClientSettings):
     _loop_pools: LoopPools = PrivateAttr()
     _fallback_clients: list[ImageClient] = PrivateAttr()
     _cooldowns: Cooldowns = PrivateAttr()
+    _adaptive: AdaptiveLimit | None = PrivateAttr()
 
     @model_validator(mode="wrap")
     @classmethod
@@ -154,6 +158,11 @@ class ImageClient(ClientSettings):
             ImageClient(**settings_of(relay, inherited)) for relay in self.fallbacks or []
         ]
         self._cooldowns = Cooldowns()
+        self._adaptive = (
+            AdaptiveLimit(initial=min(8, self.max_concurrency), maximum=self.max_concurrency)
+            if self.adaptive_concurrency
+            else None
+        )
 
     @property
     def display_name(self) -> str:
@@ -440,6 +449,8 @@ class ImageClient(ClientSettings):
         client, exchange = self._sync_pool.http(), _Exchange()
         url, options = self._request_options(request, deadline)
         with (
+            self._adaptive.sync_slot() if self._adaptive else contextlib.nullcontext() as slot,
+            _noting_throttles(slot),
             self._sync_pool.slots,
             self._calling(deadline, exchange),
             client.stream("POST", url, **options) as response,
@@ -458,8 +469,8 @@ class ImageClient(ClientSettings):
         """One request, async twin of ``_attempt``."""
         pool, exchange = await self._loop_pools.current(), _Exchange()
         url, options = self._request_options(request, deadline)
-        async with pool.slots:
-            with self._calling(deadline, exchange), pool.lease() as client:
+        async with self._adaptive.slot() if self._adaptive else contextlib.nullcontext() as slot, pool.slots:
+            with _noting_throttles(slot), self._calling(deadline, exchange), pool.lease() as client:
                 async with client.stream("POST", url, **options) as response:
                     answer = self._answer(url, response, exchange)
                     async for raw in araw_chunks(response):
@@ -581,6 +592,17 @@ def _within(timeout: httpx.Timeout, deadline: Deadline) -> httpx.Timeout:
     return httpx.Timeout(
         connect=cap(timeout.connect), read=cap(timeout.read), write=cap(timeout.write), pool=cap(timeout.pool)
     )
+
+
+@contextmanager
+def _noting_throttles(slot: Slot | None) -> Iterator[None]:
+    """Tells the adaptive limit (when there is one) of a 429 or saturation, with its Retry-After."""
+    try:
+        yield
+    except RateLimitError as error:
+        if slot is not None:
+            slot.throttled(error.retry_after)
+        raise
 
 
 def _last_relay_failure(failures: list[ImageToolError]) -> ImageToolError:

@@ -119,6 +119,10 @@ class ClientSettings(BaseModel):
     answer, 429, 502/503/504), with exponential backoff and jitter, or the relay's Retry-After."""
     max_concurrency: int = Field(default=512, ge=1)
     """Requests this client runs at once (per event loop); more wait for a free slot."""
+    adaptive_concurrency: bool = False
+    """Find the concurrency a rate-limited relay allows instead of failing: from 8 requests at once
+    (up to ``max_concurrency``), one more per round of successes, half as many after a 429 or
+    saturation, none while its Retry-After runs (``image_tool.limits``). On for batch runs."""
     default_headers: dict[str, str] = Field(default_factory=dict)
     """Extra headers sent with every request."""
     stream: bool = False

@@ -194,3 +194,18 @@ def test_the_batch_command_shows_progress_without_rich(
     assert "5 ok, 0 failed, 0 lost" in out
     assert "5/5 done, 0 failed" in err
     assert main(["batch", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "out")]) == 2
+
+
+def test_a_rate_limited_relay_slows_the_run_instead_of_failing_it(tmp_path: Path) -> None:
+    with FakeRelay(rate_limit=20, default_reply=Reply.success(delay=0.1)) as relay:
+        started = time.monotonic()
+        summary = run_batch(
+            write_prompts(tmp_path / "prompts.jsonl", 40), tmp_path / "out", concurrency=32, **settings(relay)
+        )
+        elapsed = time.monotonic() - started
+        generated = relay.generated_prompts
+        refused = len([request for request in relay.requests if request.method == "POST"]) - len(generated)
+    assert (summary.ok, summary.failed) == (40, 0)
+    assert sorted(generated) == sorted(f"A cat number {index}" for index in range(40))  # each once
+    assert elapsed < 40 / 20 * 1.6  # near the relay's rate
+    assert refused < 40  # the limit backs off: far fewer 429s than prompts
