@@ -31,8 +31,33 @@ if [ ! -x .venv-proxy/bin/litellm ] || [ "$proxy_installed" != "$proxy_pin" ]; t
     fi
 fi
 
+# Ray Data, for tests/integration/test_ray_adapter.py: the ray dependency group with the project,
+# in a virtualenv of its own beside $venv, on the same Python (.venv-ray, .venv-3.13-ray): Ray
+# brings pandas, pyarrow and more that must not move the test environment's versions. Installed
+# again only when its pins or pyproject.toml change (a stamp of both, kept in the virtualenv).
+ray_venv="$venv-ray"
+ray_stamp=$(cat constraints/ray.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$ray_venv/.image-tool-stamp" 2>/dev/null || true)" != "$ray_stamp" ]; then
+    if { [ -x "$ray_venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$ray_venv"; } &&
+        pip_install "$ray_venv" constraints/ray.txt 'pip>=25.1' &&
+        pip_install "$ray_venv" constraints/ray.txt --editable . --group ray; then
+        echo "$ray_stamp" >"$ray_venv/.image-tool-stamp"
+    else
+        # Where Ray cannot be installed (no wheel for this Python, say), its tests are skipped.
+        echo "check.sh: Ray could not be installed; the Ray tests will be skipped" >&2
+        rm -rf "$ray_venv"
+    fi
+fi
+
 "$venv/bin/ruff" check .
 "$venv/bin/ruff" format --check .
 "$venv/bin/mypy"
 NO_MKDOCS_2_WARNING=1 "$venv/bin/mkdocs" build --strict --quiet --site-dir site
 "$venv/bin/pytest" --record-mode=none --block-network --allowed-hosts=127.0.0.1 "$@"
+# The Ray tests, which the run above skips (no Ray in $venv); the arguments were that run's.
+if [ -x "$ray_venv/bin/python" ]; then
+    "$ray_venv/bin/python" -m pytest --record-mode=none --block-network --allowed-hosts=127.0.0.1 \
+        tests/integration/test_ray_adapter.py
+else
+    echo "check.sh: no $ray_venv; the Ray tests were skipped" >&2
+fi

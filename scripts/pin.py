@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OLDEST, NEWEST = "3.10", "3.13"
 GROUPS = {"dev.txt": ["--editable", str(ROOT), "--group", f"{ROOT / 'pyproject.toml'}:dev"]}
 GROUPS["litellm-proxy.txt"] = ["--group", f"{ROOT / 'pyproject.toml'}:litellm-proxy"]
+GROUPS["ray.txt"] = ["--editable", str(ROOT), "--group", f"{ROOT / 'pyproject.toml'}:ray"]
 HEADER = "# Pinned versions for CI; refresh with `python3 scripts/pin.py` (see CONTRIBUTING.md).\n"
 
 
