@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -33,10 +34,12 @@ import httpx
 from langchain_core.tools import BaseTool
 from openai import AsyncOpenAI, OpenAI
 
-from image_tool import GeneratedImage, ImageClient, ImageGenerationResult, ImageGenerationTool
+from image_tool import Fallback, GeneratedImage, ImageClient, ImageGenerationResult, ImageGenerationTool
 from image_tool.advice import describe_result
+from image_tool.batch import run_batch
 from image_tool.parsing import parse_result
 from image_tool.storage import SaveOptions, asave_images
+from image_tool.testing import FakeRelay, Reply
 
 PROMPT = "A lighthouse on a cliff at dawn"
 CALL = {"name": "generate_image", "args": {"prompt": PROMPT}, "id": "call_1", "type": "tool_call"}
@@ -54,10 +57,13 @@ class Plan:
     answer_megabytes: tuple[int, ...]
     download_megabytes: int
     imports: int
+    bulk_prompts: int  # prompts of each bulk run
+    bulk_rate: float  # requests a second the rate-limited relay allows
+    in_flight: int  # calls held in flight for the memory and CPU figures
 
 
-FULL = Plan(5, 200, (1, 10, 100, 500), (1, 10, 100), 1.0, (2, 4, 8), 32, 41)
-QUICK = Plan(2, 5, (1, 5), (1, 5), 0.05, (1, 2), 2, 2)
+FULL = Plan(5, 200, (1, 10, 100, 500, 1000), (1, 10, 100), 1.0, (2, 4, 8), 32, 41, 300, 20.0, 500)
+QUICK = Plan(2, 5, (1, 5), (1, 5), 0.05, (1, 2), 2, 2, 12, 20.0, 10)
 
 
 @dataclass(frozen=True)
@@ -419,6 +425,106 @@ def import_times(plan: Plan, python: str = sys.executable) -> str:
     )
 
 
+def bulk(plan: Plan) -> str:
+    """Batch runs against a relay limited to ``bulk_rate`` requests a second (0.5 s a generation):
+    the adaptive run beside a fixed concurrency of 100; then a run whose first relay's quota
+    runs out half way, with a fallback."""
+    rows = []
+    slow = Reply.success(delay=0.5 if plan is FULL else 0.05)
+    logger = logging.getLogger("image_tool")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # failovers and retries are counted here, not logged
+    with contextlib.ExitStack() as restore, TemporaryDirectory() as directory:
+        restore.callback(logger.setLevel, level)
+        prompts = Path(directory) / "prompts.jsonl"
+        lines = [
+            json.dumps({"id": f"p{index}", "prompt": f"{PROMPT} {index}"})
+            for index in range(plan.bulk_prompts)
+        ]
+        prompts.write_text("\n".join(lines))
+
+        def run(name: str, relays: list[FakeRelay], **settings: Any) -> None:
+            first = relays[0]
+            started = time.perf_counter()
+            summary = run_batch(
+                prompts, Path(directory) / name, api_key=first.api_key, base_url=first.base_url, **settings
+            )
+            rate = summary.ok / (time.perf_counter() - started)
+            generated = [prompt for relay in relays for prompt in relay.generated_prompts]
+            posts = sum(
+                len([request for request in relay.requests if request.method == "POST"]) for relay in relays
+            )
+            split = " + ".join(str(len(relay.generated_prompts)) for relay in relays)
+            rows.append(
+                (
+                    name,
+                    f"{summary.ok}/{plan.bulk_prompts}" + (f" ({split})" if len(relays) > 1 else ""),
+                    str(summary.failed + summary.lost),
+                    str(len(generated) - len(set(generated))),
+                    str(posts - len(generated)),
+                    f"{rate:.1f}/s"
+                    + ("" if len(relays) > 1 else f" ({rate / plan.bulk_rate:.0%} of the rate)"),
+                )
+            )
+
+        with FakeRelay(rate_limit=plan.bulk_rate, default_reply=slow) as relay:
+            run("adaptive (the batch default)", [relay], concurrency=100)
+        with FakeRelay(rate_limit=plan.bulk_rate, default_reply=slow) as relay:
+            run("fixed concurrency 100", [relay], concurrency=100, adaptive_concurrency=False)
+        with (
+            FakeRelay(quota_images=plan.bulk_prompts // 2, default_reply=slow) as first,
+            FakeRelay(default_reply=slow) as second,
+        ):
+            fallback = Fallback(base_url=second.base_url, api_key=second.api_key)
+            run("quota out half way, one fallback", [first, second], concurrency=16, fallbacks=[fallback])
+    return table(
+        f"Bulk runs: {plan.bulk_prompts} prompts, a relay allowing {plan.bulk_rate:g} requests a second",
+        ("run", "generated", "failed or lost", "generated twice", "requests refused", "throughput"),
+        rows,
+    )
+
+
+def per_call_costs(plan: Plan) -> str:
+    """Memory held per call in flight and CPU per call, the client beside raw httpx."""
+    rows = []
+    with relay_process(latency=plan.latency) as relay:
+        headers = {"Authorization": f"Bearer {relay.api_key}"}
+        url = f"{relay.base_url}/chat/completions"
+
+        async def measure(make_call: Callable[[], Awaitable[object]]) -> tuple[float, float]:
+            await asyncio.gather(*(make_call() for _ in range(10)))  # warm the pool
+            tracemalloc.start()
+            before = tracemalloc.get_traced_memory()[0]
+            cpu = time.process_time()
+            tasks = [asyncio.ensure_future(make_call()) for _ in range(plan.in_flight)]
+            await asyncio.sleep(plan.latency / 2)  # every call sent, none answered
+            held = tracemalloc.get_traced_memory()[0] - before
+            await asyncio.gather(*tasks)
+            used = time.process_time() - cpu
+            tracemalloc.stop()
+            return held / plan.in_flight, used / plan.in_flight
+
+        async def both() -> None:
+            limits = httpx.Limits(max_connections=None)
+            async with (
+                httpx.AsyncClient(limits=limits, timeout=60) as http,
+                ImageClient(api_key=relay.api_key, base_url=relay.base_url) as client,
+            ):
+                for name, call in (
+                    ("raw httpx (one AsyncClient)", lambda: http.post(url, json=BODY, headers=headers)),
+                    ("ImageClient.agenerate", lambda: client.agenerate(PROMPT)),
+                ):
+                    memory, cpu = await measure(call)
+                    rows.append((name, f"{memory / 1024:.1f} KiB", f"{cpu * 1000:.2f} ms"))
+
+        asyncio.run(both())
+    return table(
+        f"Per call: memory held while {plan.in_flight} calls are in flight, CPU per call (tracemalloc on)",
+        ("client", "memory per call in flight", "CPU per call"),
+        rows,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -445,6 +551,8 @@ SECTIONS: dict[str, Callable[..., str]] = {
     "overhead": per_call_overhead,
     "concurrency": concurrency,
     "big": big_answers,
+    "bulk": bulk,
+    "costs": per_call_costs,
     "imports": import_times,
 }
 

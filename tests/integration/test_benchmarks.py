@@ -12,7 +12,14 @@ pytestmark = pytest.mark.slow
 def test_the_quick_benchmark_prints_every_figure(capsys: pytest.CaptureFixture[str]) -> None:
     assert run.main(["--quick"]) == 0
     output = capsys.readouterr().out
-    for heading in ("Per-call overhead", "Concurrent calls", "Big answers and downloads", "Import time"):
+    for heading in (
+        "Per-call overhead",
+        "Concurrent calls",
+        "Big answers",
+        "Bulk runs",
+        "Per call: memory",
+        "Import time",
+    ):
         assert heading in output
     for contender in (
         "raw httpx: Client.post",
@@ -25,5 +32,8 @@ def test_the_quick_benchmark_prints_every_figure(capsys: pytest.CaptureFixture[s
         "sync-only tool, ainvoke",
         "download and save 4 images",
         "from image_tool import ImageGenerationTool",
+        "fixed concurrency 100",
+        "quota out half way, one fallback",
+        "ImageClient.agenerate",
     ):
         assert contender in output
