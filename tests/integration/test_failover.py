@@ -202,3 +202,22 @@ def test_the_tools_spending_limit(relays: tuple[FakeRelay, FakeRelay]) -> None:
 def test_a_spending_limit_needs_prices() -> None:
     with pytest.raises(ConfigurationError, match="max_cost needs the relays' prices"):
         ImageGenerationTool(api_key="k", base_url="https://a.example/v1", max_cost=1.0)
+
+
+def test_the_command_line_takes_fallbacks_from_the_environment(
+    relays: tuple[FakeRelay, FakeRelay], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from image_tool.cli import main
+
+    first, second = relays
+    monkeypatch.setenv("IMAGE_TOOL_API_KEY", "key-a")
+    monkeypatch.setenv("IMAGE_TOOL_BASE_URL", first.base_url)
+    monkeypatch.setenv("RELAY_B_KEY", "key-b")
+    monkeypatch.setenv(
+        FALLBACKS_ENV, json.dumps([{"base_url": second.base_url, "api_key_env": "RELAY_B_KEY", "name": "b"}])
+    )
+    first.queue(Reply.quota_exhausted())
+    assert main(["generate", "A cat", "--json", "--max-retries", "0"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["target"] == "b"
+    assert "key-b" not in out + err
