@@ -185,6 +185,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     relay.add_argument("--latency", type=float, default=0.0, help="seconds before each answer (default 0)")
     relay.add_argument(
+        "--rate-limit", type=float, metavar="PER_SECOND", help="answer at most this many a second"
+    )
+    relay.add_argument(
+        "--quota-images", type=_whole_number(0), metavar="N", help="quota spent after N images"
+    )
+    relay.add_argument(
+        "--max-concurrent", type=_whole_number(1), metavar="N", help="saturated past N at once"
+    )
+    relay.add_argument(
         "--profile",
         choices=get_args(RelayProfile),
         default="vendor",
@@ -455,7 +464,12 @@ def _fake_relay(args: argparse.Namespace) -> int:
     from .testing import FakeRelay, Reply
 
     reply = Reply.success(args.shape, pace=args.pace, delay=args.latency)
-    with FakeRelay(port=args.port, default_reply=reply, profile=args.profile) as relay:
+    limits = {
+        "rate_limit": args.rate_limit,
+        "quota_images": args.quota_images,
+        "max_concurrent": args.max_concurrent,
+    }
+    with FakeRelay(port=args.port, default_reply=reply, profile=args.profile, **limits) as relay:
         as_relay = "" if args.profile == "vendor" else f", as {args.profile}"
         print(
             f"FakeRelay is serving {relay.base_url} (answers: {args.shape}{as_relay}). In another terminal:\n"

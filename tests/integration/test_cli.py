@@ -209,6 +209,14 @@ def test_fake_relay_command_serves_the_emulator(tmp_path: Path) -> None:
         assert json.loads(generated.stdout)["images"][0]["url"].startswith(base_url.removesuffix("/v1"))
 
 
+def test_fake_relay_command_plays_a_busy_relay() -> None:
+    with fake_relay_command("--quota-images", "1") as (_, base_url, _first):
+        with ImageClient(api_key="fake-relay-key", base_url=base_url, max_retries=0) as client:
+            client.generate("A cat")
+            with pytest.raises(errors.QuotaExceededError):
+                client.generate("A second cat")
+
+
 def test_mcp_command_needs_a_relay(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["mcp", "--save-dir", "images"]) == 2  # no relay configured: it says which variables
     assert "IMAGE_TOOL_API_KEY" in capsys.readouterr().err
