@@ -210,11 +210,13 @@ def test_fake_relay_command_serves_the_emulator(tmp_path: Path) -> None:
 
 
 def test_fake_relay_command_plays_a_busy_relay() -> None:
-    with fake_relay_command("--quota-images", "1") as (_, base_url, _first):
-        with ImageClient(api_key="fake-relay-key", base_url=base_url, max_retries=0) as client:
-            client.generate("A cat")
-            with pytest.raises(errors.QuotaExceededError):
-                client.generate("A second cat")
+    with (
+        fake_relay_command("--quota-images", "1") as (_, base_url, _first),
+        ImageClient(api_key="fake-relay-key", base_url=base_url, max_retries=0) as client,
+    ):
+        client.generate("A cat")
+        with pytest.raises(errors.QuotaExceededError):
+            client.generate("A second cat")
 
 
 def test_mcp_command_needs_a_relay(capsys: pytest.CaptureFixture[str]) -> None:
