@@ -222,7 +222,12 @@ def concurrency(plan: Plan) -> str:
     with relay_process(latency=plan.latency) as relay:
         headers = {"Authorization": f"Bearer {relay.api_key}"}
         url = f"{relay.base_url}/chat/completions"
-        settings: dict[str, Any] = {"api_key": relay.api_key, "base_url": relay.base_url}
+        # A client that lets every call of the largest count run at once (the default is 512).
+        settings: dict[str, Any] = {
+            "api_key": relay.api_key,
+            "base_url": relay.base_url,
+            "max_concurrency": max(plan.concurrency),
+        }
 
         async def wall_times(count: int) -> tuple[float, float, float, float | None]:
             limits = httpx.Limits(max_connections=None)

@@ -1,5 +1,5 @@
 """The connections an ImageClient holds: one pooled httpx client for sync calls, and for async calls
-one pool per event loop, spread over several AsyncClients and closed with its loop.
+one pool per event loop, an AsyncClient for each request in flight, closed with its loop.
 
     pools = SyncPool(max_concurrency=512, injected=None)
     with pools.slots:
@@ -30,12 +30,6 @@ import httpx
 
 MAX_DOWNLOADS = 8
 """Downloads one client runs at once (per event loop); more wait for a free slot."""
-
-
-SHARD_SIZE = 16
-"""Requests one AsyncClient carries at once. httpx scans its whole pool on every event, so one
-client with hundreds of connections spends more time scanning than waiting: 500 concurrent calls
-took 4.5 s through one client, 1.9-2.2 s spread over clients of 8 to 32 (16 was best)."""
 
 
 @functools.cache
@@ -98,21 +92,21 @@ class SyncPool:
 
 
 @dataclass
-class _Shard:
-    client: httpx.AsyncClient
-    in_flight: int = 0
-
-
-@dataclass
 class LoopPool:
-    """What one event loop needs: its AsyncClients (shards), caps, and the closer that ends with it."""
+    """What one event loop needs: its AsyncClients, caps, and the closer that ends with it.
 
-    shards: list[_Shard]
+    Each request leases an AsyncClient of its own, holding one connection: httpx scans its whole
+    pool on every event, so one client with hundreds of connections spends more time scanning
+    than waiting (1,000 concurrent calls: 20 s through one client, 2.3 s with a client each).
+    """
+
+    idle: list[httpx.AsyncClient]
+    """Clients no request holds, the last freed (its connection the warmest) last."""
     slots: asyncio.Semaphore
     closer: AsyncGenerator[None, None]
     verify: ssl.SSLContext
-    sharded: bool
-    """False when the client was injected: it is used alone."""
+    injected: httpx.AsyncClient | None
+    """The user's own client, used for every request instead."""
     owned: list[httpx.AsyncClient]
     """The clients this pool made, closed with the loop."""
     download_slots: asyncio.Semaphore
@@ -120,17 +114,19 @@ class LoopPool:
 
     @contextmanager
     def lease(self) -> Iterator[httpx.AsyncClient]:
-        """The least busy client, a new one when all carry ``SHARD_SIZE`` requests."""
-        shard = min(self.shards, key=lambda shard: shard.in_flight)
-        if shard.in_flight >= SHARD_SIZE and self.sharded:
-            shard = _Shard(_async_client(self.verify))
-            self.shards.append(shard)
-            self.owned.append(shard.client)
-        shard.in_flight += 1
+        """A client for one request: the last one freed, or a new one when none is free."""
+        if self.injected is not None:
+            yield self.injected
+            return
+        if self.idle:
+            client = self.idle.pop()
+        else:
+            client = _async_client(self.verify)
+            self.owned.append(client)
         try:
-            yield shard.client
+            yield client
         finally:
-            shard.in_flight -= 1
+            self.idle.append(client)
 
     def download_client(self, *, public_only: bool) -> httpx.AsyncClient:
         if self.downloads is None:
@@ -157,18 +153,16 @@ class LoopPools:
         verify = await asyncio.to_thread(shared_ssl_context)
         if (pool := self._pools.get(loop)) is not None:  # another task made it meanwhile
             return pool
-        sharded = self._injected is None
-        first = self._injected or _async_client(verify)
-        owned = [first] if sharded else []
+        owned: list[httpx.AsyncClient] = []  # made on first lease; an injected client is not ours
         for dead in [other for other in self._pools if other.is_closed()]:
             del self._pools[dead]
         closer = _closed_with_loop(owned)
         pool = LoopPool(
-            shards=[_Shard(first)],
+            idle=[],
             slots=asyncio.Semaphore(self._max_concurrency),
             closer=closer,
             verify=verify,
-            sharded=sharded,
+            injected=self._injected,
             owned=owned,
             download_slots=asyncio.Semaphore(MAX_DOWNLOADS),
         )
