@@ -151,12 +151,11 @@ class ImageClient(ClientSettings):
         self._sync_pool = SyncPool(max_concurrency=self.max_concurrency, injected=self.http_client)
         self._loop_pools = LoopPools(max_concurrency=self.max_concurrency, injected=self.http_async_client)
         # Each fallback relay gets a client of its own (its own pools), with this one's settings.
-        inherited = {
-            name: getattr(self, name) for name in ClientSettings.model_fields if name not in _PER_RELAY
-        }
-        self._fallback_clients = [
-            ImageClient(**settings_of(relay, inherited)) for relay in self.fallbacks or []
-        ]
+        self._fallback_clients = []
+        if self.fallbacks:
+            shared = [name for name in ClientSettings.model_fields if name not in _PER_RELAY]
+            inherited = {name: getattr(self, name) for name in shared}
+            self._fallback_clients = [ImageClient(**settings_of(f, inherited)) for f in self.fallbacks]
         self._cooldowns = Cooldowns()
         self._adaptive = (
             AdaptiveLimit(initial=min(8, self.max_concurrency), maximum=self.max_concurrency)
