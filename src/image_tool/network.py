@@ -25,6 +25,7 @@ import httpx
 
 from .errors import SaveError
 from .retries import current_deadline
+from .sockets import connect_tcp
 
 LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100)
 """httpx queues calls beyond 100 connections; the client's ``max_concurrency`` is the cap that counts."""
@@ -221,7 +222,7 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         if not self._public_only:
             bounded = _bounded(timeout, httpcore.ConnectTimeout)
-            stream = await self._backend.connect_tcp(host, port, bounded, local_address, socket_options)
+            stream = await self._connect(host, port, bounded, local_address, socket_options)
             return _AsyncStream(stream)
         try:
             infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -231,13 +232,23 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
         for address in _vetted(host, list(infos)):
             bounded = _bounded(timeout, httpcore.ConnectTimeout)
             try:
-                stream = await self._backend.connect_tcp(
-                    address, port, bounded, local_address, socket_options
-                )
+                stream = await self._connect(address, port, bounded, local_address, socket_options)
                 return _AsyncStream(stream)
             except httpcore.ConnectError as error:
                 failure = error
         raise failure
+
+    async def _connect(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None,
+        local_address: str | None,
+        socket_options: SocketOptions | None,
+    ) -> httpcore.AsyncNetworkStream:
+        if socket_options:  # asyncio's transports take no socket options: anyio's sockets do
+            return await self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
+        return await connect_tcp(host, port, timeout, local_address)
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: SocketOptions | None = None

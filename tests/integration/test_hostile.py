@@ -47,6 +47,7 @@ from image_tool import (
     MalformedResponseError,
     RateLimitError,
     pooling,
+    sockets,
 )
 from image_tool import storage as storage_module
 from image_tool.cli import main as cli_main
@@ -371,7 +372,7 @@ def rebinding_resolver(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return real_getaddrinfo(host, port, *args, **kwargs)
 
     connected: list[str] = []
-    real_connect, real_aconnect = httpcore.SyncBackend.connect_tcp, httpcore.AnyIOBackend.connect_tcp
+    real_connect, real_aconnect = httpcore.SyncBackend.connect_tcp, sockets.connect_tcp
 
     def connect(self: Any, host: str, *args: Any, **kwargs: Any) -> Any:
         connected.append(host)
@@ -379,15 +380,15 @@ def rebinding_resolver(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             raise httpcore.ConnectError("no route to the internet from the tests")
         return real_connect(self, host, *args, **kwargs)
 
-    async def aconnect(self: Any, host: str, *args: Any, **kwargs: Any) -> Any:
+    async def aconnect(host: str, *args: Any, **kwargs: Any) -> Any:
         connected.append(host)
         if host == PUBLIC:
             raise httpcore.ConnectError("no route to the internet from the tests")
-        return await real_aconnect(self, host, *args, **kwargs)
+        return await real_aconnect(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", connect)
-    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", aconnect)
+    monkeypatch.setattr("image_tool.network.connect_tcp", aconnect)
     return connected
 
 
