@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -55,7 +56,7 @@ from .payloads import ImageRequest, build_request
 from .pooling import LoopPools, SyncPool
 from .reading import ACCEPT_ENCODING, UnreadableBodyError, araw_chunks, raw_chunks, received_encoding
 from .redaction import scrub
-from .retries import Deadline, async_retry_policy, call_deadline, retry_policy
+from .retries import Deadline, aretried, call_deadline, retried
 from .settings import ClientSettings
 
 # Reading answers and saving images are loaded by the first call that needs them, which keeps
@@ -317,9 +318,9 @@ class ImageClient(ClientSettings):
         request = self._request(prompt, n, options, user, image_urls, mask)
         deadline = Deadline(self.total_timeout)
         with call_deadline(deadline):
-            retrying = retry_policy(self.max_retries, deadline)
-            result: ImageGenerationResult = retrying(self._attempt, request, deadline, on_progress)
-            result = self._finished(result, n, retrying.statistics["attempt_number"])
+            attempt = functools.partial(self._attempt, request, deadline, on_progress)
+            result, attempts = retried(attempt, self.max_retries, deadline)
+            result = self._finished(result, n, attempts)
             if self.save_dir is not None and result.images:
                 from .storage import save_images
 
@@ -346,9 +347,9 @@ class ImageClient(ClientSettings):
         request = self._request(prompt, n, options, user, image_urls, mask)
         deadline = Deadline(self.total_timeout)
         with call_deadline(deadline):
-            retrying = async_retry_policy(self.max_retries, deadline)
-            result: ImageGenerationResult = await retrying(self._aattempt, request, deadline, on_progress)
-            result = self._finished(result, n, retrying.statistics["attempt_number"])
+            aattempt = functools.partial(self._aattempt, request, deadline, on_progress)
+            result, attempts = await aretried(aattempt, self.max_retries, deadline)
+            result = self._finished(result, n, attempts)
             if self.save_dir is not None and result.images:
                 from .storage import asave_images
 

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import (
     APIConnectionError,
@@ -20,7 +22,9 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from tenacity import AsyncRetrying, RetryCallState, Retrying
+    from tenacity import RetryCallState
+
+T = TypeVar("T")
 
 logger = logging.getLogger("image_tool")
 
@@ -91,48 +95,84 @@ def is_retryable(error: BaseException) -> bool:
     )
 
 
-def retry_policy(max_retries: int, deadline: Deadline) -> Retrying:
-    """A tenacity policy: ``max_retries`` more attempts, waits from ``Retry-After`` or backoff."""
-    from tenacity import Retrying  # tenacity is loaded by the first call, not by the import
+def retried(attempt: Callable[[], T], max_retries: int, deadline: Deadline) -> tuple[T, int]:
+    """What ``attempt()`` returns, tried again (up to ``max_retries`` times) on a retryable
+    failure, waiting ``Retry-After`` or a backoff between tries; and the attempts it took.
 
-    return Retrying(**_policy(max_retries, deadline))
+    The first try runs bare: most calls succeed at once, and tenacity's policy is built only for
+    a call that failed (a thousand calls in flight would otherwise hold a thousand policies).
+    """
+    try:
+        return attempt(), 1
+    except Exception as error:
+        wait = _first_wait(error, max_retries, deadline)
+    time.sleep(wait)
+    from tenacity import Retrying  # loaded by the first retry, not by the import
+
+    retrying = Retrying(**_policy(max_retries, deadline))
+    return retrying(attempt), 1 + retrying.statistics["attempt_number"]
 
 
-def async_retry_policy(max_retries: int, deadline: Deadline) -> AsyncRetrying:
-    """Async twin of ``retry_policy``."""
+async def aretried(
+    attempt: Callable[[], Awaitable[T]], max_retries: int, deadline: Deadline
+) -> tuple[T, int]:
+    """Async twin of ``retried``."""
+    try:
+        return await attempt(), 1
+    except Exception as error:
+        wait = _first_wait(error, max_retries, deadline)
+    await asyncio.sleep(wait)
     from tenacity import AsyncRetrying
 
-    return AsyncRetrying(**_policy(max_retries, deadline))
+    retrying = AsyncRetrying(**_policy(max_retries, deadline))
+    return await retrying(attempt), 1 + retrying.statistics["attempt_number"]
+
+
+def _first_wait(error: Exception, max_retries: int, deadline: Deadline) -> float:
+    """The wait after a failed first try; the error itself when it is not to be retried."""
+    if max_retries < 1 or not _retries(error, deadline):
+        raise error
+    wait = _wait(error, 1, deadline)
+    _log_retry(1, error, wait)
+    return wait
+
+
+def _retries(error: BaseException | None, deadline: Deadline) -> bool:
+    return error is not None and is_retryable(error) and not deadline.expired()
+
+
+def _wait(error: BaseException | None, attempt: int, deadline: Deadline) -> float:
+    """Retry-After when the relay gave one, else exponential backoff with jitter; never past
+    the deadline."""
+    if isinstance(error, APIStatusError) and error.retry_after:
+        chosen = error.retry_after
+    else:
+        jitter = random.uniform(0, BACKOFF_INITIAL)  # noqa: S311 (spreads retries, guards nothing)
+        chosen = min(BACKOFF_INITIAL * 2 ** (attempt - 1), BACKOFF_MAX) + jitter
+    remaining = deadline.remaining()
+    return chosen if remaining is None else min(chosen, remaining)
 
 
 def _policy(max_retries: int, deadline: Deadline) -> dict[str, Any]:
-    from tenacity import stop_after_attempt, wait_exponential, wait_random
+    """Tenacity's settings for the tries after the first: its attempt 1 is the call's second."""
+    from tenacity import stop_after_attempt
 
-    backoff = wait_exponential(multiplier=BACKOFF_INITIAL, max=BACKOFF_MAX) + wait_random(0, BACKOFF_INITIAL)
+    def failure(state: RetryCallState) -> BaseException | None:
+        return state.outcome.exception() if state.outcome else None
 
-    def wait(state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        chosen = (
-            error.retry_after if isinstance(error, APIStatusError) and error.retry_after else backoff(state)
-        )
-        remaining = deadline.remaining()
-        return chosen if remaining is None else min(chosen, remaining)
-
-    def retry(state: RetryCallState) -> bool:
-        error = state.outcome.exception() if state.outcome else None
-        return error is not None and is_retryable(error) and not deadline.expired()
+    def log(state: RetryCallState) -> None:
+        wait = state.next_action.sleep if state.next_action else 0.0
+        _log_retry(state.attempt_number + 1, failure(state), wait)
 
     return {
-        "stop": stop_after_attempt(max_retries + 1),
-        "wait": wait,
-        "retry": retry,
-        "before_sleep": _log_retry,
+        "stop": stop_after_attempt(max_retries),
+        "wait": lambda state: _wait(failure(state), state.attempt_number + 1, deadline),
+        "retry": lambda state: _retries(failure(state), deadline),
+        "before_sleep": log,
         "reraise": True,
     }
 
 
-def _log_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome else None
+def _log_retry(attempt: int, error: BaseException | None, wait: float) -> None:
     kind = type(error).__name__ if isinstance(error, APIError) else "error"
-    wait = state.next_action.sleep if state.next_action else 0.0
-    logger.info("Attempt %d failed with %s (%s); retrying in %.2f s", state.attempt_number, kind, error, wait)
+    logger.info("Attempt %d failed with %s (%s); retrying in %.2f s", attempt, kind, error, wait)

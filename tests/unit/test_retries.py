@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from image_tool import errors
+from image_tool import errors, retries
 from image_tool.retries import Deadline, is_retryable
 
 
@@ -43,3 +43,38 @@ def test_deadline() -> None:
     assert expired.expired()
     with pytest.raises(errors.APITimeoutError, match="total timeout of 0 s"):
         expired.check()
+
+
+def test_attempts_are_counted_and_backed_off_across_the_first_try(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first try runs outside tenacity; the attempts after it keep counting, and the backoff
+    keeps doubling, as if one policy ran them all."""
+    waits: list[float] = []
+    monkeypatch.setattr("time.sleep", waits.append)  # tenacity sleeps with it too
+    monkeypatch.setattr("random.uniform", lambda low, high: 0.0)
+    monkeypatch.setattr(retries, "BACKOFF_INITIAL", 1.0)
+    monkeypatch.setattr(retries, "BACKOFF_MAX", 30.0)
+    outcomes = iter([errors.APIConnectionError("refused")] * 3 + [None])
+
+    def attempt() -> str:
+        failure = next(outcomes)
+        if failure is not None:
+            raise failure
+        return "done"
+
+    with caplog.at_level("INFO", logger="image_tool"):
+        assert retries.retried(attempt, 5, Deadline(None)) == ("done", 4)
+    assert waits == [1.0, 2.0, 4.0]
+    assert [f"Attempt {number} failed" in caplog.text for number in (1, 2, 3)] == [True] * 3
+
+
+def test_a_failure_not_to_retry_is_raised_from_the_first_try() -> None:
+    refused = errors.ContentPolicyError("policy", status_code=400)
+
+    def attempt() -> str:
+        raise refused
+
+    with pytest.raises(errors.ContentPolicyError) as raised:
+        retries.retried(attempt, 5, Deadline(None))
+    assert raised.value is refused
