@@ -470,8 +470,8 @@ class ImageClient(ClientSettings):
         pool, exchange = await self._loop_pools.current(), _Exchange()
         url, options = self._request_options(request, deadline)
         async with self._adaptive.slot() if self._adaptive else contextlib.nullcontext() as slot, pool.slots:
-            with _noting_throttles(slot), self._calling(deadline, exchange), pool.lease() as client:
-                async with client.stream("POST", url, **options) as response:
+            with _noting_throttles(slot), self._calling(deadline, exchange):
+                async with pool.http().stream("POST", url, **options) as response:
                     answer = self._answer(url, response, exchange)
                     async for raw in araw_chunks(response):
                         await _areport(on_progress, answer.feed(raw))

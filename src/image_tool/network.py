@@ -24,6 +24,7 @@ import httpcore
 import httpx
 
 from .errors import SaveError
+from .leases import ConnectionLeases
 from .retries import current_deadline
 from .sockets import connect_tcp
 
@@ -64,6 +65,16 @@ def bounded_async_client(verify: ssl.SSLContext, *, public_only: bool = False) -
     """Async twin of ``bounded_client``."""
     client = httpx.AsyncClient(verify=verify, limits=LIMITS, trust_env=not public_only)
     _install(client, _AsyncBackend(public_only))
+    return client
+
+
+def leasing_async_client(verify: ssl.SSLContext) -> httpx.AsyncClient:
+    """A ``bounded_async_client`` whose requests each lease a connection of their own
+    (``leases.py``): one client serves any number of calls at once without scanning its pool."""
+    client = bounded_async_client(verify)
+    transport = client._transport
+    if isinstance(transport, httpx.AsyncHTTPTransport):
+        transport._pool = ConnectionLeases(verify, _AsyncBackend(False), LIMITS.keepalive_expiry)  # type: ignore[assignment]
     return client
 
 

@@ -1,5 +1,5 @@
 """The connections an ImageClient holds: one pooled httpx client for sync calls, and for async calls
-one pool per event loop, an AsyncClient for each request in flight, closed with its loop.
+one AsyncClient per event loop, closed with its loop.
 
     pools = SyncPool(max_concurrency=512, injected=None)
     with pools.slots:
@@ -8,8 +8,7 @@ one pool per event loop, an AsyncClient for each request in flight, closed with 
     loops = LoopPools(max_concurrency=512, injected=None)
     pool = await loops.current()
     async with pool.slots:
-        with pool.lease() as client:
-            await client.post(...)
+        await pool.http().post(...)
 
 The httpx clients are built on first use, with ``network.py``'s bounded sockets (which import
 httpcore, as httpx itself does only when it builds a transport).
@@ -22,8 +21,7 @@ import functools
 import ssl
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import httpx
@@ -48,6 +46,12 @@ def _async_client(verify: ssl.SSLContext, public_only: bool = False) -> httpx.As
     from .network import bounded_async_client
 
     return bounded_async_client(verify, public_only=public_only)
+
+
+def _leasing_async_client(verify: ssl.SSLContext) -> httpx.AsyncClient:
+    from .network import leasing_async_client
+
+    return leasing_async_client(verify)
 
 
 class SyncPool:
@@ -93,15 +97,8 @@ class SyncPool:
 
 @dataclass
 class LoopPool:
-    """What one event loop needs: its AsyncClients, caps, and the closer that ends with it.
+    """What one event loop needs: its AsyncClients, caps, and the closer that ends with it."""
 
-    Each request leases an AsyncClient of its own, holding one connection: httpx scans its whole
-    pool on every event, so one client with hundreds of connections spends more time scanning
-    than waiting (1,000 concurrent calls: 20 s through one client, 2.3 s with a client each).
-    """
-
-    idle: list[httpx.AsyncClient]
-    """Clients no request holds, the last freed (its connection the warmest) last."""
     slots: asyncio.Semaphore
     closer: AsyncGenerator[None, None]
     verify: ssl.SSLContext
@@ -110,23 +107,18 @@ class LoopPool:
     owned: list[httpx.AsyncClient]
     """The clients this pool made, closed with the loop."""
     download_slots: asyncio.Semaphore
+    generations: httpx.AsyncClient | None = None
     downloads: httpx.AsyncClient | None = None
 
-    @contextmanager
-    def lease(self) -> Iterator[httpx.AsyncClient]:
-        """A client for one request: the last one freed, or a new one when none is free."""
+    def http(self) -> httpx.AsyncClient:
+        """The client generations are posted with: the injected one, else one whose requests each
+        lease a connection of their own (``leases.py``)."""
         if self.injected is not None:
-            yield self.injected
-            return
-        if self.idle:
-            client = self.idle.pop()
-        else:
-            client = _async_client(self.verify)
-            self.owned.append(client)
-        try:
-            yield client
-        finally:
-            self.idle.append(client)
+            return self.injected
+        if self.generations is None:
+            self.generations = _leasing_async_client(self.verify)
+            self.owned.append(self.generations)
+        return self.generations
 
     def download_client(self, *, public_only: bool) -> httpx.AsyncClient:
         if self.downloads is None:
@@ -158,7 +150,6 @@ class LoopPools:
             del self._pools[dead]
         closer = _closed_with_loop(owned)
         pool = LoopPool(
-            idle=[],
             slots=asyncio.Semaphore(self._max_concurrency),
             closer=closer,
             verify=verify,

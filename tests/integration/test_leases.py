@@ -1,0 +1,125 @@
+"""The async client's pool (image_tool.leases): a connection per request, given back when its answer
+is closed, against a loopback server that counts connections."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpcore
+import httpx
+import pytest
+
+from image_tool.leases import ConnectionLeases
+from image_tool.network import leasing_async_client
+from image_tool.pooling import shared_ssl_context
+
+BODY = b"x" * 100_000
+
+
+class Server:
+    """Answers each request with BODY after ``delay`` seconds; counts connections and how many
+    requests were in flight at once."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.connections = 0
+        self.open = 0
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open += 1
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+                try:  # wait the delay, or until the client hangs up
+                    if not await asyncio.wait_for(reader.read(1), self.delay or 0.001):
+                        return
+                except asyncio.TimeoutError:
+                    pass
+                finally:
+                    self.in_flight -= 1
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(BODY), BODY))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.open -= 1
+            writer.close()
+
+
+@asynccontextmanager
+async def serving(server: Server) -> AsyncIterator[str]:
+    listener = await asyncio.start_server(server, "127.0.0.1", 0)
+    async with listener:
+        yield f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+
+
+async def test_concurrent_requests_each_get_a_connection_then_reuse_them() -> None:
+    server = Server(delay=0.2)
+    async with serving(server) as url, leasing_async_client(shared_ssl_context()) as client:
+        for _ in range(2):
+            answers = await asyncio.gather(*(client.get(url) for _ in range(50)))
+            assert [answer.content for answer in answers] == [BODY] * 50
+        assert server.most_in_flight == 50  # none waited for another's connection
+        assert server.connections == 50  # the second round reused the first round's
+    await asyncio.sleep(0.05)
+    assert server.open == 0  # closing the client closed them all
+
+
+async def test_an_answer_not_read_to_its_end_closes_its_connection() -> None:
+    server = Server()
+    async with serving(server) as url, leasing_async_client(shared_ssl_context()) as client:
+        async with client.stream("GET", url) as answer:
+            async for _ in answer.aiter_raw(1024):
+                break  # walked away mid-body: the connection cannot carry another request
+        assert (await client.get(url)).content == BODY
+        assert (await client.get(url)).content == BODY
+        assert server.connections == 2
+
+
+async def test_a_cancelled_request_does_not_leak_its_connection() -> None:
+    server = Server(delay=5)
+    leases = ConnectionLeases(shared_ssl_context(), _backend(), keepalive_expiry=5)
+    async with serving(server) as url, httpx.AsyncClient(transport=_transport(leases)) as client:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.get(url), 0.2)
+        await asyncio.sleep(0.05)
+        assert server.open == 0
+        assert not leases._leased  # nor held by the pool
+        server.delay = 0
+        assert (await client.get(url)).content == BODY
+
+
+async def test_connections_free_past_their_keep_alive_are_closed() -> None:
+    server = Server()
+    leases = ConnectionLeases(shared_ssl_context(), _backend(), keepalive_expiry=0.1)
+    async with serving(server) as url, httpx.AsyncClient(transport=_transport(leases)) as client:
+        await asyncio.gather(*(client.get(url) for _ in range(3)))
+        await asyncio.sleep(0.3)
+        await client.get(url)  # expired ones are closed, not reused
+        await asyncio.sleep(0.05)
+        assert server.connections == 4
+        assert server.open == 1
+
+
+async def test_an_unsupported_scheme_is_httpx_s_error() -> None:
+    async with leasing_async_client(shared_ssl_context()) as client:
+        with pytest.raises(httpx.UnsupportedProtocol):
+            await client.get("ftp://127.0.0.1/")
+
+
+def _backend() -> httpcore.AsyncNetworkBackend:
+    from image_tool.network import _AsyncBackend
+
+    return _AsyncBackend(public_only=False)
+
+
+def _transport(leases: ConnectionLeases) -> httpx.AsyncHTTPTransport:
+    transport = httpx.AsyncHTTPTransport()
+    transport._pool = leases  # type: ignore[assignment]
+    return transport
