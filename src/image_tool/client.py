@@ -450,9 +450,8 @@ class ImageClient(ClientSettings):
         url, options = self._request_options(request, deadline)
         with (
             self._adaptive.sync_slot() if self._adaptive else contextlib.nullcontext() as slot,
-            _noting_throttles(slot),
             self._sync_pool.slots,
-            self._calling(deadline, exchange),
+            self._calling(deadline, exchange, slot),
             client.stream("POST", url, **options) as response,
         ):
             answer = self._answer(url, response, exchange)
@@ -470,8 +469,11 @@ class ImageClient(ClientSettings):
         pool, exchange = await self._loop_pools.current(), _Exchange()
         url, options = self._request_options(request, deadline)
         async with self._adaptive.slot() if self._adaptive else contextlib.nullcontext() as slot, pool.slots:
-            with _noting_throttles(slot), self._calling(deadline, exchange):
-                async with pool.http().stream("POST", url, **options) as response:
+            with self._calling(deadline, exchange, slot):
+                # send(stream=True), not stream(): no async generator held by each call in flight.
+                http = pool.http()
+                response = await http.send(http.build_request("POST", url, **options), stream=True)
+                try:
                     answer = self._answer(url, response, exchange)
                     async for raw in araw_chunks(response):
                         await _areport(on_progress, answer.feed(raw))
@@ -480,6 +482,8 @@ class ImageClient(ClientSettings):
                     updates, result = await asyncio.to_thread(answer.finish) if large else answer.finish()
                     await _areport(on_progress, updates)
                     return result
+                finally:
+                    await response.aclose()
 
     def _answer(self, url: str, response: httpx.Response, exchange: _Exchange) -> AnswerReader:
         from .answer import AnswerReader
@@ -519,9 +523,10 @@ class ImageClient(ClientSettings):
         return SaveOptions(save_dir, self.max_image_bytes)
 
     @contextmanager
-    def _calling(self, deadline: Deadline, exchange: _Exchange) -> Iterator[None]:
+    def _calling(self, deadline: Deadline, exchange: _Exchange, slot: Slot | None) -> Iterator[None]:
         """Turn every failure of one request into the typed error, marked with whether the answer
-        had begun (then it is never retried), and without the key."""
+        had begun (then it is never retried), and without the key; tell the adaptive limit (when
+        there is one) of a 429 or saturation, with its Retry-After."""
         try:
             yield
         except Exception as error:
@@ -530,6 +535,8 @@ class ImageClient(ClientSettings):
                 raise
             failure.redact(self._secret)
             failure.answer_started = exchange.answered
+            if isinstance(failure, RateLimitError) and slot is not None:
+                slot.throttled(failure.retry_after)
             if failure is error:
                 raise
             raise failure from error
@@ -592,17 +599,6 @@ def _within(timeout: httpx.Timeout, deadline: Deadline) -> httpx.Timeout:
     return httpx.Timeout(
         connect=cap(timeout.connect), read=cap(timeout.read), write=cap(timeout.write), pool=cap(timeout.pool)
     )
-
-
-@contextmanager
-def _noting_throttles(slot: Slot | None) -> Iterator[None]:
-    """Tells the adaptive limit (when there is one) of a 429 or saturation, with its Retry-After."""
-    try:
-        yield
-    except RateLimitError as error:
-        if slot is not None:
-            slot.throttled(error.retry_after)
-        raise
 
 
 def _last_relay_failure(failures: list[ImageToolError]) -> ImageToolError:
