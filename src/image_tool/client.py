@@ -113,6 +113,8 @@ class ImageClient(ClientSettings):
     _fallback_clients: list[ImageClient] = PrivateAttr()
     _cooldowns: Cooldowns = PrivateAttr()
     _adaptive: AdaptiveLimit | None = PrivateAttr()
+    _urls: dict[str, httpx.URL] = PrivateAttr(default_factory=dict)
+    _headers: httpx.Headers | None = PrivateAttr(default=None)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -485,7 +487,7 @@ class ImageClient(ClientSettings):
                 finally:
                     await response.aclose()
 
-    def _answer(self, url: str, response: httpx.Response, exchange: _Exchange) -> AnswerReader:
+    def _answer(self, url: httpx.URL, response: httpx.Response, exchange: _Exchange) -> AnswerReader:
         from .answer import AnswerReader
 
         exchange.status_code = response.status_code
@@ -503,16 +505,22 @@ class ImageClient(ClientSettings):
             secret=self._secret,
         )
 
-    def _request_options(self, request: ImageRequest, deadline: Deadline) -> tuple[str, dict[str, Any]]:
-        headers = {
-            "User-Agent": f"image-tool/{__version__}",
-            "Accept-Encoding": ACCEPT_ENCODING,
-            **self.default_headers,
-            "Authorization": f"Bearer {self._secret}",
-        }
-        return f"{self.base_url}{request.path}", {
+    def _request_options(self, request: ImageRequest, deadline: Deadline) -> tuple[httpx.URL, dict[str, Any]]:
+        # The URL and headers are parsed once per client: httpx would parse them on every request.
+        if (url := self._urls.get(request.path)) is None:
+            url = self._urls[request.path] = httpx.URL(f"{self.base_url}{request.path}")
+        if self._headers is None:
+            self._headers = httpx.Headers(
+                {
+                    "User-Agent": f"image-tool/{__version__}",
+                    "Accept-Encoding": ACCEPT_ENCODING,
+                    **self.default_headers,
+                    "Authorization": f"Bearer {self._secret}",
+                }
+            )
+        return url, {
             **request.body(),
-            "headers": headers,
+            "headers": self._headers,
             # An injected client's sockets know no deadline: its limits are cut to it here.
             "timeout": _within(httpx.Timeout(self.timeout), deadline),
         }
