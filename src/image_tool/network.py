@@ -233,8 +233,7 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         if not self._public_only:
             bounded = _bounded(timeout, httpcore.ConnectTimeout)
-            stream = await self._connect(host, port, bounded, local_address, socket_options)
-            return _AsyncStream(stream)
+            return await self._connect(host, port, bounded, local_address, socket_options)
         try:
             infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as error:
@@ -243,8 +242,7 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
         for address in _vetted(host, list(infos)):
             bounded = _bounded(timeout, httpcore.ConnectTimeout)
             try:
-                stream = await self._connect(address, port, bounded, local_address, socket_options)
-                return _AsyncStream(stream)
+                return await self._connect(address, port, bounded, local_address, socket_options)
             except httpcore.ConnectError as error:
                 failure = error
         raise failure
@@ -258,8 +256,9 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
         socket_options: SocketOptions | None,
     ) -> httpcore.AsyncNetworkStream:
         if socket_options:  # asyncio's transports take no socket options: anyio's sockets do
-            return await self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
-        return await connect_tcp(host, port, timeout, local_address)
+            stream = await self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
+            return _AsyncStream(stream)
+        return await connect_tcp(host, port, timeout, local_address, bound=_bounded)
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: SocketOptions | None = None

@@ -15,6 +15,7 @@ import asyncio
 import socket
 import ssl
 import typing
+from collections.abc import Callable
 
 import httpcore
 
@@ -22,10 +23,24 @@ HIGH_WATER = 256 * 1024
 """Bytes received and not yet read past which the socket stops reading (TCP flow control)."""
 
 
+Bound = Callable[[float | None, type[httpcore.TimeoutException]], float | None]
+"""Cuts the timeout of each wait (image-tool's: to what is left of the call's deadline)."""
+
+
+def _unbounded(timeout: float | None, expired: type[httpcore.TimeoutException]) -> float | None:
+    return timeout
+
+
 async def connect_tcp(
-    host: str, port: int, timeout: float | None, local_address: str | None = None
+    host: str,
+    port: int,
+    timeout: float | None,
+    local_address: str | None = None,
+    *,
+    bound: Bound = _unbounded,
 ) -> AsyncioStream:
-    """A TCP connection to ``host``, made within ``timeout`` seconds."""
+    """A TCP connection to ``host``, made within ``timeout`` seconds; every later wait's timeout
+    goes through ``bound``."""
     loop = asyncio.get_running_loop()
     local = (local_address, 0) if local_address else None
     connecting = loop.create_connection(lambda: _Connection(loop), host, port, local_addr=local)
@@ -38,14 +53,15 @@ async def connect_tcp(
     transport = connection.transport
     if transport is not None and (sock := transport.get_extra_info("socket")) is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return AsyncioStream(connection)
+    return AsyncioStream(connection, bound)
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
     """One connection, as httpcore reads and writes it."""
 
-    def __init__(self, connection: _Connection) -> None:
+    def __init__(self, connection: _Connection, bound: Bound = _unbounded) -> None:
         self._connection = connection
+        self._bound = bound
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         connection = self._connection
@@ -54,7 +70,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                 raise httpcore.ReadError(str(connection.error) or "the connection broke")
             if connection.ended:
                 return b""
-            await connection.arrival(timeout)
+            await connection.arrival(self._bound(timeout, httpcore.ReadTimeout))
         return connection.take(max_bytes)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
@@ -62,7 +78,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if connection.ended or connection.transport is None or connection.transport.is_closing():
             raise httpcore.WriteError(str(connection.error or "the connection is closed"))
         connection.transport.write(buffer)
-        await connection.drained(timeout)
+        await connection.drained(self._bound(timeout, httpcore.WriteTimeout))
 
     async def aclose(self) -> None:
         if self._connection.transport is not None:
@@ -73,6 +89,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     ) -> httpcore.AsyncNetworkStream:
         connection = self._connection
         assert connection.transport is not None
+        timeout = self._bound(timeout, httpcore.ConnectTimeout)
         try:
             transport = await connection.loop.start_tls(
                 connection.transport,
@@ -160,30 +177,39 @@ class _Connection(asyncio.Protocol):
         return data
 
     async def arrival(self, timeout: float | None) -> None:
-        """Until more bytes arrive or the connection ends."""
+        """Until more bytes arrive or the connection ends; ``httpcore.ReadTimeout`` after ``timeout``."""
         self._arrival = self.loop.create_future()
-        await self._within(self._arrival, timeout, httpcore.ReadTimeout("no data within the read timeout"))
+        await _within(self.loop, self._arrival, timeout, httpcore.ReadTimeout)
 
     async def drained(self, timeout: float | None) -> None:
         """Until the socket takes more writes (at once unless the kernel's buffer is full)."""
         if self._drained is not None:
-            drained = asyncio.shield(self._drained)
-            await self._within(drained, timeout, httpcore.WriteTimeout("the write timeout ran out"))
-
-    async def _within(self, future: asyncio.Future[None], timeout: float | None, expired: Exception) -> None:
-        # A timer, not asyncio.wait_for: no task per read.
-        timer = None if timeout is None else self.loop.call_later(timeout, _settle, future, expired)
-        try:
-            await future
-        finally:
-            if timer is not None:
-                timer.cancel()
+            await _within(self.loop, asyncio.shield(self._drained), timeout, httpcore.WriteTimeout)
 
 
-def _settle(future: asyncio.Future[None] | None, error: Exception | None = None) -> None:
-    if future is None or future.done():
+async def _within(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[None],
+    timeout: float | None,
+    expired: type[httpcore.TimeoutException],
+) -> None:
+    """Wait for ``future``, failing with ``expired`` after ``timeout`` seconds: a timer, not
+    ``asyncio.wait_for``, which would make a task of every wait."""
+    if timeout is None:
+        await future
         return
-    if error is None:
+    timer = loop.call_later(timeout, _expire, future, expired, timeout)
+    try:
+        await future
+    finally:
+        timer.cancel()
+
+
+def _expire(future: asyncio.Future[None], expired: type[httpcore.TimeoutException], timeout: float) -> None:
+    if not future.done():
+        future.set_exception(expired(f"nothing happened in {timeout:g} s"))
+
+
+def _settle(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
         future.set_result(None)
-    else:
-        future.set_exception(error)
