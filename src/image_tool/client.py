@@ -56,7 +56,7 @@ from .payloads import ImageRequest, build_request
 from .pooling import LoopPools, SyncPool
 from .reading import ACCEPT_ENCODING, UnreadableBodyError, araw_chunks, raw_chunks, received_encoding
 from .redaction import scrub
-from .retries import Deadline, aretried, call_deadline, retried
+from .retries import Deadline, aretried, retried
 from .settings import ClientSettings
 
 # Reading answers and saving images are loaded by the first call that needs them, which keeps
@@ -318,8 +318,7 @@ class ImageClient(ClientSettings):
     ) -> ImageGenerationResult:
         """One generation on this relay alone, retries and saving included."""
         request = self._request(prompt, n, options, user, image_urls, mask)
-        deadline = Deadline(self.total_timeout)
-        with call_deadline(deadline):
+        with Deadline(self.total_timeout) as deadline:
             attempt = functools.partial(self._attempt, request, deadline, on_progress)
             result, attempts = retried(attempt, self.max_retries, deadline)
             result = self._finished(result, n, attempts)
@@ -347,8 +346,7 @@ class ImageClient(ClientSettings):
     ) -> ImageGenerationResult:
         """Async twin of ``_generate_here``."""
         request = self._request(prompt, n, options, user, image_urls, mask)
-        deadline = Deadline(self.total_timeout)
-        with call_deadline(deadline):
+        with Deadline(self.total_timeout) as deadline:
             aattempt = functools.partial(self._aattempt, request, deadline, on_progress)
             result, attempts = await aretried(aattempt, self.max_retries, deadline)
             result = self._finished(result, n, attempts)

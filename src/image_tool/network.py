@@ -4,7 +4,7 @@ and image downloads connected only to public addresses.
 httpx sets one read timeout per request, so a relay that sends a byte now and then, or an image
 host that stalls near the end, could hold a call far past its ``total_timeout``. Here each
 connect, read and write waits at most what is left of the current call (a context variable set
-by the client for the whole call, downloads included: ``retries.call_deadline``).
+by the client for the whole call, downloads included: ``retries.Deadline``).
 
 A download's host is resolved once, every address it gives is checked, and the socket connects
 to a checked address (TLS and the Host header still name the host): checking a name's addresses

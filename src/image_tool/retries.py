@@ -7,9 +7,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import (
@@ -36,11 +35,23 @@ BACKOFF_MAX = 30.0
 
 
 class Deadline:
-    """The total time one call may take, retries and waits included; ``None`` for no limit."""
+    """The total time one call may take, retries and waits included; ``None`` for no limit.
+
+    Inside ``with deadline:`` every network wait (in this thread or task) is bounded by it.
+    """
 
     def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds
         self._end = None if seconds is None else time.monotonic() + seconds
+        self._token: Token[Deadline | None] | None = None
+
+    def __enter__(self) -> Deadline:
+        self._token = _call_deadline.set(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _call_deadline.reset(self._token)
 
     def remaining(self) -> float | None:
         return None if self._end is None else max(self._end - time.monotonic(), 0.0)
@@ -58,16 +69,6 @@ class Deadline:
 
 
 _call_deadline: ContextVar[Deadline | None] = ContextVar("image_tool_call_deadline", default=None)
-
-
-@contextmanager
-def call_deadline(deadline: Deadline) -> Iterator[None]:
-    """Bound every network wait inside the block (in this thread or task) by ``deadline``."""
-    token = _call_deadline.set(deadline)
-    try:
-        yield
-    finally:
-        _call_deadline.reset(token)
 
 
 def current_deadline() -> Deadline | None:

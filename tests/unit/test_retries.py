@@ -78,3 +78,13 @@ def test_a_failure_not_to_retry_is_raised_from_the_first_try() -> None:
     with pytest.raises(errors.ContentPolicyError) as raised:
         retries.retried(attempt, 5, Deadline(None))
     assert raised.value is refused
+
+
+def test_a_deadline_bounds_the_waits_inside_its_block() -> None:
+    assert retries.current_deadline() is None
+    with Deadline(5) as outer:
+        assert retries.current_deadline() is outer
+        with Deadline(1) as inner:
+            assert retries.current_deadline() is inner
+        assert retries.current_deadline() is outer
+    assert retries.current_deadline() is None
