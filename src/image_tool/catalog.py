@@ -7,6 +7,7 @@ images to edit). ``ImageClient(api=...)`` overrides the endpoint.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -126,6 +127,7 @@ _MATCHES: tuple[tuple[tuple[str, ...], ModelFamily], ...] = (
 )
 
 
+@functools.lru_cache(maxsize=256)  # asked on every request
 def family_of(model: str, api: Api | None = None) -> ModelFamily:
     """The family ``model`` belongs to, drawn on ``api`` when one is given."""
     name = model.lower()

@@ -169,7 +169,7 @@ class ImageClient(ClientSettings):
     @property
     def display_name(self) -> str:
         """This relay as results name it: ``name``, else its host."""
-        return self.name or httpx.URL(self.base_url).host
+        return self.name or _host(self.base_url)
 
     @property
     def most_per_image(self) -> float | None:
@@ -591,6 +591,11 @@ class ImageClient(ClientSettings):
         except Exception as error:
             message = f"The generation failed unexpectedly: {type(error).__name__}: {error}"
             raise APIError(scrub(message, self._secret)) from error
+
+
+@functools.lru_cache(maxsize=64)
+def _host(url: str) -> str:
+    return httpx.URL(url).host
 
 
 def _within(timeout: httpx.Timeout, deadline: Deadline) -> httpx.Timeout:
