@@ -4,8 +4,6 @@ that calls running at once cannot together spend past the limits."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from langchain_core.tools import ToolException
@@ -13,8 +11,10 @@ from langchain_core.tools import ToolException
 
 @dataclass
 class Spending:
-    """What one call reserved; ``settle`` it with what the call really used."""
+    """What one call reserved (on entering the block); ``settle`` it with what the call really
+    used, and what it did not use is given back when the block ends, whatever happened."""
 
+    budget: Budget
     images: int
     cost: float
     used_images: int = 0
@@ -23,6 +23,13 @@ class Spending:
     def settle(self, images: int, cost: float | None) -> None:
         """``cost`` ``None`` (a relay that gave no token count): the reservation stands."""
         self.used_images, self.used_cost = images, cost
+
+    def __enter__(self) -> Spending:
+        self.budget._reserve(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.budget._give_back(self)
 
 
 class Budget:
@@ -35,19 +42,16 @@ class Budget:
         self.cost = 0.0
         self._lock = threading.Lock()
 
-    @contextmanager
-    def spending(self, n: int) -> Iterator[Spending]:
-        """Reserves ``n`` images for a call (or tells the model plainly what is left); what the call
-        did not use is given back when it ends, whatever happened."""
-        spending = Spending(n, n * (self.per_image or 0.0))
-        self._reserve(spending)
-        try:
-            yield spending
-        finally:
-            with self._lock:
-                self.images += spending.used_images - spending.images
-                used_cost = spending.cost if spending.used_cost is None else spending.used_cost
-                self.cost += used_cost - spending.cost
+    def spending(self, n: int) -> Spending:
+        """``with budget.spending(n) as spending:`` reserves ``n`` images for a call (or tells the
+        model plainly what is left)."""
+        return Spending(self, n, n * (self.per_image or 0.0))
+
+    def _give_back(self, spending: Spending) -> None:
+        with self._lock:
+            self.images += spending.used_images - spending.images
+            used_cost = spending.cost if spending.used_cost is None else spending.used_cost
+            self.cost += used_cost - spending.cost
 
     def _reserve(self, spending: Spending) -> None:
         with self._lock:
