@@ -1,5 +1,5 @@
-"""The connection pool under the async client's transport: each request leases a connection of its
-own, the last one returned, and gives it back when its answer is closed.
+"""The connection pool under the async client's transport: each request leases an HTTP/1.1
+connection of its own, the last one returned, and gives it back when its answer is closed.
 
 httpcore's ``AsyncConnectionPool`` looks at every connection and every waiting request on each
 request and each answer: with hundreds of calls in flight through one client, the scanning took
@@ -33,15 +33,15 @@ class ConnectionLeases:
         self._ssl_context = ssl_context
         self._network_backend = network_backend
         self._keepalive_expiry = keepalive_expiry
-        self._free: dict[Key, collections.deque[httpcore.AsyncHTTPConnection]] = {}
-        self._leased: set[httpcore.AsyncHTTPConnection] = set()
+        self._free: dict[Key, collections.deque[httpcore.AsyncHTTP11Connection]] = {}
+        self._leased: set[httpcore.AsyncHTTP11Connection] = set()
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         scheme = request.url.scheme
         if scheme not in (b"http", b"https"):
             raise httpcore.UnsupportedProtocol(f"Request URL has an unsupported protocol '{scheme!r}'.")
         while True:
-            connection = await self._lease(request.url.origin)
+            connection = await self._lease(request)
             try:
                 response = await connection.handle_async_request(request)
             except httpcore.ConnectionNotAvailable:
@@ -71,25 +71,39 @@ class ConnectionLeases:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _lease(self, origin: httpcore.Origin) -> httpcore.AsyncHTTPConnection:
-        """The last connection returned to ``origin`` that is still good, else a new one."""
-        free = self._free.get(_key(origin))
+    async def _lease(self, request: httpcore.Request) -> httpcore.AsyncHTTP11Connection:
+        """The last connection returned to the request's origin that is still good, else a new one."""
+        free = self._free.get(_key(request.url.origin))
         while free:
             connection = free.pop()
             if connection.is_available() and not connection.has_expired():
                 self._leased.add(connection)
                 return connection
             await connection.aclose()
-        connection = httpcore.AsyncHTTPConnection(
-            origin=origin,
-            ssl_context=self._ssl_context,
-            keepalive_expiry=self._keepalive_expiry,
-            network_backend=self._network_backend,
-        )
+        connection = await self._connect(request)
         self._leased.add(connection)
         return connection
 
-    async def _give_back(self, connection: httpcore.AsyncHTTPConnection, key: Key) -> None:
+    async def _connect(self, request: httpcore.Request) -> httpcore.AsyncHTTP11Connection:
+        """A new connection to the request's origin, TLS for https."""
+        origin = request.url.origin
+        timeout = request.extensions.get("timeout", {}).get("connect")
+        host = origin.host.decode("ascii")
+        stream = await self._network_backend.connect_tcp(host, origin.port, timeout=timeout)
+        if origin.scheme == b"https":
+            server_name = request.extensions.get("sni_hostname") or host
+            try:
+                stream = await stream.start_tls(
+                    self._ssl_context, server_hostname=server_name, timeout=timeout
+                )
+            except BaseException:
+                await stream.aclose()
+                raise
+        return httpcore.AsyncHTTP11Connection(
+            origin=origin, stream=stream, keepalive_expiry=self._keepalive_expiry
+        )
+
+    async def _give_back(self, connection: httpcore.AsyncHTTP11Connection, key: Key) -> None:
         """Keep a connection whose answer was read to its end; close any other. Connections left
         free past their keep-alive are closed from the oldest."""
         self._leased.discard(connection)
@@ -101,7 +115,7 @@ class ConnectionLeases:
         while free and free[0].has_expired():
             await free.popleft().aclose()
 
-    async def _discard(self, connection: httpcore.AsyncHTTPConnection) -> None:
+    async def _discard(self, connection: httpcore.AsyncHTTP11Connection) -> None:
         self._leased.discard(connection)
         await connection.aclose()
 
@@ -113,12 +127,12 @@ class _Lease:
         self,
         stream: typing.AsyncIterable[bytes],
         leases: ConnectionLeases,
-        connection: httpcore.AsyncHTTPConnection,
+        connection: httpcore.AsyncHTTP11Connection,
         key: Key,
     ) -> None:
         self._stream = stream
         self._leases = leases
-        self._connection: httpcore.AsyncHTTPConnection | None = connection
+        self._connection: httpcore.AsyncHTTP11Connection | None = connection
         self._key = key
 
     async def __aiter__(self) -> AsyncIterator[bytes]:

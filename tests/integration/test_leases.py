@@ -4,12 +4,14 @@ is closed, against a loopback server that counts connections."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpcore
 import httpx
 import pytest
+import trustme
 
 from image_tool.leases import ConnectionLeases
 from image_tool.network import leasing_async_client
@@ -53,10 +55,11 @@ class Server:
 
 
 @asynccontextmanager
-async def serving(server: Server) -> AsyncIterator[str]:
-    listener = await asyncio.start_server(server, "127.0.0.1", 0)
+async def serving(server: Server, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
+    listener = await asyncio.start_server(server, "127.0.0.1", 0, ssl=tls)
     async with listener:
-        yield f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+        scheme = "https" if tls else "http"
+        yield f"{scheme}://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
 
 
 async def test_concurrent_requests_each_get_a_connection_then_reuse_them() -> None:
@@ -123,3 +126,19 @@ def _transport(leases: ConnectionLeases) -> httpx.AsyncHTTPTransport:
     transport = httpx.AsyncHTTPTransport()
     transport._pool = leases  # type: ignore[assignment]
     return transport
+
+
+async def test_https_with_a_trusted_certificate_and_not_without() -> None:
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_context)
+    trusted = ssl.create_default_context()
+    authority.configure_trust(trusted)
+    server = Server()
+    async with serving(server, server_context) as url:
+        async with leasing_async_client(trusted) as client:
+            assert [(await client.get(url)).content for _ in range(2)] == [BODY, BODY]
+        assert server.connections == 1
+        async with leasing_async_client(shared_ssl_context()) as client:
+            with pytest.raises(httpx.ConnectError):  # the system's authorities do not know ours
+                await client.get(url)
