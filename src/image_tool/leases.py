@@ -11,6 +11,7 @@ The number of requests at once is capped above, by the client's ``max_concurrenc
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import ssl
 import typing
@@ -33,8 +34,8 @@ class ConnectionLeases:
         self._ssl_context = ssl_context
         self._network_backend = network_backend
         self._keepalive_expiry = keepalive_expiry
-        self._free: dict[Key, collections.deque[httpcore.AsyncHTTP11Connection]] = {}
-        self._leased: set[httpcore.AsyncHTTP11Connection] = set()
+        self._free: dict[Key, collections.deque[_HTTP11Connection]] = {}
+        self._leased: set[_HTTP11Connection] = set()
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         scheme = request.url.scheme
@@ -71,7 +72,7 @@ class ConnectionLeases:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _lease(self, request: httpcore.Request) -> httpcore.AsyncHTTP11Connection:
+    async def _lease(self, request: httpcore.Request) -> _HTTP11Connection:
         """The last connection returned to the request's origin that is still good, else a new one."""
         free = self._free.get(_key(request.url.origin))
         while free:
@@ -84,7 +85,7 @@ class ConnectionLeases:
         self._leased.add(connection)
         return connection
 
-    async def _connect(self, request: httpcore.Request) -> httpcore.AsyncHTTP11Connection:
+    async def _connect(self, request: httpcore.Request) -> _HTTP11Connection:
         """A new connection to the request's origin, TLS for https."""
         origin = request.url.origin
         timeout = request.extensions.get("timeout", {}).get("connect")
@@ -99,11 +100,9 @@ class ConnectionLeases:
             except BaseException:
                 await stream.aclose()
                 raise
-        return httpcore.AsyncHTTP11Connection(
-            origin=origin, stream=stream, keepalive_expiry=self._keepalive_expiry
-        )
+        return _HTTP11Connection(origin=origin, stream=stream, keepalive_expiry=self._keepalive_expiry)
 
-    async def _give_back(self, connection: httpcore.AsyncHTTP11Connection, key: Key) -> None:
+    async def _give_back(self, connection: _HTTP11Connection, key: Key) -> None:
         """Keep a connection whose answer was read to its end; close any other. Connections left
         free past their keep-alive are closed from the oldest."""
         self._leased.discard(connection)
@@ -115,9 +114,26 @@ class ConnectionLeases:
         while free and free[0].has_expired():
             await free.popleft().aclose()
 
-    async def _discard(self, connection: httpcore.AsyncHTTP11Connection) -> None:
+    async def _discard(self, connection: _HTTP11Connection) -> None:
         self._leased.discard(connection)
         await connection.aclose()
+
+
+class _HTTP11Connection(httpcore.AsyncHTTP11Connection):
+    """httpcore's HTTP/1.1 connection, its state guarded by an asyncio lock.
+
+    httpcore's own lock (anyio's) hands the event loop to every other task on each request, even
+    uncontended: a thousand calls started together then all queued their requests before the
+    first one was sent, and the relay got them in one burst (1,000 concurrent calls: 1.7 s against
+    1.45 s). asyncio's lock takes a free lock at once. One request at a time holds a leased
+    connection, so the lock is never contended here.
+    """
+
+    def __init__(
+        self, origin: httpcore.Origin, stream: httpcore.AsyncNetworkStream, keepalive_expiry: float | None
+    ) -> None:
+        super().__init__(origin=origin, stream=stream, keepalive_expiry=keepalive_expiry)
+        self._state_lock = asyncio.Lock()  # type: ignore[assignment]
 
 
 class _Lease:
@@ -127,12 +143,12 @@ class _Lease:
         self,
         stream: typing.AsyncIterable[bytes],
         leases: ConnectionLeases,
-        connection: httpcore.AsyncHTTP11Connection,
+        connection: _HTTP11Connection,
         key: Key,
     ) -> None:
         self._stream = stream
         self._leases = leases
-        self._connection: httpcore.AsyncHTTP11Connection | None = connection
+        self._connection: _HTTP11Connection | None = connection
         self._key = key
 
     async def __aiter__(self) -> AsyncIterator[bytes]:

@@ -4,6 +4,7 @@ is closed, against a loopback server that counts connections."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ import httpx
 import pytest
 import trustme
 
+from image_tool import sockets
 from image_tool.leases import ConnectionLeases
 from image_tool.network import leasing_async_client
 from image_tool.pooling import shared_ssl_context
@@ -142,3 +144,28 @@ async def test_https_with_a_trusted_certificate_and_not_without() -> None:
         async with leasing_async_client(shared_ssl_context()) as client:
             with pytest.raises(httpx.ConnectError):  # the system's authorities do not know ours
                 await client.get(url)
+
+
+async def test_a_request_on_a_free_connection_is_sent_before_the_next_task_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Calls started together go out one by one as each is built, not all after all are built:
+    the relay gets them spread out, not in one burst."""
+    events: list[str] = []
+    real_write = sockets.AsyncioStream.write
+
+    async def write(self: sockets.AsyncioStream, buffer: bytes, timeout: float | None = None) -> None:
+        events.append("sent")
+        await real_write(self, buffer, timeout)
+
+    async def get(client: httpx.AsyncClient, url: str) -> bytes:
+        events.append("started")
+        return (await client.get(url)).content
+
+    server = Server()
+    async with serving(server) as url, leasing_async_client(shared_ssl_context()) as client:
+        await asyncio.gather(*(get(client, url) for _ in range(5)))  # five free connections
+        events.clear()
+        monkeypatch.setattr(sockets.AsyncioStream, "write", write)
+        await asyncio.gather(*(get(client, url) for _ in range(5)))
+    assert [event for event, _ in itertools.groupby(events)] == ["started", "sent"] * 5
