@@ -113,7 +113,6 @@ class ImageClient(ClientSettings):
     _fallback_clients: list[ImageClient] = PrivateAttr()
     _cooldowns: Cooldowns = PrivateAttr()
     _adaptive: AdaptiveLimit | None = PrivateAttr()
-    _urls: dict[str, httpx.URL] = PrivateAttr(default_factory=dict)
     _headers: httpx.Headers | None = PrivateAttr(default=None)
 
     @model_validator(mode="wrap")
@@ -504,9 +503,8 @@ class ImageClient(ClientSettings):
         )
 
     def _request_options(self, request: ImageRequest, deadline: Deadline) -> tuple[httpx.URL, dict[str, Any]]:
-        # The URL and headers are parsed once per client: httpx would parse them on every request.
-        if (url := self._urls.get(request.path)) is None:
-            url = self._urls[request.path] = httpx.URL(f"{self.base_url}{request.path}")
+        # The URL and headers are parsed once, not by httpx on every request.
+        url = _endpoint(self.base_url, request.path)
         if self._headers is None:
             self._headers = httpx.Headers(
                 {
@@ -596,6 +594,11 @@ class ImageClient(ClientSettings):
 @functools.lru_cache(maxsize=64)
 def _host(url: str) -> str:
     return httpx.URL(url).host
+
+
+@functools.lru_cache(maxsize=256)
+def _endpoint(base_url: str, path: str) -> httpx.URL:
+    return httpx.URL(f"{base_url}{path}")
 
 
 def _within(timeout: httpx.Timeout, deadline: Deadline) -> httpx.Timeout:
