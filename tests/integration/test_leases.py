@@ -14,7 +14,7 @@ import httpx
 import pytest
 import trustme
 
-from image_tool import sockets
+from image_tool import ImageClient, sockets
 from image_tool.leases import ConnectionLeases
 from image_tool.network import leasing_async_client
 from image_tool.pooling import shared_ssl_context
@@ -23,13 +23,17 @@ BODY = b"x" * 100_000
 
 
 class Server:
-    """Answers each request with BODY after ``delay`` seconds; counts connections and how many
-    requests were in flight at once."""
+    """Answers each request with ``body`` after ``delay`` seconds (nothing, when the client hangs
+    up first); with ``hang_up``, closes each connection soon after answering, keep-alive said.
+    Counts connections, requests, and how many were in flight at once."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, body: bytes = BODY, *, hang_up: bool = False) -> None:
         self.delay = delay
+        self.body = body
+        self.hang_up = hang_up
         self.connections = 0
         self.open = 0
+        self.requests = 0
         self.in_flight = 0
         self.most_in_flight = 0
 
@@ -37,7 +41,9 @@ class Server:
         self.connections += 1
         self.open += 1
         try:
-            while await reader.readuntil(b"\r\n\r\n"):
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                await reader.readexactly(_content_length(head))
+                self.requests += 1
                 self.in_flight += 1
                 self.most_in_flight = max(self.most_in_flight, self.in_flight)
                 try:  # wait the delay, or until the client hangs up
@@ -47,13 +53,23 @@ class Server:
                     pass
                 finally:
                     self.in_flight -= 1
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(BODY), BODY))
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(self.body), self.body))
                 await writer.drain()
+                if self.hang_up:
+                    await asyncio.sleep(0.05)
+                    return
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             self.open -= 1
             writer.close()
+
+
+def _content_length(head: bytes) -> int:
+    lengths = [
+        line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    ]
+    return int(lengths[0]) if lengths else 0
 
 
 @asynccontextmanager
@@ -169,3 +185,16 @@ async def test_a_request_on_a_free_connection_is_sent_before_the_next_task_runs(
         monkeypatch.setattr(sockets.AsyncioStream, "write", write)
         await asyncio.gather(*(get(client, url) for _ in range(5)))
     assert [event for event, _ in itertools.groupby(events)] == ["started", "sent"] * 5
+
+
+@pytest.mark.parametrize("hang_up", [False, True])
+async def test_the_client_keeps_a_connection_unless_the_relay_closed_it(hang_up: bool) -> None:
+    """Calls one after another reuse one connection; one the relay closed while it was idle
+    is replaced, not failed on."""
+    server = Server(body=b'{"created": 1, "data": [{"url": "https://img.example/a.png"}]}', hang_up=hang_up)
+    async with serving(server) as url, ImageClient(api_key="sk-test", base_url=f"{url}v1") as client:
+        for _ in range(3):
+            assert (await client.agenerate("A cat")).images
+            await asyncio.sleep(0.2)
+    assert server.requests == 3
+    assert server.connections == (3 if hang_up else 1)

@@ -12,7 +12,6 @@ import httpx
 import pytest
 import trustme
 
-from image_tool import ImageClient
 from image_tool.sockets import HIGH_WATER, connect_tcp
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -146,54 +145,6 @@ async def test_tls_with_a_trusted_certificate_and_not_without() -> None:
         stream = await connect_tcp("127.0.0.1", port, timeout=5)
         with pytest.raises(httpcore.ConnectError):  # the system's authorities do not know ours
             await stream.start_tls(ssl.create_default_context(), "relay.test", timeout=5)
-
-
-ANSWER = b'{"created": 1, "data": [{"url": "https://img.example/a.png"}]}'
-
-
-class RelayCounter:
-    """A relay answering every request with one image, counting connections and requests;
-    with ``hang_up``, it closes each connection shortly after answering (keep-alive said)."""
-
-    def __init__(self, *, hang_up: bool) -> None:
-        self.hang_up = hang_up
-        self.connections = 0
-        self.requests = 0
-
-    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        while head := await reader.readuntil(b"\r\n\r\n"):
-            length = next(
-                int(line.split(b":")[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length")
-            )
-            await reader.readexactly(length)
-            self.requests += 1
-            writer.write(
-                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-                % (len(ANSWER), ANSWER)
-            )
-            await writer.drain()
-            if self.hang_up:
-                await asyncio.sleep(0.05)
-                writer.close()
-                return
-
-
-@pytest.mark.parametrize("hang_up", [False, True])
-async def test_the_client_keeps_a_connection_unless_the_relay_closed_it(hang_up: bool) -> None:
-    """Calls one after another reuse one connection; one the relay closed while it was idle
-    is replaced, not failed on."""
-    relay = RelayCounter(hang_up=hang_up)
-    async with server(relay) as port:
-        base_url = f"http://127.0.0.1:{port}/v1"
-        async with ImageClient(api_key="sk-test", base_url=base_url) as client:
-            for _ in range(3):
-                assert (await client.agenerate("A cat")).images
-                await asyncio.sleep(0.2)
-    assert relay.requests == 3
-    assert relay.connections == (3 if hang_up else 1)
 
 
 async def test_httpx_sees_its_own_errors() -> None:
