@@ -173,11 +173,16 @@ class ImageGenerationTool(BaseTool):
 
     # Both return (content, artifact): ``(str | list[str | dict], ImageGenerationResult)``. Annotated
     # ``Any``, as BaseTool's are: LangChain evaluates these hints on every call, and that tuple's
-    # took two thirds of the time.
+    # took two thirds of the time. ``prompt`` comes first: a plain string input (``invoke("A cat")``)
+    # is passed as the one positional argument.
     def _run(
-        self, config: RunnableConfig, run_manager: CallbackManagerForToolRun | None = None, **arguments: Any
+        self,
+        prompt: str,
+        config: RunnableConfig,
+        run_manager: CallbackManagerForToolRun | None = None,
+        **arguments: Any,
     ) -> Any:
-        call = self._call(arguments)
+        call = self._call(prompt, arguments)
         on_progress = None
         if self.client.stream:  # only a streamed answer reports progress
             progress_config, stream_writer = _progress_channels(config, run_manager)
@@ -198,11 +203,12 @@ class ImageGenerationTool(BaseTool):
 
     async def _arun(
         self,
+        prompt: str,
         config: RunnableConfig,
         run_manager: AsyncCallbackManagerForToolRun | None = None,
         **arguments: Any,
     ) -> Any:
-        call = self._call(arguments)
+        call = self._call(prompt, arguments)
         on_progress = None
         if self.client.stream:  # only a streamed answer reports progress
             progress_config, stream_writer = _progress_channels(config, run_manager)
@@ -248,10 +254,10 @@ class ImageGenerationTool(BaseTool):
         schema = self.args_schema
         return schema if isinstance(schema, type) and issubclass(schema, BaseModel) else GenerateImageInput
 
-    def _call(self, arguments: dict[str, Any]) -> dict[str, Any]:
+    def _call(self, prompt: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """The model's arguments with every default filled in (LangChain validated them, and
         passes on only those the model gave)."""
-        return dict(self.argument_model.model_construct(**arguments))
+        return dict(self.argument_model.model_construct(prompt=prompt, **arguments))
 
     def _with_references(self, call: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """The prompt, and ``generate``'s keywords: the options the model chose, and the images to
@@ -271,8 +277,9 @@ class ImageGenerationTool(BaseTool):
             return text
         return [{"type": "text", "text": text}, *filter(None, map(image_block, result.images))]
 
-    def _user(self, config: RunnableConfig) -> str | None:
-        per_run = config.get("configurable", {}).get(USER_CONFIG_KEY)
+    def _user(self, config: RunnableConfig | None) -> str | None:
+        # ``run``/``arun`` called without a config pass None.
+        per_run = (config or {}).get("configurable", {}).get(USER_CONFIG_KEY)
         return str(per_run) if per_run is not None else self.user
 
 
@@ -291,7 +298,8 @@ def _failures_as_advice() -> Iterator[None]:
 
 
 def _progress_channels(
-    config: RunnableConfig, run_manager: CallbackManagerForToolRun | AsyncCallbackManagerForToolRun | None
+    config: RunnableConfig | None,
+    run_manager: CallbackManagerForToolRun | AsyncCallbackManagerForToolRun | None,
 ) -> tuple[RunnableConfig | None, Callable[[Any], None] | None]:
     """Where a run's progress goes: LangChain custom events of this tool run (seen by callback
     handlers and ``astream_events``), and LangGraph's ``custom`` stream when inside a graph."""

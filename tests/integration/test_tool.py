@@ -108,6 +108,84 @@ def test_invoke_with_a_plain_dict_returns_the_content(tool: ImageGenerationTool)
     assert content.startswith("Generated 1 image")
 
 
+# --- Every input form BaseTool documents: a dict, a ToolCall, a plain string (the prompt) ---
+
+INPUT_FORMS: dict[str, Any] = {
+    "string": "A paper boat on a pond",
+    "dict": {"prompt": "A paper boat on a pond"},
+    "tool-call": tool_call(prompt="A paper boat on a pond"),
+}
+
+
+def content_of(answer: object) -> str:
+    """The text the model reads: a ToolCall is answered with a ToolMessage, the rest with content."""
+    content = answer.content if isinstance(answer, ToolMessage) else answer
+    assert isinstance(content, str), content
+    return content
+
+
+@pytest.fixture
+def live_tool(fake_relay: FakeRelay) -> ImageGenerationTool:
+    return ImageGenerationTool(api_key=fake_relay.api_key, base_url=fake_relay.base_url, max_retries=0)
+
+
+@pytest.mark.parametrize("form", INPUT_FORMS)
+def test_every_input_form_reaches_the_relay(
+    live_tool: ImageGenerationTool, fake_relay: FakeRelay, form: str
+) -> None:
+    tool_input = INPUT_FORMS[form]
+    answers = [live_tool.invoke(tool_input), *live_tool.batch([tool_input, tool_input])]
+    if form != "tool-call":  # run() takes the tool's arguments, not a ToolCall
+        answers.append(live_tool.run(tool_input))
+    for answer in answers:
+        assert content_of(answer).startswith("Generated 1 image")
+    assert fake_relay.generated_prompts == ["A paper boat on a pond"] * len(answers)
+
+
+@pytest.mark.parametrize("form", INPUT_FORMS)
+async def test_every_input_form_reaches_the_relay_async(
+    live_tool: ImageGenerationTool, fake_relay: FakeRelay, form: str
+) -> None:
+    tool_input = INPUT_FORMS[form]
+    answers = [await live_tool.ainvoke(tool_input), *await live_tool.abatch([tool_input, tool_input])]
+    if form != "tool-call":
+        answers.append(await live_tool.arun(tool_input))
+    for answer in answers:
+        assert content_of(answer).startswith("Generated 1 image")
+    assert fake_relay.generated_prompts == ["A paper boat on a pond"] * len(answers)
+
+
+def test_a_string_input_takes_the_tools_settings(fake_relay: FakeRelay) -> None:
+    """The string is the prompt; the rest is what a dict without options gets, the run's user too."""
+    tool = ImageGenerationTool(api_key=fake_relay.api_key, base_url=fake_relay.base_url, user="app-user")
+    config: RunnableConfig = {"configurable": {"image_tool_user": "end-user-7"}}
+    assert content_of(tool.invoke("A paper boat", config=config)).startswith("Generated 1 image")
+    sent = json.loads(fake_relay.requests[0].body)
+    assert sent["messages"] == [{"role": "user", "content": "A paper boat"}]
+    assert sent["user"] == "end-user-7"
+
+
+@pytest.mark.parametrize("tool_input", ["", "   ", "x" * 40_000])
+async def test_an_invalid_string_is_explained_not_raised(
+    live_tool: ImageGenerationTool, tool_input: str
+) -> None:
+    for answer in (
+        live_tool.invoke(tool_input),
+        await live_tool.ainvoke(tool_input),
+        live_tool.run(tool_input),
+    ):
+        assert content_of(answer).startswith("Invalid arguments for generate_image: prompt:")
+
+
+async def test_a_failure_after_a_string_input_is_explained_not_raised(fake_relay: FakeRelay) -> None:
+    fake_relay.default_reply = Reply.content_policy()
+    tool = ImageGenerationTool(api_key=fake_relay.api_key, base_url=fake_relay.base_url, max_retries=0)
+    answers = [tool.invoke("A cat"), await tool.ainvoke("A cat"), tool.run("A cat"), await tool.arun("A cat")]
+    answers += [*tool.batch(["A cat", "A dog"]), *await tool.abatch(["A cat"])]
+    for answer in answers:
+        assert content_of(answer).startswith("The image service refused this prompt under its content policy")
+
+
 # --- The end user's id: the application's, never the model's ---
 
 
