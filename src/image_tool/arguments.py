@@ -31,7 +31,7 @@ class GenerateImageInput(BaseModel):
     # Plain annotations: LangChain walks them on every call.
     # extra="forbid": an argument the model invents (a style gpt-image does not take) comes back
     # to it as an error it can act on, rather than being dropped unseen.
-    model_config = ConfigDict(str_strip_whitespace=True, extra="forbid", defer_build=True)
+    model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
 
     prompt: str = Field(
         min_length=1,
@@ -144,5 +144,5 @@ def arguments_for(family: ModelFamily) -> type[BaseModel]:
             "same size, transparent where the image should change. Leave it out to let the model choose."
         )
         fields["mask"] = (str | None, Field(default=None, description=description))
-    config = ConfigDict(str_strip_whitespace=True, extra="forbid", defer_build=True)
+    config = ConfigDict(str_strip_whitespace=True, extra="forbid")
     return create_model("GenerateImageInput", __config__=config, __doc__=GenerateImageInput.__doc__, **fields)

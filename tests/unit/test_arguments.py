@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from image_tool import GenerateImageInput, ImageGenerationTool
 
@@ -69,6 +69,21 @@ def test_gateway_models_offer_the_aspect_ratio() -> None:
 def test_an_unknown_model_gets_the_common_subset() -> None:
     assert set(schema("my-house-model")["properties"]) == {"prompt", "n", "image_urls"}
     assert set(schema("gpt-image-1", api="chat")["properties"]) == {"prompt", "n", "image_urls"}
+
+
+@pytest.mark.parametrize(
+    "model", ["gpt-4o-image", "gpt-image-1", "dall-e-3", "google/gemini-2.5-flash-image", "my-house-model"]
+)
+def test_a_chat_model_binding_the_tool_offers_the_prompt(model: str) -> None:
+    """What a chat model sends the provider, on every langchain-core the bounds allow (before 1.6,
+    langchain-core read a schema built lazily as one without fields)."""
+    from langchain_openai import ChatOpenAI
+
+    bound = ChatOpenAI(api_key=SecretStr("k"), base_url="http://127.0.0.1:9/v1").bind_tools([tool_for(model)])
+    (function,) = [tool["function"] for tool in bound.kwargs["tools"]]  # type: ignore[attr-defined]
+    assert function["name"] == "generate_image"
+    assert function["parameters"]["required"] == ["prompt"]
+    assert function["parameters"]["properties"]["prompt"]["maxLength"] == 4000
 
 
 def test_a_schema_given_by_the_developer_is_kept() -> None:
