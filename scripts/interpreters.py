@@ -1,6 +1,6 @@
-"""Find the interpreter of a Python version: ``python3 scripts/interpreters.py 3.10`` prints its path.
+"""Find the interpreter of a Python version: ``python3 scripts/interpreters.py 3.11`` prints its path.
 
-Looks on PATH (``python3.10``), then among pyenv's versions, whose shims refuse versions that are
+Looks on PATH (``python3.11``), then among pyenv's versions, whose shims refuse versions that are
 installed but not selected.
 """
 

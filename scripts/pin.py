@@ -18,7 +18,7 @@ from pathlib import Path
 from interpreters import find_python
 
 ROOT = Path(__file__).resolve().parent.parent
-OLDEST, NEWEST = "3.10", "3.13"
+OLDEST, NEWEST = "3.11", "3.13"
 GROUPS = {"dev.txt": ["--editable", str(ROOT), "--group", f"{ROOT / 'pyproject.toml'}:dev"]}
 GROUPS["litellm-proxy.txt"] = ["--group", f"{ROOT / 'pyproject.toml'}:litellm-proxy"]
 GROUPS["ray.txt"] = ["--editable", str(ROOT), "--group", f"{ROOT / 'pyproject.toml'}:ray"]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 from pydantic import (
@@ -22,7 +22,6 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     model_validator,
 )
-from typing_extensions import Self
 
 from ._version import __version__
 from .catalog import ModelFamily, family_of

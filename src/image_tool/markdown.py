@@ -17,8 +17,8 @@ from typing import Any
 
 from .models import MAX_IMAGES_READ, GeneratedImage
 
-# Relays are untrusted, so every pattern here reads a line in linear time, without the atomic
-# groups Python 3.10 lacks: no two parts of a pattern can match the same characters.
+# Relays are untrusted, so every pattern here reads a line in linear time: no two parts of a
+# pattern can match the same characters.
 # A label may hold a few balanced brackets one level deep (``![a [b] c](url)``). Deeper ones are
 # not read: matching them takes a stack, not a pattern. The bound on their number keeps the matcher
 # from saving a backtracking point for every bracket of a hostile line.

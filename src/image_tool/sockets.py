@@ -46,7 +46,7 @@ async def connect_tcp(
     connecting = loop.create_connection(lambda: _Connection(loop), host, port, local_addr=local)
     try:
         _, connection = await asyncio.wait_for(connecting, timeout)
-    except asyncio.TimeoutError as error:
+    except TimeoutError as error:
         raise httpcore.ConnectTimeout(f"could not connect to {host} in {timeout:g} s") from error
     except OSError as error:
         raise httpcore.ConnectError(str(error) or f"could not connect to {host}") from error
@@ -98,7 +98,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                 server_hostname=server_hostname,
                 ssl_handshake_timeout=timeout,
             )
-        except (OSError, asyncio.TimeoutError, ssl.SSLError) as error:
+        except (TimeoutError, OSError, ssl.SSLError) as error:
             connection.transport.close()
             if isinstance(error, asyncio.TimeoutError):
                 raise httpcore.ConnectTimeout("the TLS handshake took too long") from error

@@ -49,7 +49,7 @@ class Server:
                 try:  # wait the delay, or until the client hangs up
                     if not await asyncio.wait_for(reader.read(1), self.delay or 0.001):
                         return
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 finally:
                     self.in_flight -= 1

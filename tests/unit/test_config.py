@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, assert_type
 
 import httpx
 import pytest
 from pydantic import SecretStr
-from typing_extensions import assert_type
 
 from image_tool import ClientSettings, ConfigurationError, ImageClient, ImageGenerationTool
 from image_tool.config import normalise_base_url, resolve_connection
