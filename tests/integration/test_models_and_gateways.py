@@ -268,6 +268,7 @@ def test_the_cli_draws_with_any_model_and_prints_the_usage(
 async def test_the_mcp_server_offers_the_models_options_and_returns_the_usage(
     fake_relay: FakeRelay, tmp_path: Path
 ) -> None:
+    pytest.importorskip("mcp", reason="the MCP SDK comes with the mcp extra (the dev group)")
     from mcp import Client
 
     from image_tool.mcp_server import create_server

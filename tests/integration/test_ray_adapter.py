@@ -21,8 +21,15 @@ from image_tool import ConfigurationError
 from image_tool.ray_adapter import OPTION_COLUMNS, RESULT_COLUMNS, ImageGenerationBatches
 from image_tool.testing import FakeRelay, Reply
 
-# Ray Data 2.60 warns that settings are deprecated whenever it makes its context with their defaults.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+# Ray's own warnings, from the lowest release the ray extra allows up: Ray Data 2.60 warns that
+# settings are deprecated whenever it makes its context with their defaults; before 2.60 ray.init
+# leaves files and processes open, and 2.50-2.59 announce a change of default.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+    pytest.mark.filterwarnings("ignore:Tip. In future versions of Ray:FutureWarning"),
+]
 ROWS = 40
 PNG = b"\x89PNG\r\n\x1a\n"
 NO_RAY = (
