@@ -1,5 +1,10 @@
 """AdaptiveLimit against FakeRelay's limits: it keeps a rate-limited relay busy with few 429s, and
-settles below a relay's concurrency cap, each prompt generated once."""
+settles below a relay's concurrency cap, each prompt generated once.
+
+These count what the relay saw and what the limit decided (429s, prompts generated, requests at
+once), not requests a second: a loaded machine slows the client, not the limit's decisions. The
+time a run takes is only guarded, at several times what it takes on a quiet machine.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +36,15 @@ class Run:
     def sustained(self, requests: int, burst: float) -> float:
         """Requests a second past the bucket's first burst: what the refill rate allowed."""
         return (requests - burst) / self.elapsed
+
+    def settled(self) -> list[int]:
+        """The limit after each success, past the first third of the run (its climb)."""
+        return self.limits[len(self.limits) // 3 :]
+
+    def keeps_busy(self, rate: float, seconds_each: float) -> bool:
+        """The limit settled where at least 80% of the relay's rate can be drawn: ``rate``
+        requests a second of ``seconds_each`` need ``rate * seconds_each`` at once (Little's law)."""
+        return statistics.median(self.settled()) >= 0.8 * rate * seconds_each
 
 
 def prompts(count: int) -> list[str]:
@@ -108,10 +122,12 @@ async def test_the_limit_keeps_a_rate_limited_relay_busy() -> None:
     assert_each_generated_once(relay, batch)
     print(
         f"\n{rate}/s: {run.elapsed:.2f} s, {run.sustained(len(batch), rate):.1f}/s past the burst, "
-        f"{run.throttles} 429s, limit {min(run.limits)}..{max(run.limits)}"
+        f"{run.throttles} 429s, limit {min(run.limits)}..{max(run.limits)}, "
+        f"settled median {statistics.median(run.settled())}"
     )
-    assert run.sustained(len(batch), burst=rate) >= 0.8 * rate
+    assert run.keeps_busy(rate, seconds_each=0.05)
     assert run.throttles <= len(batch) // 10
+    assert run.elapsed < 6 * (len(batch) - rate) / rate  # 2 s of refill past the burst
 
 
 @pytest.mark.slow
@@ -128,11 +144,13 @@ async def test_against_fixed_concurrency_the_limit_draws_few_429s_at_the_same_pa
     print(  # shown with -s: the figures of the report
         f"\nadaptive: {adaptive.elapsed:.2f} s, {len(batch) / adaptive.elapsed:.1f}/s overall, "
         f"{adaptive.sustained(len(batch), rate):.1f}/s past the burst, {adaptive.throttles} 429s, "
-        f"limit {min(adaptive.limits)}..{max(adaptive.limits)}"
+        f"limit {min(adaptive.limits)}..{max(adaptive.limits)}, "
+        f"settled median {statistics.median(adaptive.settled())}"
         f"\nfixed 100: {fixed.elapsed:.2f} s, {len(batch) / fixed.elapsed:.1f}/s overall, "
         f"{fixed.sustained(len(batch), rate):.1f}/s past the burst, {fixed.throttles} 429s"
     )
-    assert adaptive.sustained(len(batch), burst=rate) >= 0.8 * rate
+    assert adaptive.keeps_busy(rate, seconds_each=0.1)
+    assert adaptive.elapsed < 6 * (len(batch) - rate) / rate  # 3 s of refill past the burst
     assert fixed.throttles >= 30  # 49 to 110 measured on 2 cores, where the client is the bottleneck
     assert adaptive.throttles <= 30
     assert adaptive.throttles * 3 <= fixed.throttles
@@ -163,7 +181,7 @@ async def test_the_limit_settles_below_the_relays_concurrency_through_the_client
             await asyncio.gather(*(generate(prompt) for prompt in batch))
     assert_each_generated_once(relay, batch)
     assert refusals == {(429, None, SATURATED)}  # new-api's saturation, no Retry-After
-    settled = run.limits[len(run.limits) // 3 :]
+    settled = run.settled()
     print(
         f"\ncap {cap}: {run.throttles} saturations, limit after the first third "
         f"{min(settled)}..{max(settled)}, mean {statistics.mean(settled):.1f}; {relay.max_in_flight=}"

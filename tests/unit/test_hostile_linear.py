@@ -1,9 +1,10 @@
 """Every reader of a relay's text runs in linear time, whatever an untrusted relay sends.
 
 Each adversarial family is read at growing sizes: a small probe first, which a quadratic reader
-fails in seconds, then half a megabyte and a megabyte. A linear reader takes about twice as long on
-twice the text, a quadratic one four times as long. Timings take the best of a few runs and
-compare ratios, so a loaded machine slows both sides alike.
+fails in seconds, then a quarter of a megabyte and a megabyte. A linear reader takes about four
+times as long on four times the text, a quadratic one sixteen times. Timings take the best of
+several runs and compare sizes within one run, so a loaded machine slows both sides alike; the
+absolute limits are guards against a reader that never ends, far above what a linear one takes.
 """
 
 from __future__ import annotations
@@ -22,21 +23,22 @@ from image_tool.streaming import StreamReader
 pytestmark = pytest.mark.slow
 
 PROBE_SIZE = 64 * 1024
-SIZES = (512 * 1024, 1024 * 1024)
+SIZES = (256 * 1024, 1024 * 1024)
 """Characters of adversarial text: the time of the second is compared with the first's."""
 RUNS = 3
-ATTEMPTS = 3
-"""Pairs of timings tried before a ratio counts as quadratic; a quadratic reader fails them all."""
-MAX_RATIO = 3.0
-"""A linear reader doubles its time when the text doubles; a quadratic one quadruples it."""
+ROUNDS = 3
+"""Rounds of timings tried before a ratio counts as quadratic, each size keeping its best time
+over all rounds; a quadratic reader fails them all."""
+MAX_RATIO = 8.0
+"""A linear reader takes 4x the time on 4x the text; a quadratic one 16x."""
 SLACK = 0.005
 """Seconds of timer and allocator noise allowed on top of the ratio, for readers that take ~1 ms."""
-MAX_SECONDS = 1.0
-"""The largest text is read in under a second (the slowest reader takes ~0.5 s on a quiet machine,
-the margin is for a loaded one); a quadratic reader takes tens of seconds, or minutes."""
-PROBE_SECONDS = MAX_SECONDS / 8
-"""A linear reader reads the probe in a sixteenth of the time it takes on the largest text; a
-quadratic one takes seconds, and so fails there rather than after minutes at a megabyte."""
+MAX_SECONDS = 10.0
+"""A guard, not a speed goal: the slowest reader takes ~0.5 s on the largest text on a quiet
+machine; a quadratic one takes minutes."""
+PROBE_SECONDS = 1.0
+"""A guard on the probe (a linear reader takes ~30 ms there at most); a quadratic reader that takes
+longer fails here rather than after minutes at a megabyte."""
 DELTA = 1024
 """Characters per streamed delta."""
 
@@ -183,18 +185,21 @@ def best_time(
 
 @pytest.mark.parametrize(("prepare", "family"), CASES)
 def test_reading_time_grows_linearly(prepare: Prepare, family: Family) -> None:
-    seconds = best_time(prepare(family(PROBE_SIZE)), RUNS, enough=PROBE_SECONDS, hopeless=MAX_SECONDS)
+    seconds = best_time(prepare(family(PROBE_SIZE)), RUNS, enough=PROBE_SECONDS, hopeless=PROBE_SECONDS)
     assert seconds < PROBE_SECONDS, f"{seconds:.3f} s for {PROBE_SIZE} characters"
-    half, full = SIZES
-    read_half, read_full = prepare(family(half)), prepare(family(full))
-    for _ in range(ATTEMPTS):  # a burst of load elsewhere can spoil one pair of timings
-        half_seconds = best_time(read_half, RUNS)
-        linear_bound = MAX_RATIO * half_seconds + SLACK
-        full_seconds = best_time(read_full, RUNS, enough=linear_bound)
-        if full_seconds < linear_bound:
+    small, large = SIZES
+    read_small, read_large = prepare(family(small)), prepare(family(large))
+    small_seconds = large_seconds = float("inf")
+    for _ in range(ROUNDS):  # a burst of load elsewhere can spoil one round of timings
+        small_seconds = min(small_seconds, best_time(read_small, RUNS))
+        linear_bound = MAX_RATIO * small_seconds + SLACK
+        large_seconds = min(
+            large_seconds, best_time(read_large, RUNS, enough=linear_bound, hopeless=MAX_SECONDS)
+        )
+        if large_seconds <= linear_bound or large_seconds > MAX_SECONDS:
             break
-    assert full_seconds < MAX_SECONDS, f"{full_seconds:.3f} s for {full} characters"
-    assert full_seconds < linear_bound, f"doubling the text: {half_seconds:.4f} s -> {full_seconds:.4f} s"
+    assert large_seconds < MAX_SECONDS, f"{large_seconds:.3f} s for {large} characters"
+    assert large_seconds <= linear_bound, f"4x the text: {small_seconds:.4f} s -> {large_seconds:.4f} s"
 
 
 @pytest.mark.parametrize(
