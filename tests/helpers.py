@@ -50,18 +50,42 @@ def tool_node_graph(tool: BaseTool, model: ScriptedChatModel) -> Any:
 
 
 @contextmanager
+def ctrl_c_enabled() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt inside the block, and in the Python children started in it.
+
+    A test run may begin with SIGINT ignored: a background job of a non-interactive shell does
+    (``pytest &`` in a script), its children inherit that, and Python then installs no
+    KeyboardInterrupt. A test's Ctrl-C would be lost, and the test would wait for an exit that
+    never comes. A handler, unlike an ignored signal, is reset to the default at exec."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: set outside Python, which cannot put it back
+            signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
 def fake_relay_command(*options: str) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
     """``image-tool fake-relay --port 0 OPTIONS`` running: the process, the base URL and the line
     that gave it. Stopped with Ctrl-C, which it must take as a clean exit."""
     command = [sys.executable, "-m", "image_tool.cli", "fake-relay", "--port", "0", *options]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: S603  # our own command
+    with ctrl_c_enabled():
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: S603  # our own command
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
+        assert "serving " in first, f"fake-relay did not start: {first!r}"
         yield process, first.split("serving ", 1)[1].split(" ", 1)[0], first
     finally:
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=10)
-        if process.stdout:
-            process.stdout.close()
+        try:
+            process.wait(timeout=30)  # a clean exit takes well under a second: only a hang waits it out
+        except subprocess.TimeoutExpired:
+            process.kill()  # not left running after the test
+            process.wait()
+            raise
+        finally:
+            if process.stdout:
+                process.stdout.close()
     assert process.returncode == 0

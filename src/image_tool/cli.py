@@ -469,7 +469,9 @@ def _fake_relay(args: argparse.Namespace) -> int:
         "quota_images": args.quota_images,
         "max_concurrent": args.max_concurrent,
     }
-    with FakeRelay(port=args.port, default_reply=reply, profile=args.profile, **limits) as relay:
+    relay = FakeRelay(port=args.port, default_reply=reply, profile=args.profile, **limits)
+    # Ctrl-C is a clean stop from the moment the banner can be read, not only once it is waited for.
+    with relay, contextlib.suppress(KeyboardInterrupt):
         as_relay = "" if args.profile == "vendor" else f", as {args.profile}"
         print(
             f"FakeRelay is serving {relay.base_url} (answers: {args.shape}{as_relay}). In another terminal:\n"
@@ -479,8 +481,7 @@ def _fake_relay(args: argparse.Namespace) -> int:
             "Ctrl-C stops it.",
             flush=True,
         )
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+        threading.Event().wait()
     return 0
 
 
