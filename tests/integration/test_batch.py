@@ -20,6 +20,8 @@ from image_tool.batch import BatchProgress, run_batch
 from image_tool.cli import main
 from image_tool.testing import FakeRelay, Reply
 
+from ..helpers import ctrl_c_enabled
+
 
 def write_prompts(path: Path, count: int, **options: Any) -> Path:
     lines = [
@@ -154,12 +156,14 @@ def test_ctrl_c_then_the_same_command_finishes_without_sending_twice(tmp_path: P
         }
         command = [sys.executable, "-m", "image_tool.cli", "batch", str(prompts), "--out", str(out)]
         command += ["--concurrency", "4", "--allow-private-downloads"]
-        process = subprocess.Popen(  # noqa: S603  # our own command line, no shell
-            command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + 20
+        with ctrl_c_enabled():
+            process = subprocess.Popen(  # noqa: S603  # our own command line, no shell
+                command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+        deadline = time.monotonic() + 30
         while len(relay.requests) < 12 and time.monotonic() < deadline:
             time.sleep(0.02)
+        assert len(relay.requests) >= 12, "the batch never got going"
         process.send_signal(signal.SIGINT)
         _, interrupted = process.communicate(timeout=30)
         assert process.returncode == 130, interrupted
@@ -205,7 +209,8 @@ def test_a_rate_limited_relay_slows_the_run_instead_of_failing_it(tmp_path: Path
         elapsed = time.monotonic() - started
         generated = relay.generated_prompts
         refused = len([request for request in relay.requests if request.method == "POST"]) - len(generated)
+    # Counted, not timed: how fast the run went depends on the machine, what the relay saw does not.
     assert (summary.ok, summary.failed) == (40, 0)
     assert sorted(generated) == sorted(f"A cat number {index}" for index in range(40))  # each once
-    assert elapsed < 40 / 20 * 1.6  # near the relay's rate
-    assert refused < 40  # the limit backs off: far fewer 429s than prompts
+    assert refused < 20  # the limit backs off: at most one 429 for two prompts (3 to 10 seen)
+    assert elapsed < 40 / 20 * 10  # a guard only (~1.3 s seen): no back-off far beyond the relay's pace

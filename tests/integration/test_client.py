@@ -209,7 +209,9 @@ def test_works_from_several_event_loops(live_client: ImageClient) -> None:
 
 
 async def test_concurrent_calls_run_at_once(live_client: ImageClient, fake_relay: FakeRelay) -> None:
-    fake_relay.queue(*[Reply.slow(0.5)] * 150)
+    # Each answer takes 3 s: the 150 requests reach the relay within ~0.1 s on a quiet machine,
+    # ~0.5 s on a loaded one, all while the first are still in it.
+    fake_relay.queue(*[Reply.slow(3.0)] * 150)
     results = await asyncio.gather(*(live_client.agenerate(f"Cat {i}") for i in range(150)))
     assert all(result.images for result in results)
     # Every request was in the relay at the same moment: nothing queued behind a pool limit

@@ -30,8 +30,6 @@ import httpcore
 import httpx
 import pytest
 from langchain_core.messages import AIMessage, ToolMessage
-from mcp import Client
-from mcp.types import TextContent
 
 import image_tool
 import image_tool.errors
@@ -54,7 +52,7 @@ from image_tool.cli import main as cli_main
 from image_tool.mcp_server import create_server
 from image_tool.testing import FakeRelay, Reply
 
-from ..helpers import calls_generate_image, scripted, tool_call, tool_node_graph
+from ..helpers import calls_generate_image, ctrl_c_enabled, scripted, tool_call, tool_node_graph
 from ..hostile_server import Answer, HostileServer
 
 KEY = "sk-hostile-suite-0123456789abcdef"
@@ -322,6 +320,10 @@ def test_a_failing_progress_callback_costs_nothing(relay: FakeRelay) -> None:
 async def test_the_mcp_server_answers_every_failure_with_advice(
     relay: FakeRelay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    pytest.importorskip("mcp", reason="the MCP SDK comes with the mcp extra (the dev group)")
+    from mcp import Client
+    from mcp.types import TextContent
+
     tool = ImageGenerationTool(client=client_for(relay.base_url))
     async with Client(create_server(tool)) as client:
         bad_path = await client.call_tool("generate_image", {"prompt": "A cat", "image_urls": ["a\x00b"]})
@@ -536,6 +538,10 @@ def test_a_key_echoed_in_a_result_is_never_shown(relay: FakeRelay) -> None:
 
 # --- 7. Time: the total covers the request, the stream and every download --------------------------
 
+CUT_BY_THE_TOTAL = 1.0 + 3.0
+"""Seconds a call with a total timeout of 1 s may take: the total, and room for a loaded machine.
+Still well short of the 6 s the host holds its connection, which a call without a total would wait."""
+
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_stream_without_line_ends_is_bounded_by_the_total(host: HostileServer, mode: Mode) -> None:
@@ -543,7 +549,7 @@ def test_a_stream_without_line_ends_is_bounded_by_the_total(host: HostileServer,
     started = time.monotonic()
     with pytest.raises(APITimeoutError, match="total timeout of 1 s"):
         generate(client_for(host.base_url, stream=True, total_timeout=1.0), mode)
-    assert time.monotonic() - started < 1.8
+    assert time.monotonic() - started < CUT_BY_THE_TOTAL
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -556,7 +562,7 @@ def test_an_image_host_sending_a_byte_at_a_time_is_bounded_by_the_total(
     settings = {"save_dir": tmp_path, "allow_private_downloads": True, "total_timeout": 1.0}
     started = time.monotonic()
     (image,) = generate(client_for(relay.base_url, **settings), mode).images
-    assert time.monotonic() - started < 1.8
+    assert time.monotonic() - started < CUT_BY_THE_TOTAL
     assert image.url is not None  # the generation is kept...
     assert image.save_error == "the call's total timeout of 1 s ran out during the download"
     assert leftovers(tmp_path) == []
@@ -641,12 +647,14 @@ def test_ctrl_c_during_a_sync_save_stops_promptly_and_leaves_nothing(
     main_thread = threading.main_thread().ident
     assert main_thread is not None
     interrupt = threading.Timer(0.5, signal.pthread_kill, (main_thread, signal.SIGINT))
-    interrupt.start()
-    started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        generate(client, "sync")
-    interrupt.join()
-    assert time.monotonic() - started < 1.5
+    with ctrl_c_enabled():
+        interrupt.start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            generate(client, "sync")
+        interrupt.join()
+    # Interrupted at 0.5 s; 4 s leaves room for a loaded machine, short of the host's 6 s hold.
+    assert time.monotonic() - started < 4
     assert list(tmp_path.iterdir()) == []
 
 

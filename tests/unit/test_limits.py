@@ -177,6 +177,14 @@ def test_throttled_outside_its_block_is_a_mistake() -> None:
 # --- waiting: threads ------------------------------------------------------------------------------
 
 
+def wait_until_queued(limit: AdaptiveLimit, count: int) -> None:
+    """Until ``count`` callers wait for a slot: known, not guessed with a sleep."""
+    deadline = time.monotonic() + 30
+    while len(limit._waiters) < count:
+        assert time.monotonic() < deadline, f"{count} callers never queued"
+        time.sleep(0.001)
+
+
 class Peak:
     """The most requests seen in flight at once, from any thread."""
 
@@ -202,16 +210,21 @@ class Peak:
 def test_threads_wait_for_room_and_never_exceed_the_limit() -> None:
     limit = AdaptiveLimit(initial=3, maximum=3)
     peak = Peak()
+    limit_reached = threading.Event()
 
     def work() -> None:
         with limit.sync_slot(), peak.running():
+            if peak.now >= 3:
+                limit_reached.set()
+            # The first ones keep their slots until three run, however slowly the threads start.
+            limit_reached.wait(10)
             time.sleep(0.02)
 
     threads = [threading.Thread(target=work) for _ in range(12)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(5)
+        thread.join(30)
     assert peak.most == 3
     assert len(peak.order) == 12
     assert limit.in_flight == 0
@@ -231,22 +244,22 @@ def test_waiters_start_in_the_order_they_came() -> None:
             thread = threading.Thread(target=work, args=(number,))
             thread.start()
             started.append(thread)
-            time.sleep(0.02)
+            wait_until_queued(limit, number + 1)  # in the queue before the next comes
     for thread in started:
-        thread.join(5)
+        thread.join(30)
     assert peak.order == list(range(6))
 
 
 def test_a_retry_after_pauses_every_new_request_in_threads() -> None:
     limit = AdaptiveLimit(initial=4)
+    began = time.monotonic()  # before the pause begins: a slow machine can only add to the wait
     with limit.sync_slot() as slot:
-        slot.throttled(retry_after=0.15)
-    began = time.monotonic()
+        slot.throttled(retry_after=0.3)
     with limit.sync_slot():
         waited = time.monotonic() - began
-    assert 0.14 <= waited < 0.8
-    with limit.sync_slot():  # the pause is over: no wait now
-        assert time.monotonic() - began - waited < 0.1
+    assert 0.29 <= waited < 1.5  # 1.5: five times the pause
+    with limit.sync_slot():  # the pause is over: no wait now (microseconds; a second pause: 0.3 s)
+        assert time.monotonic() - began - waited < 0.15
 
 
 def test_a_pause_wakes_a_thread_that_was_already_waiting() -> None:
@@ -263,9 +276,9 @@ def test_a_pause_wakes_a_thread_that_was_already_waiting() -> None:
     with limit.sync_slot() as slot:
         thread = threading.Thread(target=waiter)
         thread.start()
-        time.sleep(0.05)  # it is queued, asleep until woken
+        wait_until_queued(limit, 1)  # it is queued, asleep until woken
         slot.throttled(retry_after=0.15)
-    assert entered.wait(3), "the waiter was never woken after the pause"
+    assert entered.wait(10), "the waiter was never woken after the pause"
     assert time.monotonic() - began >= 0.15
     thread.join(1)
 
@@ -274,10 +287,10 @@ def test_the_longest_retry_after_wins() -> None:
     limit = AdaptiveLimit(initial=4)
     pipeline = Pipeline(limit)
     pipeline.fill()
+    began = time.monotonic()  # before the pause begins: a slow machine can only add to the wait
     pipeline.throttle_oldest(retry_after=0.2)
     pipeline.throttle_oldest(retry_after=0.05)  # shorter: does not cut the pause short
     pipeline.close_all()
-    began = time.monotonic()
     with limit.sync_slot():
         assert time.monotonic() - began >= 0.15
 
@@ -306,14 +319,16 @@ async def test_async_waiters_never_block_the_event_loop() -> None:
     ticking.cancel()
     assert peak.most == 2
     assert len(peak.order) == 20
-    assert ticks >= 15  # the loop kept running while 18 coroutines waited
+    # The loop kept running while 18 coroutines waited: a tick a round at least, however slow the
+    # machine (the 5 ms tick always falls due before the 20 ms round ends); a blocked loop, none.
+    assert ticks >= 10
 
 
 async def test_a_retry_after_pauses_every_new_request_on_a_loop() -> None:
     limit = AdaptiveLimit(initial=4)
+    began = time.monotonic()  # before the pause begins: a slow machine can only add to the wait
     async with limit.slot() as slot:
         slot.throttled(retry_after=0.15)
-    began = time.monotonic()
     async with limit.slot():
         assert time.monotonic() - began >= 0.14
 
@@ -330,7 +345,7 @@ async def test_a_pause_wakes_a_coroutine_that_was_already_waiting() -> None:
         waiting = asyncio.create_task(second())
         await asyncio.sleep(0.05)
         slot.throttled(retry_after=0.15)
-    started = await asyncio.wait_for(waiting, 3)
+    started = await asyncio.wait_for(waiting, 10)
     assert started - began >= 0.15
 
 
@@ -352,7 +367,7 @@ async def test_a_cancelled_waiter_gives_its_place_to_the_next(handed_a_slot: boo
             with contextlib.suppress(asyncio.CancelledError):
                 await first
     # Otherwise the slot is handed to it here, before its cancellation lands: it gives it back.
-    await asyncio.wait_for(second, 2)
+    await asyncio.wait_for(second, 10)
     assert first.cancelled()
     assert order == ["next"]
     assert limit.in_flight == 0
@@ -377,7 +392,7 @@ async def test_a_request_cancelled_inside_its_slot_releases_it() -> None:
         async with limit.slot():
             return limit.limit
 
-    assert await asyncio.wait_for(again(), 1) == 1  # a cancellation is neither success nor throttle
+    assert await asyncio.wait_for(again(), 10) == 1  # a cancellation is neither success nor throttle
 
 
 def test_one_limit_serves_loop_after_loop() -> None:
@@ -427,7 +442,7 @@ def test_loops_in_threads_and_plain_threads_share_one_limit() -> None:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(10)
+        thread.join(30)
     assert errors == []
     assert len(peak.order) == 3 * 8 + 2 * 4
     assert peak.most == 3
