@@ -105,7 +105,7 @@ def test_create_agent_passes_the_end_user_of_each_run(fake_relay: FakeRelay) -> 
 
 
 def test_batch_runs_calls_concurrently(fake_relay: FakeRelay) -> None:
-    fake_relay.queue(*[Reply.slow(0.3)] * 6)
+    fake_relay.queue(*[Reply.slow(1.0)] * 6)  # long enough for all six to arrive on a loaded machine
     tool = ImageGenerationTool(api_key=fake_relay.api_key, base_url=fake_relay.base_url)
     texts = tool.batch([{"prompt": f"Cat {index}"} for index in range(6)], config={"max_concurrency": 6})
     tool.client.close()
@@ -114,7 +114,7 @@ def test_batch_runs_calls_concurrently(fake_relay: FakeRelay) -> None:
 
 
 async def test_abatch_runs_calls_concurrently(fake_relay: FakeRelay) -> None:
-    fake_relay.queue(*[Reply.slow(0.3)] * 8)
+    fake_relay.queue(*[Reply.slow(1.0)] * 8)
     tool = ImageGenerationTool(api_key=fake_relay.api_key, base_url=fake_relay.base_url)
     texts = await tool.abatch(
         [{"prompt": f"Cat {index}"} for index in range(8)], config={"max_concurrency": 4}

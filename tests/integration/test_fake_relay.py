@@ -78,8 +78,16 @@ def test_unknown_image_is_404(fake_relay: FakeRelay) -> None:
 
 
 def test_delay_and_concurrency(fake_relay: FakeRelay) -> None:
-    fake_relay.queue(*[Reply.slow(0.3)] * 5)
-    threads = [threading.Thread(target=post, args=(fake_relay, REQUEST)) for _ in range(5)]
+    # Answers of 2 s: five requests sent together arrive well within that even on a loaded machine
+    # (at 0.3 s, one was answered before the fifth arrived).
+    fake_relay.queue(*[Reply.slow(2.0)] * 5)
+    together = threading.Barrier(5)
+
+    def post_together() -> None:
+        together.wait()
+        post(fake_relay, REQUEST)
+
+    threads = [threading.Thread(target=post_together) for _ in range(5)]
     for thread in threads:
         thread.start()
     for thread in threads:

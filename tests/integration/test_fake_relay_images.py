@@ -419,7 +419,7 @@ def test_a_raw_body_and_a_transport_fault_on_the_images_endpoint(fake_relay: Fak
 
 
 def test_slow_image_requests_are_counted_in_flight(fake_relay: FakeRelay) -> None:
-    fake_relay.queue(Reply.slow(0.3), Reply.slow(0.3))
+    fake_relay.queue(Reply.slow(1.0), Reply.slow(1.0))  # both arrive within that on a loaded machine
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         calls = [pool.submit(generate, fake_relay, model="gpt-image-1") for _ in range(2)]
         assert [call.result().status_code for call in calls] == [200, 200]

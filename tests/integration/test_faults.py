@@ -358,7 +358,7 @@ def test_a_relay_echoing_the_key_is_redacted(relay: FakeRelay, logs: pytest.LogC
 
 def test_the_concurrency_cap(relay: FakeRelay) -> None:
     """Past max_concurrency, calls wait for a slot instead of flooding the relay."""
-    relay.queue(*[Reply.slow(0.2)] * 8)
+    relay.queue(*[Reply.slow(0.6)] * 8)  # long enough for three to overlap on a loaded machine
 
     async def run() -> None:
         async with client_for(relay, max_concurrency=3) as client:

@@ -217,7 +217,7 @@ def test_without_pyarrow_a_call_is_refused_before_anything_is_sent(
 def test_the_rows_of_a_batch_are_sent_at_once_up_to_max_concurrency(
     max_concurrency: int, at_once: int
 ) -> None:
-    with FakeRelay(default_reply=Reply.slow(0.3)) as relay:
+    with FakeRelay(default_reply=Reply.slow(1.0)) as relay:  # all arrive within it, even loaded
         settings = settings_of(relay, max_concurrency=max_concurrency)
         with ImageGenerationBatches(**settings) as batches:
             batches.rows({"prompt": [f"A slow cat number {index}" for index in range(6)]})
