@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Literal
 # LangChain's tools module first: imported after its callbacks or runnables, the same modules
 # took some 30 ms longer to load (benchmarks/run.py, import times).
 from langchain_core.tools import ArgsSchema, BaseTool, ToolException
-from langchain_core.tools.base import FILTERED_ARGS
 
 # isort: split
 from langchain_core.callbacks import (
@@ -134,7 +133,6 @@ class ImageGenerationTool(BaseTool):
     file (up to 1 MB, base64), else the URL. Off by default: text-only models and context stay safe."""
 
     _budget: Budget = PrivateAttr()
-    _own_schema: bool = PrivateAttr(default=False)
 
     if TYPE_CHECKING:
         # Type checkers see every keyword the tool takes: its own fields and the client's
@@ -159,8 +157,7 @@ class ImageGenerationTool(BaseTool):
 
     @model_validator(mode="after")
     def _arguments_and_budget(self) -> "ImageGenerationTool":
-        self._own_schema = "args_schema" not in self.model_fields_set
-        if self._own_schema:
+        if "args_schema" not in self.model_fields_set:
             self.args_schema = arguments_for(self.client.family)
         per_image = self.client.most_per_image
         if self.max_cost is not None and per_image is None:
@@ -230,23 +227,6 @@ class ImageGenerationTool(BaseTool):
             )
             spending.settle(len(result.images), result.cost)
         return self._content(result), result
-
-    # On every call BaseTool looks for the arguments LangChain injects (walking the schema's
-    # annotations twice) and validates through its general path: 45% of the tool's own time.
-    # The schemas image-tool builds inject nothing: the model's arguments are validated here,
-    # once. A schema of the user's own goes LangChain's way. (tests/unit/test_arguments.py
-    # holds these to BaseTool's own results.)
-    def _to_args_and_kwargs(
-        self, tool_input: str | dict[str, Any], tool_call_id: str | None
-    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        if self._own_schema and isinstance(tool_input, dict):
-            return (), dict(self.argument_model.model_validate(tool_input))
-        return super()._to_args_and_kwargs(tool_input, tool_call_id)
-
-    def _filter_injected_args(self, tool_input: dict[str, Any]) -> dict[str, Any]:
-        if self._own_schema:
-            return {name: value for name, value in tool_input.items() if name not in FILTERED_ARGS}
-        return super()._filter_injected_args(tool_input)
 
     @property
     def argument_model(self) -> type[BaseModel]:

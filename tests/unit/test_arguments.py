@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import ToolMessage
-from langchain_core.tools import BaseTool
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
 from image_tool import GenerateImageInput, ImageGenerationTool
 
@@ -106,57 +105,3 @@ def test_arguments_the_model_does_not_take_come_back_as_advice(
     assert isinstance(message, ToolMessage)
     assert message.status == "error"
     assert says in str(message.content)
-
-
-MODELS_AND_ARGUMENTS = [
-    ("gpt-4o-image", {"prompt": "A cat"}),
-    ("gpt-4o-image", {"prompt": "  A cat  ", "n": 2, "size": "1792x1024", "style": "natural"}),
-    ("gpt-4o-image", {"prompt": "A cat", "image_urls": ["https://img.example/a.png"]}),
-    ("gpt-image-1", {"prompt": "A cat", "quality": "high", "background": "transparent", "mask": "m.png"}),
-    ("dall-e-3", {"prompt": "A cat", "quality": "hd"}),
-    ("google/gemini-2.5-flash-image", {"prompt": "A cat", "aspect_ratio": "16:9"}),
-    ("my-house-model", {"prompt": "A cat", "n": 3}),
-]
-
-
-@pytest.mark.parametrize(("model", "arguments"), MODELS_AND_ARGUMENTS)
-def test_the_tool_reads_its_arguments_as_langchain_does(model: str, arguments: dict[str, Any]) -> None:
-    """The tool validates its own schemas' arguments itself (the fast way); what it hands its
-    ``_run``, and what callbacks see, are what BaseTool's general path gives."""
-    tool = tool_for(model)
-    assert tool._to_args_and_kwargs(dict(arguments), "call_1") == BaseTool._to_args_and_kwargs(
-        tool, dict(arguments), "call_1"
-    )
-    assert tool._filter_injected_args(dict(arguments)) == BaseTool._filter_injected_args(
-        tool, dict(arguments)
-    )
-
-
-@pytest.mark.parametrize(
-    ("model", "arguments"),
-    [
-        ("gpt-4o-image", {"prompt": ""}),
-        ("gpt-image-1", {"prompt": "A cat", "style": "vivid"}),
-        ("dall-e-3", {}),
-    ],
-)
-def test_invalid_arguments_fail_as_langchain_s_would(model: str, arguments: dict[str, Any]) -> None:
-    tool = tool_for(model)
-    with pytest.raises(ValidationError) as ours:
-        tool._to_args_and_kwargs(dict(arguments), "call_1")
-    with pytest.raises(ValidationError) as langchains:
-        BaseTool._to_args_and_kwargs(tool, dict(arguments), "call_1")
-    assert ours.value.errors() == langchains.value.errors()
-
-
-def test_a_schema_given_by_the_developer_takes_langchain_s_way(monkeypatch: pytest.MonkeyPatch) -> None:
-    tool = tool_for("gpt-image-1", args_schema=GenerateImageInput)
-    seen: list[object] = []
-
-    def parse_input(self: BaseTool, tool_input: object, tool_call_id: str | None) -> dict[str, Any]:
-        seen.append(tool_input)
-        return {}
-
-    monkeypatch.setattr(BaseTool, "_parse_input", parse_input)
-    tool._to_args_and_kwargs({"prompt": "A cat"}, "call_1")
-    assert seen == [{"prompt": "A cat"}]
