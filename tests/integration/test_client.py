@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from vcr.errors import CannotOverwriteExistingCassetteException
 
 from image_tool import (
     APIConnectionError,
@@ -257,3 +258,16 @@ def test_errors_never_hold_the_key(fake_relay: FakeRelay) -> None:
     assert fake_relay.api_key not in str(caught.value)
     assert fake_relay.api_key not in repr(caught.value.args)
     assert "[redacted]" in caught.value.message
+
+
+@pytest.mark.vcr
+def test_a_request_with_no_recording_fails_instead_of_reaching_the_network(
+    client: ImageClient, record_mode: str
+) -> None:
+    """In replay, a request that no cassette holds is refused by vcrpy before it leaves the
+    client's transport: it fails as an unexpected error, and nothing goes out."""
+    if record_mode != "none":
+        pytest.skip("only a replay refuses requests it has no recording of")
+    with pytest.raises(APIError, match="CannotOverwriteExistingCassetteException") as refused:
+        client.generate("A prompt that no cassette holds")
+    assert isinstance(refused.value.__cause__, CannotOverwriteExistingCassetteException)
