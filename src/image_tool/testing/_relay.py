@@ -450,7 +450,10 @@ class _Handler(BaseHTTPRequestHandler):
         headers: Iterable[tuple[str, str]] = (),
     ) -> None:
         # One write per answer: separate header and body writes cost a delayed ACK (~40 ms).
-        reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:  # a status the standard does not name: FakeRelay sends any it is told
+            reason = ""
         lines = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {content_type}"]
         lines += [f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers)]
         self._last_write_coming()
