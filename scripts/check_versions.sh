@@ -2,9 +2,9 @@
 # The suite's quick part (not marked slow) on versions other than the pins:
 #   bash scripts/check_versions.sh lowest   every lower bound of pyproject.toml (constraints/lowest.txt)
 #   bash scripts/check_versions.sh newest   the newest releases, unconstrained, upgraded on every run
-# PYTHON chooses the interpreter (CI: lowest on 3.11, newest on 3.13); arguments after the first
-# go to pytest. Then the Ray tests, with the ray extra at the same end of its range, in a
-# virtualenv of their own (Ray brings pandas, pyarrow and more). Each keeps its virtualenvs:
+# PYTHON chooses the interpreter (CI: lowest on 3.11, newest on 3.11 and 3.13); arguments after
+# the first go to pytest. Then the Ray tests, with the ray extra at the same end of its range, in
+# a virtualenv of their own (Ray brings pandas, pyarrow and more). Each keeps its virtualenvs:
 # .venv-lowest-3.11 and .venv-lowest-3.11-ray, .venv-newest-3.13 and .venv-newest-3.13-ray...
 set -euo pipefail
 cd "$(dirname "$0")/.."

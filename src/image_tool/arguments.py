@@ -30,7 +30,8 @@ class GenerateImageInput(BaseModel):
 
     # Plain annotations: LangChain walks them on every call.
     # extra="forbid": an argument the model invents (a style gpt-image does not take) comes back
-    # to it as an error it can act on, rather than being dropped unseen.
+    # to it as an error it can act on, rather than being dropped unseen. Built when defined, not
+    # deferred: langchain-core before 1.6 reads a deferred schema as one without fields.
     model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
 
     prompt: str = Field(

@@ -100,7 +100,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             )
         except (TimeoutError, OSError, ssl.SSLError) as error:
             connection.transport.close()
-            if isinstance(error, asyncio.TimeoutError):
+            if isinstance(error, TimeoutError):
                 raise httpcore.ConnectTimeout("the TLS handshake took too long") from error
             raise httpcore.ConnectError(str(error) or "the TLS handshake failed") from error
         if transport is None:
