@@ -333,7 +333,7 @@ def big_answers(plan: Plan) -> str:
 
         async def save() -> ImageGenerationResult:
             async with httpx.AsyncClient() as http:
-                return await asave_images(result, options, http)
+                return await asave_images(result, options, lambda: http)
 
         asyncio.run(save())  # warm up
         started = time.perf_counter()

@@ -327,7 +327,9 @@ class ImageClient(ClientSettings):
                 result = save_images(
                     result,
                     self._save_options(self.save_dir),
-                    self._sync_pool.downloads(public_only=not self.allow_private_downloads),
+                    functools.partial(
+                        self._sync_pool.downloads, public_only=not self.allow_private_downloads
+                    ),
                     self._sync_pool.download_slots,
                 )
         return result
@@ -353,7 +355,9 @@ class ImageClient(ClientSettings):
 
                 await _areport(on_progress, [_SAVING])
                 pool = await self._loop_pools.current()
-                downloads = pool.download_client(public_only=not self.allow_private_downloads)
+                downloads = functools.partial(
+                    pool.download_client, public_only=not self.allow_private_downloads
+                )
                 saving = self._save_options(self.save_dir)
                 result = await asave_images(result, saving, downloads, pool.download_slots)
         return result

@@ -23,7 +23,7 @@ import anyio
 import httpcore
 import httpx
 
-from .errors import SaveError
+from .errors import ConfigurationError, SaveError
 from .leases import ConnectionLeases
 from .retries import current_deadline
 from .sockets import connect_tcp
@@ -80,12 +80,18 @@ def leasing_async_client(verify: ssl.SSLContext) -> httpx.AsyncClient:
 
 def _install(client: httpx.Client | httpx.AsyncClient, backend: object) -> None:
     # httpx has no public way to choose httpcore's network backend; every transport it builds
-    # (the default one, and one per proxy variable) keeps its httpcore pool in ``_pool``.
-    transports = [client._transport, *client._mounts.values()]
-    for transport in transports:
+    # (the default one, and one per proxy variable) keeps its httpcore pool in ``_pool``. Where
+    # that is no longer so, no client is made: one without these sockets would download from any
+    # address, and wait past the call's deadline.
+    for transport in filter(None, [client._transport, *client._mounts.values()]):  # None: no proxy
         pool = getattr(transport, "_pool", None)
-        if pool is not None and hasattr(pool, "_network_backend"):
-            pool._network_backend = backend
+        if pool is None or not hasattr(pool, "_network_backend"):
+            raise ConfigurationError(
+                f"image-tool cannot put its sockets under httpx {httpx.__version__}'s transport, so "
+                "it connects nowhere: without them a download could reach a private address and a "
+                "call could outlast its total_timeout. Install an httpx that image-tool supports."
+            )
+        pool._network_backend = backend
 
 
 def _with_embedded(

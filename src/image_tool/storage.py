@@ -20,7 +20,7 @@ import hashlib
 import os
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +29,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from .errors import SaveError
+from .errors import ConfigurationError, SaveError
 from .imagetypes import image_extension
 from .models import GeneratedImage, ImageGenerationResult
 from .pooling import MAX_DOWNLOADS
@@ -63,12 +63,14 @@ class SaveOptions:
 def save_images(
     result: ImageGenerationResult,
     options: SaveOptions,
-    http: httpx.Client,
+    downloads: Callable[[], httpx.Client],
     slots: threading.Semaphore | None = None,
 ) -> ImageGenerationResult:
     """Every image of ``result`` saved under ``options.save_dir``, several at once (``slots``
-    bounds the downloads of every call sharing it). An interrupt (Ctrl-C) stops each download at
-    its next chunk and removes its temporary file before it is raised."""
+    bounds the downloads of every call sharing it). ``downloads`` gives the client that fetches a
+    link, asked only when there is one: an image whose client cannot be had is kept, unsaved, with
+    the reason. An interrupt (Ctrl-C) stops each download at its next chunk and removes its
+    temporary file before it is raised."""
     if not result.images:
         return result
     cancelled = threading.Event()
@@ -76,7 +78,7 @@ def save_images(
     try:
         # Each job runs in a copy of this context: the call's deadline bounds its waits too.
         futures = [
-            workers.submit(contextvars.copy_context().run, _save, image, options, http, slots, cancelled)
+            workers.submit(contextvars.copy_context().run, _save, image, options, downloads, slots, cancelled)
             for image in result.images
         ]
         images = [future.result() for future in futures]
@@ -91,19 +93,19 @@ def save_images(
 async def asave_images(
     result: ImageGenerationResult,
     options: SaveOptions,
-    http: httpx.AsyncClient,
+    downloads: Callable[[], httpx.AsyncClient],
     slots: asyncio.Semaphore | None = None,
 ) -> ImageGenerationResult:
     """Async twin of ``save_images``: the downloads run concurrently on the event loop; a
     cancelled call removes the temporary files of its downloads."""
-    images = await asyncio.gather(*(_asave(image, options, http, slots) for image in result.images))
+    images = await asyncio.gather(*(_asave(image, options, downloads, slots) for image in result.images))
     return result.model_copy(update={"images": list(images)})
 
 
 def _save(
     image: GeneratedImage,
     options: SaveOptions,
-    http: httpx.Client,
+    downloads: Callable[[], httpx.Client],
     slots: threading.Semaphore | None,
     cancelled: threading.Event,
 ) -> GeneratedImage:
@@ -112,7 +114,7 @@ def _save(
             path = _write(options, [_decode(image.b64_json, options)])
         elif image.url:
             with slots or contextlib.nullcontext():
-                path = _download(image.url, options, http, cancelled)
+                path = _download(image.url, options, downloads(), cancelled)
         else:
             return image
     except Exception as error:  # every failure is the image's save_error: the image is kept
@@ -121,14 +123,17 @@ def _save(
 
 
 async def _asave(
-    image: GeneratedImage, options: SaveOptions, http: httpx.AsyncClient, slots: asyncio.Semaphore | None
+    image: GeneratedImage,
+    options: SaveOptions,
+    downloads: Callable[[], httpx.AsyncClient],
+    slots: asyncio.Semaphore | None,
 ) -> GeneratedImage:
     try:
         if image.b64_json:
             path = await asyncio.to_thread(_write, options, [_decode(image.b64_json, options)])
         elif image.url:
             async with slots or contextlib.nullcontext():
-                path = await _adownload(image.url, options, http)
+                path = await _adownload(image.url, options, downloads())
         else:
             return image
     except Exception as error:
@@ -203,7 +208,7 @@ def _write(options: SaveOptions, chunks: Iterable[bytes]) -> Path:
 
 def _reason(error: Exception, options: SaveOptions) -> str:
     """Why an image was not saved, in a sentence that never is empty."""
-    if isinstance(error, SaveError):
+    if isinstance(error, SaveError | ConfigurationError):
         reason = str(error)
     elif isinstance(error, OSError):
         reason = f"could not write to {options.save_dir}: {error.strerror or _text(error)}"

@@ -421,6 +421,68 @@ def test_ipv6_forms_of_private_addresses_are_refused(
     assert address not in rebinding_resolver  # refused before any connection
 
 
+class PoolWithItsBackendRenamed:
+    """An httpcore pool as it would be if it kept its network backend under another name: it
+    still connects (with its own backend), but image-tool's bounded sockets cannot be put in."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_network_backend":
+            raise AttributeError(name)
+        return getattr(self.pool, name)
+
+
+def without_guards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every httpx transport made from now on holds a ``PoolWithItsBackendRenamed``."""
+    for transport_class in (httpx.HTTPTransport, httpx.AsyncHTTPTransport):
+
+        def renamed(self: Any, *args: Any, built: Any = transport_class.__init__, **kwargs: Any) -> None:
+            built(self, *args, **kwargs)
+            self._pool = PoolWithItsBackendRenamed(self._pool)
+
+        monkeypatch.setattr(transport_class, "__init__", renamed)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_without_its_guards_nothing_is_downloaded_and_the_image_is_kept(
+    relay: FakeRelay, tmp_path: Path, mode: Mode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The application's own client, made before httpx changed, posts the generation; the
+    download is refused."""
+    relay.queue(Reply.completion(image_link(relay.origin)))
+    if mode == "sync":
+        with httpx.Client() as own:
+            without_guards(monkeypatch)
+            with client_for(relay.base_url, save_dir=tmp_path, http_client=own) as client:
+                result = client.generate("A cat")
+    else:
+
+        async def agenerate() -> ImageGenerationResult:
+            async with httpx.AsyncClient() as own:
+                without_guards(monkeypatch)
+                async with client_for(relay.base_url, save_dir=tmp_path, http_async_client=own) as client:
+                    return await client.agenerate("A cat")
+
+        result = asyncio.run(agenerate())
+    (image,) = result.images
+    assert image.url is not None and image.path is None  # generated and kept, not saved
+    assert image.save_error is not None and "cannot put its sockets under httpx" in image.save_error
+    assert gets(relay) == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_without_its_guards_no_request_is_sent(
+    relay: FakeRelay, mode: Mode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    without_guards(monkeypatch)
+    with pytest.raises(ImageToolError, match="cannot put its sockets under httpx"):
+        generate(client_for(relay.base_url), mode)
+    assert relay.requests == []
+
+
 # --- 4. Memory: caps hold on one line, and on inflated bytes as they are produced ----------------
 
 CAP = 8 * 1024 * 1024

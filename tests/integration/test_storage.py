@@ -69,18 +69,18 @@ def test_redirects_are_followed_but_bounded(tmp_path: Path) -> None:
     png = png_image(4, 4, "r")
     image = GeneratedImage(url="https://images.example/0")
     with httpx.Client(transport=redirecting(3, png)) as http:
-        (saved,) = save_images(result_with(image), options(tmp_path), http).images
+        (saved,) = save_images(result_with(image), options(tmp_path), lambda: http).images
     assert saved.path is not None
     assert saved.path.read_bytes() == png
     with httpx.Client(transport=redirecting(4, png)) as http:
-        (refused,) = save_images(result_with(image), options(tmp_path), http).images
+        (refused,) = save_images(result_with(image), options(tmp_path), lambda: http).images
     assert refused.save_error == "more than 3 redirects"
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://images.example/a.png", "gopher://x/"])
 def test_only_http_and_https_are_downloaded(tmp_path: Path, url: str) -> None:
     with httpx.Client(transport=redirecting(0)) as http:
-        (image,) = save_images(result_with(GeneratedImage(url=url)), options(tmp_path), http).images
+        (image,) = save_images(result_with(GeneratedImage(url=url)), options(tmp_path), lambda: http).images
     assert image.save_error is not None
     assert "only http and https" in image.save_error
 
@@ -88,7 +88,7 @@ def test_only_http_and_https_are_downloaded(tmp_path: Path, url: str) -> None:
 def test_invalid_base64_is_reported(tmp_path: Path) -> None:
     with httpx.Client(transport=redirecting(0)) as http:
         (image,) = save_images(
-            result_with(GeneratedImage(b64_json="not base64!")), options(tmp_path), http
+            result_with(GeneratedImage(b64_json="not base64!")), options(tmp_path), lambda: http
         ).images
     assert image.save_error == "the inline image is not valid base64"
     assert not (tmp_path / "images").exists()  # nothing written, not even a half file
@@ -100,7 +100,7 @@ def test_a_failed_download_leaves_no_part_file(tmp_path: Path) -> None:
 
     with httpx.Client(transport=httpx.MockTransport(broken)) as http:
         (image,) = save_images(
-            result_with(GeneratedImage(url="https://x.example/a.png")), options(tmp_path), http
+            result_with(GeneratedImage(url="https://x.example/a.png")), options(tmp_path), lambda: http
         ).images
     assert image.save_error is not None
     assert "download failed" in image.save_error
