@@ -108,12 +108,10 @@ class StoppedClock:
 @contextmanager
 def relay_on_a_clock(rate_limit: float, **options: Any) -> Iterator[tuple[FakeRelay, StoppedClock]]:
     """A FakeRelay whose rate limit reads a ``StoppedClock``: its requests take no time on it, so
-    what it refuses does not depend on how fast the machine sends them. (FakeRelay takes no clock:
-    its admission is replaced by one that does.) test_the_bucket_refills_at_the_rate keeps the real
-    clock."""
+    what it refuses does not depend on how fast the machine sends them.
+    test_the_bucket_refills_at_the_rate keeps the real clock."""
     clock = StoppedClock()
-    with FakeRelay(rate_limit=rate_limit, **options) as relay:
-        relay._admission = Admission(rate_limit=rate_limit, clock=clock)
+    with FakeRelay(rate_limit=rate_limit, clock=clock, **options) as relay:
         yield relay, clock
 
 

@@ -9,6 +9,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -111,6 +112,9 @@ class FakeRelay:
       new-api's saturation answer: 429, the message ``_profiles.SATURATED`` and a request id,
       type ``upstream_error``, code ``bad_response_status_code``, param ``"429"``, no Retry-After.
 
+    ``clock`` is what the rate limit reads (seconds, ``time.monotonic`` by default): a test that
+    moves a clock of its own decides when tokens come, however fast its machine sends.
+
     ``relay.requests`` holds what came, an edit's form readable as ``request.form``;
     ``relay.generated`` counts the images answered, ``relay.generated_prompts`` lists the prompts of
     successful answers in order (one entry per answer).
@@ -126,6 +130,7 @@ class FakeRelay:
         rate_limit: float | None = None,
         quota_images: int | None = None,
         max_concurrent: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api_key = api_key
         self.port = port
@@ -136,7 +141,7 @@ class FakeRelay:
         """The relay software FakeRelay answers as (``"vendor"``: the replies as scripted)."""
         self._profile = profile_named(profile)
         self._admission = Admission(
-            rate_limit=rate_limit, quota_images=quota_images, max_concurrent=max_concurrent
+            rate_limit=rate_limit, quota_images=quota_images, max_concurrent=max_concurrent, clock=clock
         )
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
