@@ -5,7 +5,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -47,6 +48,17 @@ def tool_node_graph(tool: BaseTool, model: ScriptedChatModel) -> Any:
     graph.add_conditional_edges("model", route, ["tools", END])
     graph.add_edge("tools", "model")
     return graph.compile()
+
+
+def wait_until(
+    condition: Callable[[], bool], message: str = "timed out waiting", timeout: float = 30.0
+) -> None:
+    """Polls ``condition`` until it holds, failing with ``message`` after ``timeout`` seconds: a
+    guard that only a broken behaviour waits out, never a guess of how long something takes."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.005)
 
 
 @contextmanager

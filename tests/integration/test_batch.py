@@ -20,7 +20,7 @@ from image_tool.batch import BatchProgress, run_batch
 from image_tool.cli import main
 from image_tool.testing import FakeRelay, Reply
 
-from ..helpers import ctrl_c_enabled
+from ..helpers import ctrl_c_enabled, wait_until
 
 
 def write_prompts(path: Path, count: int, **options: Any) -> Path:
@@ -160,10 +160,7 @@ def test_ctrl_c_then_the_same_command_finishes_without_sending_twice(tmp_path: P
             process = subprocess.Popen(  # noqa: S603  # our own command line, no shell
                 command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
-        deadline = time.monotonic() + 30
-        while len(relay.requests) < 12 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert len(relay.requests) >= 12, "the batch never got going"
+        wait_until(lambda: len(relay.requests) >= 12, "the batch never got going")
         process.send_signal(signal.SIGINT)
         _, interrupted = process.communicate(timeout=30)
         assert process.returncode == 130, interrupted

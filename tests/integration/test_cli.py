@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from image_tool.client import ImageClient
 from image_tool.models import MAX_IMAGES, MAX_PROMPT_LENGTH, GenerationProgress
 from image_tool.testing import FakeRelay, Reply
 
-from ..helpers import ctrl_c_enabled, fake_relay_command
+from ..helpers import ctrl_c_enabled, fake_relay_command, wait_until
 
 
 @pytest.fixture
@@ -307,7 +307,7 @@ def test_ctrl_c_clears_the_progress_line_and_exits_130(
     relay: FakeRelay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def interrupted(*args: object, **kwargs: object) -> None:
-        _wait_until(lambda: "waiting for the relay" in terminal.getvalue(), timeout=30)  # drawn
+        wait_until(lambda: "waiting for the relay" in terminal.getvalue())  # drawn
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ImageClient, "generate", interrupted)
@@ -333,7 +333,7 @@ def test_ctrl_c_stops_a_generation_at_once_with_one_line() -> None:
                 text=True,
             )
         try:
-            _wait_until(lambda: relay.in_flight > 0, timeout=30)  # the request is on its way
+            wait_until(lambda: relay.in_flight > 0)  # the request is on its way
             time.sleep(1)
             process.send_signal(signal.SIGINT)
             interrupted = time.monotonic()
@@ -346,13 +346,6 @@ def test_ctrl_c_stops_a_generation_at_once_with_one_line() -> None:
     assert err == "image-tool: interrupted\n"
     assert out == ""
     assert took < 10, f"it took {took:.1f} s to stop"
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.02)
 
 
 def test_images_refused_by_the_save_are_printed_reported_and_exit_12(
@@ -400,10 +393,10 @@ def test_the_progress_line_says_saving_images_while_downloading() -> None:
     screen = io.StringIO()
     with _ProgressDisplay(screen) as display:
         display.update(GenerationProgress(stage="generating", percent=57))
-        _wait_until(lambda: "generating 57%" in screen.getvalue(), timeout=30)
+        wait_until(lambda: "generating 57%" in screen.getvalue())
         display.update(GenerationProgress(stage="done", percent=100))
         display.update(GenerationProgress(stage="saving"))
-        _wait_until(lambda: "saving images" in screen.getvalue(), timeout=30)
+        wait_until(lambda: "saving images" in screen.getvalue())
     drawn = screen.getvalue()
     last = drawn.removesuffix("\r\x1b[K").rsplit("\r\x1b[K", 1)[-1]
     assert "saving images" in last

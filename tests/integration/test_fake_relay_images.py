@@ -24,6 +24,8 @@ from image_tool.testing import (
     png_size,
 )
 
+from ..helpers import wait_until
+
 FilesArg = list[tuple[str, tuple[str, bytes, str]]]
 
 
@@ -425,10 +427,7 @@ def test_slow_image_requests_are_counted_in_flight(fake_relay: FakeRelay) -> Non
         assert [call.result().status_code for call in calls] == [200, 200]
     assert fake_relay.max_in_flight == 2
     # Counted out just after the last write, which the caller may have read before that: waited for.
-    deadline = time.monotonic() + 30
-    while fake_relay.in_flight:
-        assert time.monotonic() < deadline, "the answered requests were never counted out"
-        time.sleep(0.001)
+    wait_until(lambda: fake_relay.in_flight == 0, "the answered requests were never counted out")
 
 
 def test_a_relay_profile_reshapes_images_errors() -> None:

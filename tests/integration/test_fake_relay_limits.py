@@ -23,6 +23,8 @@ from image_tool.testing._admission import Admission, Ticket
 from image_tool.testing._profiles import SATURATED
 from image_tool.testing._replies import RelayProfile
 
+from ..helpers import wait_until
+
 CHAT = {"model": "gpt-4o-image", "messages": [{"role": "user", "content": "a cat in a tree"}]}
 DECIMAL_SECONDS = re.compile(r"^\d+\.\d\d$")
 
@@ -77,13 +79,6 @@ def at_once(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
         thread.join(30)
     assert all(answer is not None for answer in answers)
     return [answer for answer in answers if answer is not None]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
 
 
 @contextmanager
@@ -166,20 +161,20 @@ def test_the_bucket_refills_at_the_rate() -> None:
 
 
 def test_retry_after_is_rounded_up_to_hundredths_and_at_least_one() -> None:
-    now = [0.0]
-    admission = Admission(rate_limit=1000, clock=lambda: now[0])
+    clock = StoppedClock()
+    admission = Admission(rate_limit=1000, clock=clock)
     assert all(isinstance(admission.admit(1), Ticket) for _ in range(1000))
     refused = admission.admit(1)
     assert not isinstance(refused, Ticket)
     assert dict(refused.headers)["Retry-After"] == "0.01"  # 1 ms, named as the shortest wait
-    slow = Admission(rate_limit=3, clock=lambda: now[0])
+    slow = Admission(rate_limit=3, clock=clock)
     for _ in range(3):
         slow.admit(1)
-    now[0] = 0.1  # 0.3 of a token back: 0.7 / 3 = 0.2333 s to the next
+    clock.advance(0.1)  # 0.3 of a token back: 0.7 / 3 = 0.2333 s to the next
     refused = slow.admit(1)
     assert not isinstance(refused, Ticket)
     assert dict(refused.headers)["Retry-After"] == "0.24"
-    now[0] = 0.1 + 0.24
+    clock.advance(0.24)
     assert isinstance(slow.admit(1), Ticket)
 
 

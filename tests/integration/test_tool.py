@@ -177,11 +177,17 @@ async def test_an_invalid_string_is_explained_not_raised(
         assert content_of(answer).startswith("Invalid arguments for generate_image: prompt:")
 
 
-async def test_a_failure_after_a_string_input_is_explained_not_raised(fake_relay: FakeRelay) -> None:
+async def test_a_failure_after_a_string_input_is_explained_not_raised(
+    live_tool: ImageGenerationTool, fake_relay: FakeRelay
+) -> None:
     fake_relay.default_reply = Reply.content_policy()
-    tool = ImageGenerationTool(api_key=fake_relay.api_key, base_url=fake_relay.base_url, max_retries=0)
-    answers = [tool.invoke("A cat"), await tool.ainvoke("A cat"), tool.run("A cat"), await tool.arun("A cat")]
-    answers += [*tool.batch(["A cat", "A dog"]), *await tool.abatch(["A cat"])]
+    answers = [
+        live_tool.invoke("A cat"),
+        await live_tool.ainvoke("A cat"),
+        live_tool.run("A cat"),
+        await live_tool.arun("A cat"),
+    ]
+    answers += [*live_tool.batch(["A cat", "A dog"]), *await live_tool.abatch(["A cat"])]
     for answer in answers:
         assert content_of(answer).startswith("The image service refused this prompt under its content policy")
 

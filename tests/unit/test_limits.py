@@ -14,6 +14,8 @@ import pytest
 
 from image_tool.limits import AdaptiveLimit, Slot
 
+from ..helpers import wait_until
+
 
 class Pipeline:
     """Holds slots open in one thread, as a caller with more work than the limit allows would:
@@ -179,10 +181,7 @@ def test_throttled_outside_its_block_is_a_mistake() -> None:
 
 def wait_until_queued(limit: AdaptiveLimit, count: int) -> None:
     """Until ``count`` callers wait for a slot: known, not guessed with a sleep."""
-    deadline = time.monotonic() + 30
-    while len(limit._waiters) < count:
-        assert time.monotonic() < deadline, f"{count} callers never queued"
-        time.sleep(0.001)
+    wait_until(lambda: len(limit._waiters) >= count, f"{count} callers never queued")
 
 
 class Peak:
