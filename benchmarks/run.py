@@ -1,4 +1,4 @@
-"""What image-tool adds around a generation, measured beside raw httpx and the OpenAI SDK in one run.
+"""What image-tool adds around a generation, measured beside raw httpx2 and the OpenAI SDK in one run.
 
     .venv/bin/python -m benchmarks.run            # the full run (a few minutes)
     .venv/bin/python -m benchmarks.run --quick    # small counts, seconds (the test suite runs it)
@@ -30,7 +30,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-import httpx
+import httpx2
 from langchain_core.tools import BaseTool
 from openai import AsyncOpenAI, OpenAI
 
@@ -129,11 +129,11 @@ def per_call_overhead(plan: Plan) -> str:
 
             return run
 
-        with httpx.Client() as http, ImageClient(**settings) as client:
+        with httpx2.Client() as http, ImageClient(**settings) as client:
             tool = ImageGenerationTool(client=client)
             openai = OpenAI(api_key=relay.api_key, base_url=relay.base_url, max_retries=0)
             sync: list[tuple[str, Callable[[], object]]] = [
-                ("raw httpx: Client.post + json", lambda: http.post(url, json=BODY, headers=headers).json()),
+                ("raw httpx2: Client.post + json", lambda: http.post(url, json=BODY, headers=headers).json()),
                 ("ImageClient.generate", lambda: client.generate(PROMPT)),
                 ("tool.invoke(ToolCall)", lambda: tool.invoke(CALL)),
                 (
@@ -149,7 +149,7 @@ def per_call_overhead(plan: Plan) -> str:
             openai.close()
 
         async def async_rows() -> list[tuple[str, float]]:
-            async with httpx.AsyncClient() as ahttp, ImageClient(**settings) as aclient:
+            async with httpx2.AsyncClient() as ahttp, ImageClient(**settings) as aclient:
                 atool = ImageGenerationTool(client=aclient)
                 aopenai = AsyncOpenAI(api_key=relay.api_key, base_url=relay.base_url, max_retries=0)
 
@@ -157,7 +157,7 @@ def per_call_overhead(plan: Plan) -> str:
                     return (await ahttp.post(url, json=BODY, headers=headers)).json()
 
                 contenders: list[tuple[str, Callable[[], Awaitable[object]]]] = [
-                    ("raw httpx: AsyncClient.post + json", raw),
+                    ("raw httpx2: AsyncClient.post + json", raw),
                     ("ImageClient.agenerate", lambda: aclient.agenerate(PROMPT)),
                     ("tool.ainvoke(ToolCall)", lambda: atool.ainvoke(CALL)),
                     (
@@ -184,7 +184,7 @@ def per_call_overhead(plan: Plan) -> str:
             rows.append((f"async: {name}", f"{seconds * 1e6:.0f} µs", f"{seconds / baseline:.2f}x"))
     return table(
         f"Per-call overhead at zero server latency ({plan.calls} sequential calls, median of {plan.repeats})",
-        ("contender", "per call", "vs raw httpx"),
+        ("contender", "per call", "vs raw httpx2"),
         rows,
     )
 
@@ -220,7 +220,7 @@ class ThreadBoundTool(BaseTool):
 def concurrency(plan: Plan) -> str:
     """Wall time of N calls at once, each answered after ``plan.latency``. Plain sockets, the client
     and the tool take turns, round after round (medians), so a slow spell of the machine falls on
-    all three alike; raw httpx and the sync-only tool, far slower at large counts, run apart."""
+    all three alike; raw httpx2 and the sync-only tool, far slower at large counts, run apart."""
     rows = []
     with relay_process(latency=plan.latency) as relay:
         headers = {"Authorization": f"Bearer {relay.api_key}"}
@@ -233,9 +233,9 @@ def concurrency(plan: Plan) -> str:
         }
 
         async def wall_times(count: int) -> dict[str, float]:
-            limits = httpx.Limits(max_connections=None)
+            limits = httpx2.Limits(max_connections=None)
             async with (
-                httpx.AsyncClient(limits=limits, timeout=60) as http,
+                httpx2.AsyncClient(limits=limits, timeout=60) as http,
                 ImageClient(**settings) as client,
             ):
                 tool = ImageGenerationTool(client=client)
@@ -292,7 +292,7 @@ def concurrency(plan: Plan) -> str:
         (
             "calls at once",
             "plain asyncio sockets (the relay's capacity)",
-            "raw httpx (one AsyncClient)",
+            "raw httpx2 (one AsyncClient)",
             "ImageClient.agenerate",
             "tool.ainvoke",
             "sync-only tool, ainvoke",
@@ -332,7 +332,7 @@ def big_answers(plan: Plan) -> str:
         options = SaveOptions(Path(directory), 1024 * 1024 * 1024)
 
         async def save() -> ImageGenerationResult:
-            async with httpx.AsyncClient() as http:
+            async with httpx2.AsyncClient() as http:
                 return await asave_images(result, options, lambda: http)
 
         asyncio.run(save())  # warm up
@@ -393,13 +393,13 @@ def import_times(plan: Plan, python: str = sys.executable) -> str:
         cli = [str(script)] if script.exists() else [python, "-m", "image_tool.cli"]
         bare, help_, _ = paired(whole_process([python, "-c", "pass"]), whole_process([*cli, "--help"]))
         httpx_, client, client_added = paired(
-            importing("import httpx"), importing("from image_tool import ImageClient")
+            importing("import httpx2"), importing("from image_tool import ImageClient")
         )
         base, tool, tool_added = paired(
             importing("from langchain_core.tools import BaseTool"),
             importing("from image_tool import ImageGenerationTool"),
         )
-        # httpx imports its own command line's dependencies whenever they are installed.
+        # httpx2 imports its own command line's dependencies whenever they are installed.
         extras = run(
             [python, "-c", "import importlib.util as u; print(*filter(u.find_spec, ['rich', 'click']))"]
         )
@@ -425,7 +425,7 @@ def import_times(plan: Plan, python: str = sys.executable) -> str:
             (
                 "from image_tool import ImageClient",
                 ms(client),
-                f"import httpx: {ms(httpx_)}",
+                f"import httpx2: {ms(httpx_)}",
                 ms(client_added),
                 "+" + verdict(client_added, 0.1),
             ),
@@ -500,7 +500,7 @@ def bulk(plan: Plan) -> str:
 
 
 def per_call_costs(plan: Plan) -> str:
-    """Memory held per call in flight and CPU per call, the client beside raw httpx."""
+    """Memory held per call in flight and CPU per call, the client beside raw httpx2."""
     rows = []
     with relay_process(latency=plan.latency) as relay:
         headers = {"Authorization": f"Bearer {relay.api_key}"}
@@ -520,13 +520,13 @@ def per_call_costs(plan: Plan) -> str:
             return held / plan.in_flight, used / plan.in_flight
 
         async def both() -> None:
-            limits = httpx.Limits(max_connections=None)
+            limits = httpx2.Limits(max_connections=None)
             async with (
-                httpx.AsyncClient(limits=limits, timeout=60) as http,
+                httpx2.AsyncClient(limits=limits, timeout=60) as http,
                 ImageClient(api_key=relay.api_key, base_url=relay.base_url) as client,
             ):
                 for name, call in (
-                    ("raw httpx (one AsyncClient)", lambda: http.post(url, json=BODY, headers=headers)),
+                    ("raw httpx2 (one AsyncClient)", lambda: http.post(url, json=BODY, headers=headers)),
                     ("ImageClient.agenerate", lambda: client.agenerate(PROMPT)),
                 ):
                     memory, cpu = await measure(call)

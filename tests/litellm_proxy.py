@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-import httpx
+import httpx2
 import pytest
 
 from image_tool.testing import FakeRelay
@@ -102,14 +102,14 @@ def _log_tail(log: Path) -> str:
 
 def _wait_until_ready(process: subprocess.Popen[bytes], origin: str, log: Path) -> None:
     deadline = time.monotonic() + START_DEADLINE
-    with httpx.Client(timeout=10.0, trust_env=False) as probe:  # a slow answer still counts
+    with httpx2.Client(timeout=10.0, trust_env=False) as probe:  # a slow answer still counts
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise ProxyStartError(
                     f"The LiteLLM proxy exited with code {process.returncode} before it was ready. "
                     f"The end of its log ({log}):\n{_log_tail(log)}"
                 )
-            with contextlib.suppress(httpx.HTTPError):
+            with contextlib.suppress(httpx2.HTTPError):
                 if probe.get(f"{origin}/health/liveliness").status_code == 200:
                     return
             time.sleep(0.1)

@@ -4,7 +4,7 @@ from image_tool import ImageGenerationTool
 tool = ImageGenerationTool()   # reads IMAGE_TOOL_API_KEY and IMAGE_TOOL_BASE_URL
 
 Every public name is imported on first use (PEP 562): ``from image_tool import ImageClient``
-loads httpx and pydantic but not LangChain, which only the tool and the message helpers need.
+loads httpx2 and pydantic but not LangChain, which only the tool and the message helpers need.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-import httpx
+import httpx2
 from pydantic import (
     ConfigDict,
     PrivateAttr,
@@ -25,7 +25,7 @@ from pydantic import (
 
 from ._version import __version__
 from .catalog import ModelFamily, family_of
-from .config import resolve_connection
+from .config import refuse_httpx, resolve_connection
 from .errors import (
     APIConnectionError,
     APIError,
@@ -112,7 +112,7 @@ class ImageClient(ClientSettings):
     _fallback_clients: list[ImageClient] = PrivateAttr()
     _cooldowns: Cooldowns = PrivateAttr()
     _adaptive: AdaptiveLimit | None = PrivateAttr()
-    _headers: httpx.Headers | None = PrivateAttr(default=None)
+    _headers: httpx2.Headers | None = PrivateAttr(default=None)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -134,6 +134,8 @@ class ImageClient(ClientSettings):
     def _resolve_connection(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
+        for setting in ("http_client", "http_async_client", "timeout"):
+            refuse_httpx(setting, data.get(setting))
         api_key = data.get("api_key")
         if isinstance(api_key, SecretStr):
             api_key = api_key.get_secret_value()
@@ -263,7 +265,7 @@ class ImageClient(ClientSettings):
         mask: str | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> ImageGenerationResult:
-        """Async twin of ``generate``, on httpx's AsyncClient: it never blocks the event loop.
+        """Async twin of ``generate``, on httpx2's AsyncClient: it never blocks the event loop.
 
         ``on_progress`` may be a plain function or a coroutine function.
         """
@@ -454,15 +456,19 @@ class ImageClient(ClientSettings):
             self._adaptive.sync_slot() if self._adaptive else contextlib.nullcontext() as slot,
             self._sync_pool.slots,
             self._calling(deadline, exchange, slot),
-            client.stream("POST", url, **options) as response,
         ):
-            answer = self._answer(url, response, exchange)
-            for raw in raw_chunks(response):
-                _report(on_progress, answer.feed(raw))
-                deadline.check()
-            updates, result = answer.finish()
-            _report(on_progress, updates)
-            return result
+            sent = client.build_request("POST", url, **options)
+            response = self._sync_pool.send(client, sent, within=deadline.remaining())
+            try:
+                answer = self._answer(url, response, exchange)
+                for raw in raw_chunks(response):
+                    _report(on_progress, answer.feed(raw))
+                    deadline.check()
+                updates, result = answer.finish()
+                _report(on_progress, updates)
+                return result
+            finally:
+                response.close()
 
     async def _aattempt(
         self, request: ImageRequest, deadline: Deadline, on_progress: ProgressCallback | None
@@ -471,23 +477,24 @@ class ImageClient(ClientSettings):
         pool, exchange = await self._loop_pools.current(), _Exchange()
         url, options = self._request_options(request, deadline)
         async with self._adaptive.slot() if self._adaptive else contextlib.nullcontext() as slot, pool.slots:
-            with self._calling(deadline, exchange, slot):
-                # send(stream=True), not stream(): no async generator held by each call in flight.
-                http = pool.http()
-                response = await http.send(http.build_request("POST", url, **options), stream=True)
-                try:
-                    answer = self._answer(url, response, exchange)
-                    async for raw in araw_chunks(response):
-                        await _areport(on_progress, answer.feed(raw))
-                        deadline.check()
-                    large = answer.size > OFF_LOOP_BYTES  # parsed off the event loop
-                    updates, result = await asyncio.to_thread(answer.finish) if large else answer.finish()
-                    await _areport(on_progress, updates)
-                    return result
-                finally:
-                    await response.aclose()
+            # Every wait ends with the call (a relay dripping its headers never ends a read timeout).
+            with self._calling(deadline, exchange, slot), pool.http() as http:
+                async with asyncio.timeout(deadline.remaining()):
+                    # send(stream=True), not stream(): no async generator held by each call in flight.
+                    response = await http.send(http.build_request("POST", url, **options), stream=True)
+                    try:
+                        answer = self._answer(url, response, exchange)
+                        async for raw in araw_chunks(response):
+                            await _areport(on_progress, answer.feed(raw))
+                            deadline.check()
+                        large = answer.size > OFF_LOOP_BYTES  # parsed off the event loop
+                        updates, result = await asyncio.to_thread(answer.finish) if large else answer.finish()
+                        await _areport(on_progress, updates)
+                        return result
+                    finally:
+                        await response.aclose()
 
-    def _answer(self, url: httpx.URL, response: httpx.Response, exchange: _Exchange) -> AnswerReader:
+    def _answer(self, url: httpx2.URL, response: httpx2.Response, exchange: _Exchange) -> AnswerReader:
         from .answer import AnswerReader
 
         exchange.status_code = response.status_code
@@ -505,11 +512,13 @@ class ImageClient(ClientSettings):
             secret=self._secret,
         )
 
-    def _request_options(self, request: ImageRequest, deadline: Deadline) -> tuple[httpx.URL, dict[str, Any]]:
-        # The URL and headers are parsed once, not by httpx on every request.
+    def _request_options(
+        self, request: ImageRequest, deadline: Deadline
+    ) -> tuple[httpx2.URL, dict[str, Any]]:
+        # The URL and headers are parsed once, not by httpx2 on every request.
         url = _endpoint(self.base_url, request.path)
         if self._headers is None:
-            self._headers = httpx.Headers(
+            self._headers = httpx2.Headers(
                 {
                     "User-Agent": f"image-tool/{__version__}",
                     "Accept-Encoding": ACCEPT_ENCODING,
@@ -521,7 +530,7 @@ class ImageClient(ClientSettings):
             **request.body(),
             "headers": self._headers,
             # An injected client's sockets know no deadline: its limits are cut to it here.
-            "timeout": _within(httpx.Timeout(self.timeout), deadline),
+            "timeout": _within(httpx2.Timeout(self.timeout), deadline),
         }
 
     def _save_options(self, save_dir: Path) -> SaveOptions:
@@ -556,7 +565,7 @@ class ImageClient(ClientSettings):
             return MalformedResponseError(
                 f"The relay's answer is {error}; it was not read.", status_code=exchange.status_code
             )
-        if isinstance(error, httpx.TimeoutException):
+        if isinstance(error, httpx2.TimeoutException | TimeoutError):  # TimeoutError: the deadline's
             limit, setting = (
                 (f"total timeout of {deadline.seconds:g} s", "total_timeout")
                 if deadline.expired()
@@ -566,7 +575,7 @@ class ImageClient(ClientSettings):
                 f"The relay at {self.base_url} did not answer in time ({limit}). Generations can take "
                 f"minutes: raise ImageClient({setting}=...) if this one needs longer."
             )
-        if isinstance(error, httpx.TransportError):
+        if isinstance(error, httpx2.TransportError):
             reason = str(error) or type(error).__name__
             if exchange.status_code is not None:
                 return APIConnectionError(
@@ -574,7 +583,7 @@ class ImageClient(ClientSettings):
                     f"before it finished: {reason}"
                 )
             return APIConnectionError(f"Could not reach the relay at {self.base_url}: {reason}")
-        if isinstance(error, httpx.HTTPError):  # a body httpx itself could not decode, say
+        if isinstance(error, httpx2.HTTPError):  # a body httpx2 itself could not decode, say
             reason = str(error) or type(error).__name__
             return MalformedResponseError(
                 f"The relay's answer could not be read: {reason}", status_code=exchange.status_code
@@ -596,15 +605,15 @@ class ImageClient(ClientSettings):
 
 @functools.lru_cache(maxsize=64)
 def _host(url: str) -> str:
-    return httpx.URL(url).host
+    return httpx2.URL(url).host
 
 
 @functools.lru_cache(maxsize=256)
-def _endpoint(base_url: str, path: str) -> httpx.URL:
-    return httpx.URL(f"{base_url}{path}")
+def _endpoint(base_url: str, path: str) -> httpx2.URL:
+    return httpx2.URL(f"{base_url}{path}")
 
 
-def _within(timeout: httpx.Timeout, deadline: Deadline) -> httpx.Timeout:
+def _within(timeout: httpx2.Timeout, deadline: Deadline) -> httpx2.Timeout:
     """Each of the attempt's limits, shortened to what is left of the call's total."""
     remaining = deadline.remaining()
     if remaining is None:
@@ -613,7 +622,7 @@ def _within(timeout: httpx.Timeout, deadline: Deadline) -> httpx.Timeout:
     def cap(limit: float | None) -> float:
         return remaining if limit is None else min(limit, remaining)
 
-    return httpx.Timeout(
+    return httpx2.Timeout(
         connect=cap(timeout.connect), read=cap(timeout.read), write=cap(timeout.write), pool=cap(timeout.pool)
     )
 
@@ -649,12 +658,12 @@ async def _areport(on_progress: ProgressCallback | None, updates: Iterable[Gener
                 logger.warning("The progress callback failed", exc_info=True)
 
 
-def _timeout_hit(error: httpx.TimeoutException, timeout: float | httpx.Timeout | None) -> str:
-    limits = httpx.Timeout(timeout)
-    if isinstance(error, httpx.ConnectTimeout):
+def _timeout_hit(error: Exception, timeout: float | httpx2.Timeout | None) -> str:
+    limits = httpx2.Timeout(timeout)
+    if isinstance(error, httpx2.ConnectTimeout):
         return f"connect timeout of {limits.connect} s"
-    if isinstance(error, httpx.WriteTimeout):
+    if isinstance(error, httpx2.WriteTimeout):
         return f"write timeout of {limits.write} s"
-    if isinstance(error, httpx.PoolTimeout):
+    if isinstance(error, httpx2.PoolTimeout):
         return f"pool timeout of {limits.pool} s"
     return f"read timeout of {limits.read} s"

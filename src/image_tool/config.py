@@ -19,6 +19,16 @@ OPENAI_BASE_URL_ENV = "OPENAI_BASE_URL"
 _EXAMPLE_URL = "https://relay.example.com/v1"
 
 
+def refuse_httpx(setting: str, value: object) -> None:
+    """An httpx object where image-tool takes httpx2's is refused at once, with the fix."""
+    kind = type(value)
+    if kind.__module__.partition(".")[0] in ("httpx", "httpcore"):
+        raise ConfigurationError(
+            f"{setting} is an httpx {kind.__name__}, but image-tool runs on httpx2 (httpx's maintained "
+            f"continuation, the same API under `import httpx2`): pass an httpx2.{kind.__name__} instead."
+        )
+
+
 def resolve_connection(
     api_key: str | None,
     base_url: str | None,
@@ -76,7 +86,7 @@ def normalise_base_url(url: str) -> str:
             f"Set {BASE_URL_ENV} or pass base_url=."
         )
     if parts.username or parts.password:
-        # httpx would send them as Basic auth, in place of the Bearer key.
+        # httpx2 would send them as Basic auth, in place of the Bearer key.
         raise ConfigurationError(
             f"The base URL must not carry a user name or password ({shown} with credentials): they "
             "would replace the API key. Pass the key as api_key= and the URL without them."

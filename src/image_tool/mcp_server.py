@@ -8,6 +8,7 @@ Needs the ``mcp`` extra (``pip install 'image-tool[mcp]'``); nothing else in ima
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import sys
 import uuid
@@ -94,13 +95,12 @@ async def _call_result(message: ToolMessage, secret: str) -> CallToolResult:
 
 async def _image_content(image: GeneratedImage) -> ImageContent | None:
     """The image as MCP content: the saved file, else the inline base64; ``None`` for a bare link."""
-    import anyio
     from mcp.types import ImageContent
 
     data = None
     if image.path is not None:
         try:
-            data = await anyio.Path(image.path).read_bytes()
+            data = await asyncio.to_thread(image.path.read_bytes)
         except OSError:
             data = None  # removed since: fall back to the inline copy or the link in the text
     if data is None and image.b64_json:
@@ -157,15 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
 
-    import anyio
-
     async def serve() -> None:
         try:
             await _serve_stdio(server)
         finally:
             await tool.client.aclose()
 
-    anyio.run(serve)
+    asyncio.run(serve())
     return 0
 
 

@@ -1,35 +1,34 @@
-"""The sockets under image-tool's own httpx clients: every wait bounded by the call's total time,
-and image downloads connected only to public addresses.
+"""The httpx2 clients image-tool makes.
 
-httpx sets one read timeout per request, so a relay that sends a byte now and then, or an image
-host that stalls near the end, could hold a call far past its ``total_timeout``. Here each
-connect, read and write waits at most what is left of the current call (a context variable set
-by the client for the whole call, downloads included: ``retries.Deadline``).
+Relay calls use httpx2's own transport (the one cassettes record). The client cuts each request's
+timeouts to what is left of the call and checks the call's deadline between chunks.
 
-A download's host is resolved once, every address it gives is checked, and the socket connects
-to a checked address (TLS and the Host header still name the host): checking a name's addresses
-and then letting httpx resolve it again to connect proves nothing (DNS rebinding).
+Image downloads use a transport of ours over httpcore2's connection pool, whose public extension
+point, ``network_backend=``, puts guarded sockets under every connection: a host is resolved once,
+refused unless every address it gives is public, and connected to at a checked address (TLS and the
+Host header still name the host): checking a name's addresses and then letting the pool resolve it
+again to connect proves nothing (DNS rebinding). Every connect, read and write of a download waits
+at most what is left of the call (``retries.Deadline``), so a host dripping a byte at a time ends
+with the call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import ssl
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 
-import anyio
-import httpcore
-import httpx
+import httpcore2
+import httpx2
 
 from .errors import ConfigurationError, SaveError
-from .leases import ConnectionLeases
 from .retries import current_deadline
-from .sockets import connect_tcp
 
-LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100)
-"""httpx queues calls beyond 100 connections; the client's ``max_concurrency`` is the cap that counts."""
+LIMITS = httpx2.Limits(max_connections=None, max_keepalive_connections=100)
+"""No queue in httpx2's pool: the client's ``max_concurrency`` is the cap that counts."""
 
 _NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
@@ -52,46 +51,146 @@ def is_public_address(address: str) -> bool:
     return all(candidate.is_global for candidate in judged)
 
 
-def bounded_client(verify: ssl.SSLContext, *, public_only: bool = False) -> httpx.Client:
-    """A pooled httpx client whose waits are bounded by the call's deadline; with ``public_only``,
-    connected only to public addresses, and deaf to proxy variables (a proxy's address is not the
-    host's, so the check would be meaningless)."""
-    client = httpx.Client(verify=verify, limits=LIMITS, trust_env=not public_only)
-    _install(client, _Backend(public_only))
-    return client
+def relay_client(verify: ssl.SSLContext) -> httpx2.Client:
+    """A pooled client for relay calls, on httpx2's own transport (proxy variables apply)."""
+    return httpx2.Client(verify=verify, limits=LIMITS)
 
 
-def bounded_async_client(verify: ssl.SSLContext, *, public_only: bool = False) -> httpx.AsyncClient:
-    """Async twin of ``bounded_client``."""
-    client = httpx.AsyncClient(verify=verify, limits=LIMITS, trust_env=not public_only)
-    _install(client, _AsyncBackend(public_only))
-    return client
+def relay_async_client(verify: ssl.SSLContext) -> httpx2.AsyncClient:
+    """Async twin of ``relay_client``."""
+    return httpx2.AsyncClient(verify=verify, limits=LIMITS)
 
 
-def leasing_async_client(verify: ssl.SSLContext) -> httpx.AsyncClient:
-    """A ``bounded_async_client`` whose requests each lease a connection of their own
-    (``leases.py``): one client serves any number of calls at once without scanning its pool."""
-    client = bounded_async_client(verify)
-    transport = client._transport
-    if isinstance(transport, httpx.AsyncHTTPTransport):
-        transport._pool = ConnectionLeases(verify, _AsyncBackend(False), LIMITS.keepalive_expiry)  # type: ignore[assignment]
-    return client
+def download_client(verify: ssl.SSLContext, *, public_only: bool) -> httpx2.Client:
+    """A client for image downloads on guarded sockets; with ``public_only``, connected only to
+    public addresses. It ignores proxy variables: a proxy's address is not the host's, so the check
+    would be meaningless."""
+    pool = _pool(httpcore2.ConnectionPool, verify, _Backend(public_only))
+    return httpx2.Client(transport=_Transport(pool), trust_env=False)
 
 
-def _install(client: httpx.Client | httpx.AsyncClient, backend: object) -> None:
-    # httpx has no public way to choose httpcore's network backend; every transport it builds
-    # (the default one, and one per proxy variable) keeps its httpcore pool in ``_pool``. Where
-    # that is no longer so, no client is made: one without these sockets would download from any
-    # address, and wait past the call's deadline.
-    for transport in filter(None, [client._transport, *client._mounts.values()]):  # None: no proxy
-        pool = getattr(transport, "_pool", None)
-        if pool is None or not hasattr(pool, "_network_backend"):
-            raise ConfigurationError(
-                f"image-tool cannot put its sockets under httpx {httpx.__version__}'s transport, so "
-                "it connects nowhere: without them a download could reach a private address and a "
-                "call could outlast its total_timeout. Install an httpx that image-tool supports."
-            )
-        pool._network_backend = backend
+def download_async_client(verify: ssl.SSLContext, *, public_only: bool) -> httpx2.AsyncClient:
+    """Async twin of ``download_client``."""
+    pool = _pool(httpcore2.AsyncConnectionPool, verify, _AsyncBackend(public_only))
+    return httpx2.AsyncClient(transport=_AsyncTransport(pool), trust_env=False)
+
+
+Pool = typing.TypeVar("Pool", httpcore2.ConnectionPool, httpcore2.AsyncConnectionPool)
+
+
+def _pool(pool_class: type[Pool], verify: ssl.SSLContext, backend: object) -> Pool:
+    """httpcore2's pool on the guarded sockets; where it no longer takes them, no pool (fail closed)."""
+    try:
+        return pool_class(
+            ssl_context=verify,
+            max_connections=LIMITS.max_connections,
+            max_keepalive_connections=LIMITS.max_keepalive_connections,
+            keepalive_expiry=LIMITS.keepalive_expiry,
+            network_backend=backend,  # type: ignore[arg-type]
+        )
+    except TypeError as error:
+        raise ConfigurationError(
+            f"image-tool cannot put its guarded sockets under httpcore2 {httpcore2.__version__}'s "
+            "connection pool, so it downloads nothing: without them a download could reach a private "
+            "address and outlast the call's total_timeout. Install an httpx2 that image-tool supports."
+        ) from error
+
+
+# --- The transports: httpx2's requests on httpcore2's pool --------------------------------------
+
+
+def _core_request(request: httpx2.Request) -> httpcore2.Request:
+    url = request.url
+    return httpcore2.Request(
+        method=request.method,
+        url=httpcore2.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+        headers=request.headers.raw,
+        content=request.stream,
+        extensions=request.extensions,
+    )
+
+
+def _as_httpx2(error: Exception, request: httpx2.Request) -> Exception:
+    """httpcore2's error as httpx2's class of the same name (httpx2 has one for each)."""
+    if type(error).__module__.partition(".")[0] != "httpcore2":
+        return error
+    mapped = getattr(httpx2, type(error).__name__, httpx2.TransportError)
+    return typing.cast(Exception, mapped(str(error), request=request))
+
+
+class _Transport(httpx2.BaseTransport):
+    def __init__(self, pool: httpcore2.ConnectionPool) -> None:
+        self.pool = pool
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            answer = self.pool.handle_request(_core_request(request))
+        except Exception as error:
+            raise _as_httpx2(error, request) from error
+        body = typing.cast(Iterable[bytes], answer.stream)
+        return httpx2.Response(
+            answer.status, headers=answer.headers, stream=_Body(body, request), extensions=answer.extensions
+        )
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class _Body(httpx2.SyncByteStream):
+    def __init__(self, chunks: Iterable[bytes], request: httpx2.Request) -> None:
+        self.chunks = chunks
+        self.request = request
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self.chunks
+        except Exception as error:
+            raise _as_httpx2(error, self.request) from error
+
+    def close(self) -> None:
+        if close := getattr(self.chunks, "close", None):
+            close()
+
+
+class _AsyncTransport(httpx2.AsyncBaseTransport):
+    def __init__(self, pool: httpcore2.AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            answer = await self.pool.handle_async_request(_core_request(request))
+        except Exception as error:
+            raise _as_httpx2(error, request) from error
+        body = typing.cast(typing.AsyncIterable[bytes], answer.stream)
+        return httpx2.Response(
+            answer.status,
+            headers=answer.headers,
+            stream=_AsyncBody(body, request),
+            extensions=answer.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+class _AsyncBody(httpx2.AsyncByteStream):
+    def __init__(self, chunks: typing.AsyncIterable[bytes], request: httpx2.Request) -> None:
+        self.chunks = chunks
+        self.request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.chunks:
+                yield chunk
+        except Exception as error:
+            raise _as_httpx2(error, self.request) from error
+
+    async def aclose(self) -> None:
+        if aclose := getattr(self.chunks, "aclose", None):
+            await aclose()
+
+
+# --- The guarded sockets: httpcore2's network backends, vetted and bounded ----------------------
 
 
 def _with_embedded(
@@ -110,7 +209,7 @@ def _with_embedded(
         yield ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
 
 
-def _bounded(timeout: float | None, expired: type[httpcore.TimeoutException]) -> float | None:
+def _bounded(timeout: float | None, expired: type[httpcore2.TimeoutException]) -> float | None:
     """``timeout``, cut to what is left of the current call; expired at once when nothing is."""
     deadline = current_deadline()
     remaining = deadline.remaining() if deadline is not None else None
@@ -131,37 +230,37 @@ def _vetted(host: str, infos: list[tuple[typing.Any, ...]]) -> list[str]:
                 "metadata address; set allow_private_downloads=True to allow it for local use"
             )
     if not addresses:
-        raise httpcore.ConnectError(f"{host} has no address")
+        raise httpcore2.ConnectError(f"{host} has no address")
     return addresses
 
 
-class _Stream(httpcore.NetworkStream):
-    def __init__(self, stream: httpcore.NetworkStream) -> None:
-        self._stream = stream
+class _Stream(httpcore2.NetworkStream):
+    def __init__(self, stream: httpcore2.NetworkStream) -> None:
+        self.stream = stream
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+        return self.stream.read(max_bytes, _bounded(timeout, httpcore2.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+        self.stream.write(buffer, _bounded(timeout, httpcore2.WriteTimeout))
 
     def close(self) -> None:
-        self._stream.close()
+        self.stream.close()
 
     def start_tls(
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.NetworkStream:
-        bounded = _bounded(timeout, httpcore.ConnectTimeout)
-        return _Stream(self._stream.start_tls(ssl_context, server_hostname, bounded))
+    ) -> httpcore2.NetworkStream:
+        bounded = _bounded(timeout, httpcore2.ConnectTimeout)
+        return _Stream(self.stream.start_tls(ssl_context, server_hostname, bounded))
 
     def get_extra_info(self, info: str) -> typing.Any:
-        return self._stream.get_extra_info(info)
+        return self.stream.get_extra_info(info)
 
 
-class _Backend(httpcore.NetworkBackend):
+class _Backend(httpcore2.NetworkBackend):
     def __init__(self, public_only: bool) -> None:
-        self._public_only = public_only
-        self._backend = httpcore.SyncBackend()
+        self.public_only = public_only
+        self.backend = httpcore2.SyncBackend()
 
     def connect_tcp(
         self,
@@ -170,64 +269,61 @@ class _Backend(httpcore.NetworkBackend):
         timeout: float | None = None,
         local_address: str | None = None,
         socket_options: SocketOptions | None = None,
-    ) -> httpcore.NetworkStream:
-        if not self._public_only:
-            bounded = _bounded(timeout, httpcore.ConnectTimeout)
-            return _Stream(self._backend.connect_tcp(host, port, bounded, local_address, socket_options))
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as error:
-            raise httpcore.ConnectError(f"could not resolve {host}: {error}") from error
-        failure: Exception = httpcore.ConnectError(f"could not connect to {host}")
-        for address in _vetted(host, infos):
-            bounded = _bounded(timeout, httpcore.ConnectTimeout)
+    ) -> httpcore2.NetworkStream:
+        addresses = [host]
+        if self.public_only:
+            try:
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError as error:
+                raise httpcore2.ConnectError(f"could not resolve {host}: {error}") from error
+            addresses = _vetted(host, infos)
+        failure: Exception = httpcore2.ConnectError(f"could not connect to {host}")
+        for address in addresses:
+            bounded = _bounded(timeout, httpcore2.ConnectTimeout)
             try:
                 return _Stream(
-                    self._backend.connect_tcp(address, port, bounded, local_address, socket_options)
+                    self.backend.connect_tcp(address, port, bounded, local_address, socket_options)
                 )
-            except httpcore.ConnectError as error:
+            except httpcore2.ConnectError as error:
                 failure = error
         raise failure
 
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: SocketOptions | None = None
-    ) -> httpcore.NetworkStream:
-        if self._public_only:
-            raise SaveError(f"refused to download through the local socket {path}")
-        bounded = _bounded(timeout, httpcore.ConnectTimeout)
-        return _Stream(self._backend.connect_unix_socket(path, bounded, socket_options))
+    ) -> httpcore2.NetworkStream:
+        raise SaveError(f"refused to download through the local socket {path}")
 
     def sleep(self, seconds: float) -> None:
-        self._backend.sleep(seconds)
+        self.backend.sleep(seconds)
 
 
-class _AsyncStream(httpcore.AsyncNetworkStream):
-    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
-        self._stream = stream
+class _AsyncStream(httpcore2.AsyncNetworkStream):
+    def __init__(self, stream: httpcore2.AsyncNetworkStream) -> None:
+        self.stream = stream
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+        return await self.stream.read(max_bytes, _bounded(timeout, httpcore2.ReadTimeout))
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+        await self.stream.write(buffer, _bounded(timeout, httpcore2.WriteTimeout))
 
     async def aclose(self) -> None:
-        await self._stream.aclose()
+        await self.stream.aclose()
 
     async def start_tls(
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        bounded = _bounded(timeout, httpcore.ConnectTimeout)
-        return _AsyncStream(await self._stream.start_tls(ssl_context, server_hostname, bounded))
+    ) -> httpcore2.AsyncNetworkStream:
+        bounded = _bounded(timeout, httpcore2.ConnectTimeout)
+        return _AsyncStream(await self.stream.start_tls(ssl_context, server_hostname, bounded))
 
     def get_extra_info(self, info: str) -> typing.Any:
-        return self._stream.get_extra_info(info)
+        return self.stream.get_extra_info(info)
 
 
-class _AsyncBackend(httpcore.AsyncNetworkBackend):
+class _AsyncBackend(httpcore2.AsyncNetworkBackend):
     def __init__(self, public_only: bool) -> None:
-        self._public_only = public_only
-        self._backend = httpcore.AnyIOBackend()
+        self.public_only = public_only
+        self.backend = httpcore2.AnyIOBackend()
 
     async def connect_tcp(
         self,
@@ -236,43 +332,28 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         local_address: str | None = None,
         socket_options: SocketOptions | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        if not self._public_only:
-            bounded = _bounded(timeout, httpcore.ConnectTimeout)
-            return await self._connect(host, port, bounded, local_address, socket_options)
-        try:
-            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as error:
-            raise httpcore.ConnectError(f"could not resolve {host}: {error}") from error
-        failure: Exception = httpcore.ConnectError(f"could not connect to {host}")
-        for address in _vetted(host, list(infos)):
-            bounded = _bounded(timeout, httpcore.ConnectTimeout)
+    ) -> httpcore2.AsyncNetworkStream:
+        addresses = [host]
+        if self.public_only:
             try:
-                return await self._connect(address, port, bounded, local_address, socket_options)
-            except httpcore.ConnectError as error:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError as error:
+                raise httpcore2.ConnectError(f"could not resolve {host}: {error}") from error
+            addresses = _vetted(host, list(infos))
+        failure: Exception = httpcore2.ConnectError(f"could not connect to {host}")
+        for address in addresses:
+            bounded = _bounded(timeout, httpcore2.ConnectTimeout)
+            try:
+                stream = await self.backend.connect_tcp(address, port, bounded, local_address, socket_options)
+                return _AsyncStream(stream)
+            except httpcore2.ConnectError as error:
                 failure = error
         raise failure
 
-    async def _connect(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None,
-        local_address: str | None,
-        socket_options: SocketOptions | None,
-    ) -> httpcore.AsyncNetworkStream:
-        if socket_options:  # asyncio's transports take no socket options: anyio's sockets do
-            stream = await self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
-            return _AsyncStream(stream)
-        return await connect_tcp(host, port, timeout, local_address, bound=_bounded)
-
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: SocketOptions | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        if self._public_only:
-            raise SaveError(f"refused to download through the local socket {path}")
-        bounded = _bounded(timeout, httpcore.ConnectTimeout)
-        return _AsyncStream(await self._backend.connect_unix_socket(path, bounded, socket_options))
+    ) -> httpcore2.AsyncNetworkStream:
+        raise SaveError(f"refused to download through the local socket {path}")
 
     async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
+        await self.backend.sleep(seconds)

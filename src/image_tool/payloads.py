@@ -31,7 +31,7 @@ class ImageRequest:
     files: list[tuple[str, tuple[str, bytes, str]]] = field(default_factory=list)
 
     def body(self) -> dict[str, Any]:
-        """httpx's keyword arguments for the body."""
+        """httpx2's keyword arguments for the body."""
         if self.json is not None:
             return {"json": self.json}
         return {"data": self.fields, "files": self.files}

@@ -1,5 +1,5 @@
-"""The connections an ImageClient holds: one pooled httpx client for sync calls, and for async calls
-one AsyncClient per event loop, closed with its loop.
+"""The connections an ImageClient holds: one pooled httpx2 client for sync calls, and for async calls
+a few AsyncClients per event loop, closed with their loop.
 
     pools = SyncPool(max_concurrency=512, injected=None)
     with pools.slots:
@@ -7,11 +7,13 @@ one AsyncClient per event loop, closed with its loop.
 
     loops = LoopPools(max_concurrency=512, injected=None)
     pool = await loops.current()
-    async with pool.slots:
-        await pool.http().post(...)
+    async with pool.slots, pool.http() as http:
+        await http.post(...)
 
-The httpx clients are built on first use, with ``network.py``'s bounded sockets (which import
-httpcore, as httpx itself does only when it builds a transport).
+One AsyncClient's pool scans all its connections for each request, so its cost per call grows with
+the calls in flight: async calls are spread over clients side by side (shards) of at most
+``CALLS_PER_SHARD`` calls each. The clients are built on first use (``network.py``, which imports
+httpcore2 for downloads, is loaded then).
 """
 
 from __future__ import annotations
@@ -21,67 +23,86 @@ import functools
 import ssl
 import threading
 import weakref
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
-import httpx
+import httpx2
 
 MAX_DOWNLOADS = 8
 """Downloads one client runs at once (per event loop); more wait for a free slot."""
+
+CALLS_PER_SHARD = 32
+"""Async calls one httpx2 AsyncClient carries at once; more go to another client beside it."""
 
 
 @functools.cache
 def shared_ssl_context() -> ssl.SSLContext:
     """One SSL context for every client: building one loads the CA bundle."""
-    return httpx.create_ssl_context()
-
-
-def _sync_client(public_only: bool = False) -> httpx.Client:
-    from .network import bounded_client
-
-    return bounded_client(shared_ssl_context(), public_only=public_only)
-
-
-def _async_client(verify: ssl.SSLContext, public_only: bool = False) -> httpx.AsyncClient:
-    from .network import bounded_async_client
-
-    return bounded_async_client(verify, public_only=public_only)
-
-
-def _leasing_async_client(verify: ssl.SSLContext) -> httpx.AsyncClient:
-    from .network import leasing_async_client
-
-    return leasing_async_client(verify)
+    return httpx2.create_ssl_context()
 
 
 class SyncPool:
     """The sync side: the client that posts generations (or the injected one), the client that
     downloads images, and the caps on requests and downloads at once."""
 
-    def __init__(self, *, max_concurrency: int, injected: httpx.Client | None) -> None:
+    def __init__(self, *, max_concurrency: int, injected: httpx2.Client | None) -> None:
         self.slots = threading.BoundedSemaphore(max_concurrency)
         self.download_slots = threading.BoundedSemaphore(MAX_DOWNLOADS)
         self._injected = injected
-        self._http: httpx.Client | None = None
-        self._downloads: httpx.Client | None = None
+        self._http: httpx2.Client | None = None
+        self._downloads: httpx2.Client | None = None
         self._lock = threading.Lock()
 
-    def http(self) -> httpx.Client:
+    @staticmethod
+    def send(http: httpx2.Client, request: httpx2.Request, *, within: float | None) -> httpx2.Response:
+        """``http.send(request, stream=True)``, given up after ``within`` seconds (``ReadTimeout``);
+        a response that comes later is closed.
+
+        A blocking read ends only when nothing arrives for its timeout, so a relay sending its
+        headers a byte at a time would hold the caller past the call's deadline: a worker thread
+        (a daemon, which Ctrl-C does not wait for) reads them while the caller waits the time left.
+        """
+        if within is None:
+            return http.send(request, stream=True)
+        sending: Future[httpx2.Response] = Future()
+
+        def send() -> None:
+            try:
+                sending.set_result(http.send(request, stream=True))
+            except BaseException as error:
+                sending.set_exception(error)
+
+        threading.Thread(target=send, name="image-tool-send", daemon=True).start()
+        try:
+            return sending.result(timeout=within)
+        except BaseException as error:
+            sending.add_done_callback(_close_answer)
+            if isinstance(error, TimeoutError):
+                raise httpx2.ReadTimeout("the call's total timeout ran out", request=request) from None
+            raise
+
+    def http(self) -> httpx2.Client:
         """The client generations are posted with: the injected one, else one pooled client."""
         if self._injected is not None:
             return self._injected
         with self._lock:
             if self._http is None:
-                self._http = _sync_client()
+                from .network import relay_client
+
+                self._http = relay_client(shared_ssl_context())
                 # A pool dropped without close() still closes its connections.
                 weakref.finalize(self, self._http.close)
             return self._http
 
-    def downloads(self, *, public_only: bool) -> httpx.Client:
+    def downloads(self, *, public_only: bool) -> httpx2.Client:
         """Where images are downloaded from: public addresses only, unless allowed."""
         with self._lock:
             if self._downloads is None:
-                self._downloads = _sync_client(public_only=public_only)
+                from .network import download_client
+
+                self._downloads = download_client(shared_ssl_context(), public_only=public_only)
                 weakref.finalize(self, self._downloads.close)
             return self._downloads
 
@@ -95,6 +116,11 @@ class SyncPool:
                 client.close()
 
 
+def _close_answer(sending: Future[httpx2.Response]) -> None:
+    if not sending.cancelled() and sending.exception() is None:
+        sending.result().close()
+
+
 @dataclass
 class LoopPool:
     """What one event loop needs: its AsyncClients, caps, and the closer that ends with it."""
@@ -102,27 +128,43 @@ class LoopPool:
     slots: asyncio.Semaphore
     closer: AsyncGenerator[None, None]
     verify: ssl.SSLContext
-    injected: httpx.AsyncClient | None
+    injected: httpx2.AsyncClient | None
     """The user's own client, used for every request instead."""
-    owned: list[httpx.AsyncClient]
+    owned: list[httpx2.AsyncClient]
     """The clients this pool made, closed with the loop."""
     download_slots: asyncio.Semaphore
-    generations: httpx.AsyncClient | None = None
-    downloads: httpx.AsyncClient | None = None
+    shards: list[httpx2.AsyncClient] = field(default_factory=list)
+    in_flight: list[int] = field(default_factory=list)
+    """Calls in flight on each of ``shards``."""
+    downloads: httpx2.AsyncClient | None = None
 
-    def http(self) -> httpx.AsyncClient:
-        """The client generations are posted with: the injected one, else one whose requests each
-        lease a connection of their own (``leases.py``)."""
+    @contextmanager
+    def http(self) -> Iterator[httpx2.AsyncClient]:
+        """The client one generation is posted with: the injected one, else the first shard with
+        room (one shard while calls are few, so they share its connections)."""
         if self.injected is not None:
-            return self.injected
-        if self.generations is None:
-            self.generations = _leasing_async_client(self.verify)
-            self.owned.append(self.generations)
-        return self.generations
+            yield self.injected
+            return
+        index = next(
+            (i for i, calls in enumerate(self.in_flight) if calls < CALLS_PER_SHARD), len(self.shards)
+        )
+        if index == len(self.shards):
+            from .network import relay_async_client
 
-    def download_client(self, *, public_only: bool) -> httpx.AsyncClient:
+            self.shards.append(relay_async_client(self.verify))
+            self.owned.append(self.shards[-1])
+            self.in_flight.append(0)
+        self.in_flight[index] += 1
+        try:
+            yield self.shards[index]
+        finally:
+            self.in_flight[index] -= 1
+
+    def download_client(self, *, public_only: bool) -> httpx2.AsyncClient:
         if self.downloads is None:
-            self.downloads = _async_client(self.verify, public_only=public_only)
+            from .network import download_async_client
+
+            self.downloads = download_async_client(self.verify, public_only=public_only)
             self.owned.append(self.downloads)
         return self.downloads
 
@@ -131,7 +173,7 @@ class LoopPools:
     """One ``LoopPool`` per event loop: an AsyncClient's connections belong to the loop that opened
     them, and a client cached across loops breaks ("Event loop is closed")."""
 
-    def __init__(self, *, max_concurrency: int, injected: httpx.AsyncClient | None) -> None:
+    def __init__(self, *, max_concurrency: int, injected: httpx2.AsyncClient | None) -> None:
         self._max_concurrency = max_concurrency
         self._injected = injected
         self._pools: dict[asyncio.AbstractEventLoop, LoopPool] = {}
@@ -145,7 +187,7 @@ class LoopPools:
         verify = await asyncio.to_thread(shared_ssl_context)
         if (pool := self._pools.get(loop)) is not None:  # another task made it meanwhile
             return pool
-        owned: list[httpx.AsyncClient] = []  # made on first lease; an injected client is not ours
+        owned: list[httpx2.AsyncClient] = []  # made on first lease; an injected client is not ours
         for dead in [other for other in self._pools if other.is_closed()]:
             del self._pools[dead]
         closer = _closed_with_loop(owned)
@@ -168,7 +210,7 @@ class LoopPools:
             await pool.closer.aclose()
 
 
-async def _closed_with_loop(clients: list[httpx.AsyncClient]) -> AsyncGenerator[None, None]:
+async def _closed_with_loop(clients: list[httpx2.AsyncClient]) -> AsyncGenerator[None, None]:
     """Closes ``clients`` (ours, including those added later; an injected client is not listed)
     when their event loop shuts down.
 

@@ -1,7 +1,7 @@
 """Reading an answer's bytes within bounds: decompressed as they arrive, never past a size cap,
 and split into lines that are held only until they end.
 
-httpx inflates each received chunk whole, so 64 KiB of gzip can become 64 MiB in one step before
+httpx2 inflates each received chunk whole, so 64 KiB of gzip can become 64 MiB in one step before
 any cap is checked. Here gzip and deflate are inflated at most ``PIECE`` bytes at a time, and the
 cap is checked on every piece, whatever the relay or image host sends. No I/O: the caller
 feeds the bytes it receives.
@@ -13,7 +13,7 @@ import re
 import zlib
 from collections.abc import AsyncIterator, Iterator
 
-import httpx
+import httpx2
 
 from .errors import ImageToolError
 
@@ -23,15 +23,15 @@ PIECE = 64 * 1024
 _NEWLINE = re.compile(rb"\r\n|\r|\n")
 
 
-def raw_chunks(response: httpx.Response) -> Iterator[bytes]:
+def raw_chunks(response: httpx2.Response) -> Iterator[bytes]:
     """The bytes of ``response`` as received; see ``received_encoding``."""
-    if response.is_stream_consumed:  # read already (httpx.MockTransport reads what it answers)
+    if response.is_stream_consumed:  # read already (httpx2.MockTransport reads what it answers)
         yield response.content
     else:
         yield from response.iter_raw()
 
 
-async def araw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+async def araw_chunks(response: httpx2.Response) -> AsyncIterator[bytes]:
     """Async twin of ``raw_chunks``."""
     if response.is_stream_consumed:
         yield response.content
@@ -40,8 +40,8 @@ async def araw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
             yield chunk
 
 
-def received_encoding(response: httpx.Response) -> str | None:
-    """How the bytes of ``raw_chunks`` are encoded: as the header says, unless httpx decoded them."""
+def received_encoding(response: httpx2.Response) -> str | None:
+    """How the bytes of ``raw_chunks`` are encoded: as the header says, unless httpx2 decoded them."""
     return None if response.is_stream_consumed else response.headers.get("content-encoding")
 
 

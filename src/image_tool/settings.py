@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import httpx2
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer
 
 from .catalog import Api
@@ -83,7 +83,7 @@ class Fallback(BaseModel):
         return SecretStr(value)
 
 
-DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+DEFAULT_TIMEOUT = httpx2.Timeout(600.0, connect=10.0)
 """Generations take from seconds to several minutes: ten minutes to answer, ten seconds to connect."""
 DEFAULT_TOTAL_TIMEOUT = 1200.0
 """Twenty minutes for a whole call, retries included."""
@@ -110,8 +110,8 @@ class ClientSettings(BaseModel):
     api: Api | None = None
     """``"chat"`` (``/chat/completions``) or ``"images"`` (the Images API), overriding what the
     catalog says for the model; ``None``: the catalog's choice."""
-    timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT
-    """Seconds, or an ``httpx.Timeout`` with separate connect/read/write/pool limits, per attempt."""
+    timeout: float | httpx2.Timeout | None = DEFAULT_TIMEOUT
+    """Seconds, or an ``httpx2.Timeout`` with separate connect/read/write/pool limits, per attempt."""
     total_timeout: float | None = Field(default=DEFAULT_TOTAL_TIMEOUT, gt=0)
     """Seconds a whole call may take, retries, streaming and saving included; ``None`` for no limit."""
     max_retries: int = Field(default=2, ge=0)
@@ -146,17 +146,17 @@ class ClientSettings(BaseModel):
     Default: ``IMAGE_TOOL_FALLBACKS`` (a JSON list), else none."""
     cooldown: float = Field(default=60.0, ge=0)
     """Seconds a relay that failed is tried only after the others (or its Retry-After, if longer)."""
-    http_client: httpx.Client | None = Field(default=None, exclude=True, repr=False)
-    """An httpx client for sync calls; its owner closes it. Default: one pooled client."""
-    http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True, repr=False)
-    """An httpx client for async calls, bound to one event loop; its owner closes it.
+    http_client: httpx2.Client | None = Field(default=None, exclude=True, repr=False)
+    """An httpx2 client for sync calls; its owner closes it. Default: one pooled client."""
+    http_async_client: httpx2.AsyncClient | None = Field(default=None, exclude=True, repr=False)
+    """An httpx2 client for async calls, bound to one event loop; its owner closes it.
     Default: one pooled client per event loop."""
 
     @field_serializer("timeout")
     def _serialize_timeout(
-        self, timeout: float | httpx.Timeout | None
+        self, timeout: float | httpx2.Timeout | None
     ) -> float | dict[str, float | None] | None:
-        return timeout.as_dict() if isinstance(timeout, httpx.Timeout) else timeout
+        return timeout.as_dict() if isinstance(timeout, httpx2.Timeout) else timeout
 
 
 if TYPE_CHECKING:

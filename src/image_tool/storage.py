@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
-import httpx
+import httpx2
 
 from .errors import ConfigurationError, SaveError
 from .imagetypes import image_extension
@@ -45,7 +45,7 @@ from .redaction import scrub
 from .retries import current_deadline
 
 MAX_REDIRECTS = 3
-DOWNLOAD_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+DOWNLOAD_TIMEOUT = httpx2.Timeout(120.0, connect=10.0)
 _DOWNLOAD: dict[str, Any] = {
     "timeout": DOWNLOAD_TIMEOUT,
     "follow_redirects": False,  # each hop is checked here
@@ -63,7 +63,7 @@ class SaveOptions:
 def save_images(
     result: ImageGenerationResult,
     options: SaveOptions,
-    downloads: Callable[[], httpx.Client],
+    downloads: Callable[[], httpx2.Client],
     slots: threading.Semaphore | None = None,
 ) -> ImageGenerationResult:
     """Every image of ``result`` saved under ``options.save_dir``, several at once (``slots``
@@ -93,7 +93,7 @@ def save_images(
 async def asave_images(
     result: ImageGenerationResult,
     options: SaveOptions,
-    downloads: Callable[[], httpx.AsyncClient],
+    downloads: Callable[[], httpx2.AsyncClient],
     slots: asyncio.Semaphore | None = None,
 ) -> ImageGenerationResult:
     """Async twin of ``save_images``: the downloads run concurrently on the event loop; a
@@ -105,7 +105,7 @@ async def asave_images(
 def _save(
     image: GeneratedImage,
     options: SaveOptions,
-    downloads: Callable[[], httpx.Client],
+    downloads: Callable[[], httpx2.Client],
     slots: threading.Semaphore | None,
     cancelled: threading.Event,
 ) -> GeneratedImage:
@@ -125,7 +125,7 @@ def _save(
 async def _asave(
     image: GeneratedImage,
     options: SaveOptions,
-    downloads: Callable[[], httpx.AsyncClient],
+    downloads: Callable[[], httpx2.AsyncClient],
     slots: asyncio.Semaphore | None,
 ) -> GeneratedImage:
     try:
@@ -141,7 +141,7 @@ async def _asave(
     return image.model_copy(update={"path": path})
 
 
-def _download(url: str, options: SaveOptions, http: httpx.Client, cancelled: threading.Event) -> Path:
+def _download(url: str, options: SaveOptions, http: httpx2.Client, cancelled: threading.Event) -> Path:
     for _ in range(MAX_REDIRECTS + 1):
         _check_scheme(url)
         with http.stream("GET", url, **_DOWNLOAD) as response:
@@ -159,7 +159,7 @@ def _download(url: str, options: SaveOptions, http: httpx.Client, cancelled: thr
     raise SaveError(f"more than {MAX_REDIRECTS} redirects")
 
 
-async def _adownload(url: str, options: SaveOptions, http: httpx.AsyncClient) -> Path:
+async def _adownload(url: str, options: SaveOptions, http: httpx2.AsyncClient) -> Path:
     for _ in range(MAX_REDIRECTS + 1):
         _check_scheme(url)
         async with http.stream("GET", url, **_DOWNLOAD) as response:
@@ -178,14 +178,14 @@ async def _adownload(url: str, options: SaveOptions, http: httpx.AsyncClient) ->
 def _check_scheme(url: str) -> None:
     """Only http(s) links with a host are fetched."""
     try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as error:
+        parsed = httpx2.URL(url)
+    except httpx2.InvalidURL as error:
         raise SaveError(f"not a valid link: {url[:100]}") from error
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise SaveError(f"only http and https links are downloaded, not {url[:100]}")
 
 
-def _check_answer(response: httpx.Response) -> None:
+def _check_answer(response: httpx2.Response) -> None:
     if not response.is_success:
         raise SaveError(f"HTTP {response.status_code} from the image host (the link may have expired)")
 
@@ -214,14 +214,14 @@ def _reason(error: Exception, options: SaveOptions) -> str:
         reason = f"could not write to {options.save_dir}: {error.strerror or _text(error)}"
     elif isinstance(error, UnreadableBodyError):
         reason = f"the download is {error}"
-    elif isinstance(error, httpx.TimeoutException):
+    elif isinstance(error, httpx2.TimeoutException):
         deadline = current_deadline()
         reason = (
             f"the call's total timeout of {deadline.seconds:g} s ran out during the download"
             if deadline is not None and deadline.expired()
             else "the image host did not answer in time"
         )
-    elif isinstance(error, httpx.HTTPError):
+    elif isinstance(error, httpx2.HTTPError):
         reason = f"download failed: {_text(error)}"
     else:
         reason = f"unexpected {_text(error)}"

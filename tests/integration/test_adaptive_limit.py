@@ -13,7 +13,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-import httpx
+import httpx2
 import pytest
 
 from image_tool import ImageClient
@@ -51,16 +51,16 @@ def prompts(count: int) -> list[str]:
     return [f"a lighthouse, study {number}" for number in range(count)]
 
 
-def http_client(relay: FakeRelay) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
+def http_client(relay: FakeRelay) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(
         base_url=relay.base_url,
         headers={"Authorization": f"Bearer {relay.api_key}"},
-        limits=httpx.Limits(max_connections=128),  # the default 100 would queue the fixed-100 run
+        limits=httpx2.Limits(max_connections=128),  # the default 100 would queue the fixed-100 run
         timeout=30,
     )
 
 
-async def post(http: httpx.AsyncClient, prompt: str) -> httpx.Response:
+async def post(http: httpx2.AsyncClient, prompt: str) -> httpx2.Response:
     body = {"model": "gpt-4o-image", "messages": [{"role": "user", "content": prompt}]}
     return await http.post("/chat/completions", json=body)
 
@@ -70,7 +70,7 @@ async def through_the_limit(relay: FakeRelay, limit: AdaptiveLimit, batch: list[
     Retry-After (the limit's pause)."""
     run = Run()
 
-    async def generate(http: httpx.AsyncClient, prompt: str) -> None:
+    async def generate(http: httpx2.AsyncClient, prompt: str) -> None:
         while True:
             async with limit.slot() as slot:
                 answer = await post(http, prompt)
@@ -94,7 +94,7 @@ async def at_fixed_concurrency(relay: FakeRelay, workers: int, batch: list[str])
     asks again."""
     run, queue = Run(), list(reversed(batch))
 
-    async def worker(http: httpx.AsyncClient) -> None:
+    async def worker(http: httpx2.AsyncClient) -> None:
         while queue:
             prompt = queue.pop()
             while (answer := await post(http, prompt)).status_code == 429:

@@ -22,11 +22,11 @@ def test_the_quick_benchmark_prints_every_figure(capsys: pytest.CaptureFixture[s
     ):
         assert heading in output
     for contender in (
-        "raw httpx: Client.post",
+        "raw httpx2: Client.post",
         "ImageClient.generate",
         "tool.invoke(ToolCall)",
         "OpenAI SDK",
-        "raw httpx: AsyncClient.post",
+        "raw httpx2: AsyncClient.post",
         "ImageClient.agenerate",
         "tool.ainvoke(ToolCall)",
         "sync-only tool, ainvoke",

@@ -8,7 +8,7 @@ import json
 import socket
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from vcr.errors import CannotOverwriteExistingCassetteException
 
@@ -222,8 +222,8 @@ async def test_concurrent_calls_run_at_once(live_client: ImageClient, fake_relay
 
 
 def test_injected_http_clients_are_used_and_left_open(fake_relay: FakeRelay) -> None:
-    seen: list[httpx.Request] = []
-    http_client = httpx.Client(event_hooks={"request": [seen.append]}, headers={"X-Team": "a"})
+    seen: list[httpx2.Request] = []
+    http_client = httpx2.Client(event_hooks={"request": [seen.append]}, headers={"X-Team": "a"})
     client = ImageClient(
         api_key=fake_relay.api_key,
         base_url=fake_relay.base_url,
@@ -241,7 +241,7 @@ def test_injected_http_clients_are_used_and_left_open(fake_relay: FakeRelay) -> 
 
 
 async def test_injected_async_client(fake_relay: FakeRelay) -> None:
-    async with httpx.AsyncClient() as http_async_client:
+    async with httpx2.AsyncClient() as http_async_client:
         client = ImageClient(
             api_key=fake_relay.api_key, base_url=fake_relay.base_url, http_async_client=http_async_client
         )

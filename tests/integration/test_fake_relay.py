@@ -6,15 +6,15 @@ import base64
 import json
 import threading
 
-import httpx
+import httpx2
 import pytest
 
 from image_tool.testing import FakeRelay, Reply, png_size
 
 
-def post(relay: FakeRelay, body: object, key: str | None = None) -> httpx.Response:
+def post(relay: FakeRelay, body: object, key: str | None = None) -> httpx2.Response:
     headers = {"Authorization": f"Bearer {key or relay.api_key}"}
-    return httpx.post(f"{relay.base_url}/chat/completions", json=body, headers=headers)
+    return httpx2.post(f"{relay.base_url}/chat/completions", json=body, headers=headers)
 
 
 REQUEST = {"model": "gpt-4o-image", "messages": [{"role": "user", "content": "a cat in a tree"}]}
@@ -26,7 +26,7 @@ def test_answers_in_the_documented_shape_with_images_it_serves(fake_relay: FakeR
     assert len(answer["data"]) == 2
     for item in answer["data"]:
         assert item["revised_prompt"].startswith("a cat in a tree")
-        image = httpx.get(item["url"])
+        image = httpx2.get(item["url"])
         assert image.headers["content-type"] == "image/png"
         assert png_size(image.content) == (1024, 1792)
 
@@ -70,11 +70,11 @@ def test_records_the_requests_it_received(fake_relay: FakeRelay) -> None:
 )
 def test_rejects_bad_requests(fake_relay: FakeRelay, path: str, body: bytes, status: int) -> None:
     headers = {"Authorization": f"Bearer {fake_relay.api_key}"}
-    assert httpx.post(fake_relay.origin + path, content=body, headers=headers).status_code == status
+    assert httpx2.post(fake_relay.origin + path, content=body, headers=headers).status_code == status
 
 
 def test_unknown_image_is_404(fake_relay: FakeRelay) -> None:
-    assert httpx.get(f"{fake_relay.origin}/images/1x1/nothing.png").status_code == 404
+    assert httpx2.get(f"{fake_relay.origin}/images/1x1/nothing.png").status_code == 404
 
 
 def test_delay_and_concurrency(fake_relay: FakeRelay) -> None:
@@ -103,7 +103,7 @@ def test_stop_interrupts_a_slow_answer() -> None:
     def call() -> None:
         try:
             post(relay, REQUEST)
-        except httpx.HTTPError as error:
+        except httpx2.HTTPError as error:
             failures.append(error)
 
     caller = threading.Thread(target=call)
@@ -118,7 +118,7 @@ def test_stop_interrupts_a_slow_answer() -> None:
 
 def test_streams_server_sent_events_as_relays_do(fake_relay: FakeRelay) -> None:
     fake_relay.queue(Reply.success("markdown", locale="en"))
-    with httpx.stream(
+    with httpx2.stream(
         "POST",
         f"{fake_relay.base_url}/chat/completions",
         json={**REQUEST, "stream": True},

@@ -1,5 +1,5 @@
 """FakeRelay's OpenAI Images API (generations, edits, their streams) and its ``gateway`` profile,
-checked on the wire with raw httpx."""
+checked on the wire with raw httpx2."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from image_tool.testing import (
@@ -33,22 +33,22 @@ def headers(relay: FakeRelay) -> dict[str, str]:
     return {"Authorization": f"Bearer {relay.api_key}"}
 
 
-def generate(relay: FakeRelay, **body: Any) -> httpx.Response:
+def generate(relay: FakeRelay, **body: Any) -> httpx2.Response:
     body.setdefault("prompt", "a red fox in fresh snow")
-    return httpx.post(f"{relay.base_url}/images/generations", json=body, headers=headers(relay))
+    return httpx2.post(f"{relay.base_url}/images/generations", json=body, headers=headers(relay))
 
 
-def edit(relay: FakeRelay, files: FilesArg, **fields: str) -> httpx.Response:
+def edit(relay: FakeRelay, files: FilesArg, **fields: str) -> httpx2.Response:
     fields.setdefault("prompt", "make the sky purple")
     fields.setdefault("model", "gpt-image-1")
-    return httpx.post(f"{relay.base_url}/images/edits", data=fields, files=files, headers=headers(relay))
+    return httpx2.post(f"{relay.base_url}/images/edits", data=fields, files=files, headers=headers(relay))
 
 
 def decoded(b64: str) -> bytes:
     return base64.b64decode(b64, validate=True)
 
 
-def sse_events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
+def sse_events(response: httpx2.Response) -> list[tuple[str, dict[str, Any]]]:
     """``(event name, data)`` of each server-sent event of a streamed images answer."""
     events = []
     for block in response.text.split("\n\n"):
@@ -141,7 +141,7 @@ def test_dall_e_3_answers_links_it_serves_with_a_revised_prompt(fake_relay: Fake
     (item,) = answer["data"]
     assert item["revised_prompt"].startswith("a red fox in fresh snow")
     assert "natural" in item["revised_prompt"]
-    image = httpx.get(item["url"])
+    image = httpx2.get(item["url"])
     assert image.headers["content-type"] == "image/png"
     assert png_size(image.content) == (1024, 1792)
 
@@ -178,7 +178,7 @@ def test_other_models_take_many_images_in_either_familys_sizes(fake_relay: FakeR
     answer = generate(fake_relay, model="flux-kontext-pro", n=3, size="1536x1024").json()
     assert len(answer["data"]) == 3
     assert all(item["revised_prompt"] for item in answer["data"])
-    assert png_size(httpx.get(answer["data"][2]["url"]).content) == (1536, 1024)
+    assert png_size(httpx2.get(answer["data"][2]["url"]).content) == (1536, 1024)
 
 
 @pytest.mark.parametrize(
@@ -245,7 +245,7 @@ def test_a_refused_request_does_not_take_a_queued_reply(fake_relay: FakeRelay) -
 
 def test_images_endpoints_check_the_bearer_key(fake_relay: FakeRelay) -> None:
     wrong = {"Authorization": "Bearer wrong"}
-    response = httpx.post(f"{fake_relay.base_url}/images/generations", json={"prompt": "a"}, headers=wrong)
+    response = httpx2.post(f"{fake_relay.base_url}/images/generations", json={"prompt": "a"}, headers=wrong)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_api_key"
 
@@ -317,7 +317,7 @@ def test_edit_refuses_dall_e_3_and_a_json_body(fake_relay: FakeRelay) -> None:
     response = edit(fake_relay, image_pair(), model="dall-e-3")
     assert (response.status_code, response.json()["error"]["param"]) == (400, "model")
     assert "'dall-e-2'" in response.json()["error"]["message"]
-    as_json = httpx.post(
+    as_json = httpx2.post(
         f"{fake_relay.base_url}/images/edits",
         json={"prompt": "a", "model": "gpt-image-1"},
         headers=headers(fake_relay),
@@ -400,7 +400,7 @@ def test_queued_replies_play_on_the_images_endpoints(fake_relay: FakeRelay, endp
         Reply.rate_limited(2), Reply.error(400, "Your prompt was flagged.", code="moderation_blocked")
     )
 
-    def call() -> httpx.Response:
+    def call() -> httpx2.Response:
         if endpoint == "generations":
             return generate(fake_relay, model="gpt-image-1")
         return edit(fake_relay, image_pair())
@@ -416,7 +416,7 @@ def test_queued_replies_play_on_the_images_endpoints(fake_relay: FakeRelay, endp
 def test_a_raw_body_and_a_transport_fault_on_the_images_endpoint(fake_relay: FakeRelay) -> None:
     fake_relay.queue(Reply.truncated_json(), Reply.transport_fault("reset_mid_body"))
     assert generate(fake_relay, model="gpt-image-1").content == Reply.truncated_json().body
-    with pytest.raises(httpx.HTTPError):
+    with pytest.raises(httpx2.HTTPError):
         generate(fake_relay, model="gpt-image-1")
 
 
@@ -456,8 +456,8 @@ GATEWAY_REQUEST: dict[str, Any] = {
 }
 
 
-def chat(relay: FakeRelay, **body: Any) -> httpx.Response:
-    return httpx.post(
+def chat(relay: FakeRelay, **body: Any) -> httpx2.Response:
+    return httpx2.post(
         f"{relay.base_url}/chat/completions", json={**GATEWAY_REQUEST, **body}, headers=headers(relay)
     )
 
@@ -507,7 +507,9 @@ def test_gateway_refuses_an_unknown_aspect_ratio(gateway: FakeRelay) -> None:
 
 def test_gateway_without_the_image_modality_answers_text_only(gateway: FakeRelay) -> None:
     request = {key: value for key, value in GATEWAY_REQUEST.items() if key != "modalities"}
-    answer = httpx.post(f"{gateway.base_url}/chat/completions", json=request, headers=headers(gateway)).json()
+    answer = httpx2.post(
+        f"{gateway.base_url}/chat/completions", json=request, headers=headers(gateway)
+    ).json()
     message = answer["choices"][0]["message"]
     assert "images" not in message
     assert message["content"]
@@ -526,7 +528,7 @@ def test_gateway_streams_text_pieces_then_one_chunk_per_image(gateway: FakeRelay
         "image_config": {"aspect_ratio": "3:4"},
         "stream_options": {"include_usage": True},
     }
-    with httpx.stream(
+    with httpx2.stream(
         "POST",
         f"{gateway.base_url}/chat/completions",
         json={**GATEWAY_REQUEST, **body},
@@ -550,7 +552,7 @@ def test_gateway_streams_text_pieces_then_one_chunk_per_image(gateway: FakeRelay
 
 def test_gateway_stream_sends_usage_even_unasked(gateway: FakeRelay) -> None:
     """OpenRouter always ends a stream with the usage (``include_usage`` has no effect there)."""
-    with httpx.stream(
+    with httpx2.stream(
         "POST",
         f"{gateway.base_url}/chat/completions",
         json={**GATEWAY_REQUEST, "stream": True},

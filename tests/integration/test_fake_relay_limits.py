@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any, Protocol
 
-import httpx
+import httpx2
 import pytest
 
 from image_tool import ImageClient
@@ -30,44 +30,44 @@ DECIMAL_SECONDS = re.compile(r"^\d+\.\d\d$")
 
 
 def chat(
-    relay: FakeRelay, prompt: str = "a cat in a tree", *, http: httpx.Client | None = None, **fields: Any
-) -> httpx.Response:
+    relay: FakeRelay, prompt: str = "a cat in a tree", *, http: httpx2.Client | None = None, **fields: Any
+) -> httpx2.Response:
     """A chat completion request; ``http`` to reuse a client (a new one loads the CA bundle: ~40 ms)."""
     body = {**CHAT, "messages": [{"role": "user", "content": prompt}], **fields}
     headers = {"Authorization": f"Bearer {relay.api_key}"}
-    post = http.post if http is not None else httpx.post
+    post = http.post if http is not None else httpx2.post
     return post(f"{relay.base_url}/chat/completions", json=body, headers=headers, timeout=10)
 
 
 def images(
-    relay: FakeRelay, prompt: str = "a red fox", *, http: httpx.Client | None = None, **fields: Any
-) -> httpx.Response:
+    relay: FakeRelay, prompt: str = "a red fox", *, http: httpx2.Client | None = None, **fields: Any
+) -> httpx2.Response:
     body = {"model": "gpt-image-1", "prompt": prompt, **fields}
     headers = {"Authorization": f"Bearer {relay.api_key}"}
-    post = http.post if http is not None else httpx.post
+    post = http.post if http is not None else httpx2.post
     return post(f"{relay.base_url}/images/generations", json=body, headers=headers, timeout=10)
 
 
 def edit(
-    relay: FakeRelay, prompt: str = "make it purple", *, http: httpx.Client | None = None
-) -> httpx.Response:
+    relay: FakeRelay, prompt: str = "make it purple", *, http: httpx2.Client | None = None
+) -> httpx2.Response:
     files = [("image[]", ("a.png", png_image(8, 8, "a"), "image/png"))]
     data = {"model": "gpt-image-1", "prompt": prompt}
     headers = {"Authorization": f"Bearer {relay.api_key}"}
-    post = http.post if http is not None else httpx.post
+    post = http.post if http is not None else httpx2.post
     return post(f"{relay.base_url}/images/edits", data=data, files=files, headers=headers, timeout=10)
 
 
 class Call(Protocol):
-    def __call__(self, relay: FakeRelay, *, http: httpx.Client | None = None) -> httpx.Response: ...
+    def __call__(self, relay: FakeRelay, *, http: httpx2.Client | None = None) -> httpx2.Response: ...
 
 
 ENDPOINTS: dict[str, Call] = {"chat": chat, "images": images, "edits": edit}
 
 
-def at_once(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
+def at_once(calls: list[Callable[[], httpx2.Response]]) -> list[httpx2.Response]:
     """Run the calls in threads together; their answers in the calls' order."""
-    answers: list[httpx.Response | None] = [None] * len(calls)
+    answers: list[httpx2.Response | None] = [None] * len(calls)
 
     def run(index: int) -> None:
         answers[index] = calls[index]()
@@ -116,7 +116,7 @@ def relay_on_a_clock(rate_limit: float, **options: Any) -> Iterator[tuple[FakeRe
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_a_burst_of_the_rate_then_429_with_retry_after(endpoint: str) -> None:
     call = ENDPOINTS[endpoint]
-    with relay_on_a_clock(4) as (relay, clock), httpx.Client() as http:
+    with relay_on_a_clock(4) as (relay, clock), httpx2.Client() as http:
         answers = [call(relay, http=http) for _ in range(5)]
         assert [answer.status_code for answer in answers[:4]] == [200] * 4
         refused = answers[4]
@@ -135,7 +135,7 @@ def test_a_burst_of_the_rate_then_429_with_retry_after(endpoint: str) -> None:
 
 
 def test_retry_after_says_when_the_next_token_comes() -> None:
-    with relay_on_a_clock(2) as (relay, clock), httpx.Client() as http:
+    with relay_on_a_clock(2) as (relay, clock), httpx2.Client() as http:
         assert [chat(relay, http=http).status_code for _ in range(2)] == [200, 200]
         clock.advance(0.1)
         refused = chat(relay, http=http)
@@ -148,7 +148,7 @@ def test_retry_after_says_when_the_next_token_comes() -> None:
 
 
 def test_the_bucket_refills_at_the_rate() -> None:
-    with relay_with(rate_limit=20) as relay, httpx.Client() as http:
+    with relay_with(rate_limit=20) as relay, httpx2.Client() as http:
         began = time.monotonic()
         first = [chat(relay, http=http).status_code for _ in range(40)]
         refill = 20 * (time.monotonic() - began)
@@ -179,7 +179,7 @@ def test_retry_after_is_rounded_up_to_hundredths_and_at_least_one() -> None:
 
 
 def test_refusals_come_before_queued_replies_and_do_not_use_them() -> None:
-    with relay_on_a_clock(4) as (relay, clock), httpx.Client() as http:
+    with relay_on_a_clock(4) as (relay, clock), httpx2.Client() as http:
         relay.queue(*[Reply.success()] * 4, Reply.content_policy())
         assert [chat(relay, http=http).status_code for _ in range(4)] == [200] * 4
         refused = chat(relay, http=http)
@@ -190,7 +190,7 @@ def test_refusals_come_before_queued_replies_and_do_not_use_them() -> None:
 
 @pytest.mark.parametrize("profile", ["new-api", "one-api", "litellm", "gateway"])
 def test_the_relay_answers_its_own_limits_the_same_under_every_profile(profile: RelayProfile) -> None:
-    with relay_with(rate_limit=1, profile=profile) as relay, httpx.Client() as http:
+    with relay_with(rate_limit=1, profile=profile) as relay, httpx2.Client() as http:
         assert chat(relay, http=http).status_code != 429  # the token taken, whatever the answer
         refused = chat(relay, http=http)
         assert refused.status_code == 429
@@ -226,7 +226,7 @@ def test_failed_answers_use_no_quota() -> None:
         )
         assert chat(relay).status_code == 500
         assert chat(relay).status_code == 200  # text, no image
-        with httpx.stream(
+        with httpx2.stream(
             "POST",
             f"{relay.base_url}/chat/completions",
             json={**CHAT, "stream": True},
@@ -242,7 +242,7 @@ def test_failed_answers_use_no_quota() -> None:
 
 def test_concurrent_requests_never_generate_more_than_the_quota() -> None:
     """Each admitted request reserves its images, as new-api pre-consumes quota."""
-    with relay_with(quota_images=5, default_reply=Reply.slow(0.2)) as relay, httpx.Client() as http:
+    with relay_with(quota_images=5, default_reply=Reply.slow(0.2)) as relay, httpx2.Client() as http:
         answers = at_once([partial(chat, relay, f"cat {number}", http=http) for number in range(10)])
         assert sorted(answer.status_code for answer in answers) == [200] * 5 + [403] * 5
         assert relay.generated == 5
@@ -274,7 +274,7 @@ def test_counts_only_answers_that_carry_images(
 
 
 def test_generated_prompts_are_counted_once_each_from_many_threads() -> None:
-    with relay_with() as relay, httpx.Client() as http:
+    with relay_with() as relay, httpx2.Client() as http:
         at_once([partial(chat, relay, f"bird {number}", http=http) for number in range(40)])
         assert relay.generated == 40
         assert sorted(relay.generated_prompts) == sorted(f"bird {number}" for number in range(40))
@@ -286,9 +286,9 @@ def test_generated_prompts_are_counted_once_each_from_many_threads() -> None:
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_a_request_beyond_the_concurrency_gets_new_apis_saturation_answer(endpoint: str) -> None:
     call = ENDPOINTS[endpoint]
-    with relay_with(max_concurrent=2, default_reply=Reply.slow(0.3)) as relay, httpx.Client() as http:
+    with relay_with(max_concurrent=2, default_reply=Reply.slow(0.3)) as relay, httpx2.Client() as http:
 
-        def late() -> httpx.Response:
+        def late() -> httpx2.Response:
             wait_until(lambda: relay.in_flight == 2)  # the other two are being answered
             return call(relay, http=http)
 
@@ -314,7 +314,7 @@ def test_saturation_is_counted_on_admitted_requests_only() -> None:
         slow = threading.Thread(target=chat, args=(relay, "slow"))
         slow.start()
         wait_until(lambda: relay.in_flight == 1)
-        with httpx.Client() as http:
+        with httpx2.Client() as http:
             assert {chat(relay, http=http).status_code for _ in range(20)} == {429}
         slow.join(30)
         assert chat(relay, "after").status_code == 200
@@ -399,7 +399,7 @@ def test_limits_that_mean_nothing_are_refused(options: dict[str, Any]) -> None:
 
 
 def test_limits_are_off_by_default() -> None:
-    with relay_with(default_reply=Reply.slow(0.05)) as relay, httpx.Client() as http:
+    with relay_with(default_reply=Reply.slow(0.05)) as relay, httpx2.Client() as http:
         assert (relay.rate_limit, relay.quota_images, relay.max_concurrent) == (None, None, None)
         answers = at_once([partial(chat, relay, http=http)] * 30)
         assert {answer.status_code for answer in answers} == {200}

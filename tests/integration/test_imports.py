@@ -41,7 +41,7 @@ def test_the_client_loads_no_langchain() -> None:
     assert "image_tool.client" in modules
     assert langchain(modules) == []
     assert "image_tool.tool" not in modules
-    assert "image_tool.network" not in modules  # with httpcore, when the first connection pool is made
+    assert "image_tool.network" not in modules  # with httpcore2, when the first connection pool is made
 
 
 def test_the_emulator_loads_no_langchain() -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from image_tool.testing import FakeRelay, RelayProfile, Reply
@@ -28,7 +28,7 @@ NO_FALLBACK = (
 @dataclass
 class Wire:
     status: int
-    headers: httpx.Headers
+    headers: httpx2.Headers
     body: bytes
 
     @property
@@ -48,7 +48,7 @@ def call(relay: FakeRelay, reply: Reply | None = None, *, stream: bool = False, 
     headers = {"Authorization": f"Bearer {relay.api_key}"}
     body = {**REQUEST, "stream": stream, **fields}
     with (
-        httpx.Client(verify=TLS) as client,
+        httpx2.Client(verify=TLS) as client,
         client.stream("POST", f"{relay.base_url}/chat/completions", json=body, headers=headers) as response,
     ):
         return Wire(response.status_code, response.headers, response.read())
@@ -141,7 +141,7 @@ def test_token_spent_and_prompt_blocked_as_the_vendor_sends_them(fake_relay: Fak
 
 @pytest.mark.parametrize("profile", ["new-api", "one-api"])
 def test_go_relays_stream_chunked_and_keep_the_connection(profile: RelayProfile) -> None:
-    with FakeRelay(profile=profile) as relay, httpx.Client(verify=TLS) as client:
+    with FakeRelay(profile=profile) as relay, httpx2.Client(verify=TLS) as client:
         for _ in range(2):
             relay.queue(Reply.success("markdown", locale="en"))
             headers = {"Authorization": f"Bearer {relay.api_key}"}
@@ -278,7 +278,7 @@ def test_go_relays_refuse_a_spent_token_and_a_wrong_key_in_their_own_words(
         assert spent.status == 401
         assert spent.error == {"message": f"该令牌额度已用尽 (request id: {request_id})", "type": own_type}
 
-        response = httpx.post(
+        response = httpx2.post(
             f"{relay.base_url}/chat/completions",
             json=REQUEST,
             headers={"Authorization": "Bearer x"},
@@ -434,7 +434,7 @@ def test_litellm_refuses_a_spent_key_and_a_wrong_key_in_its_own_words(litellm: F
     assert (spent.status, spent.error["type"], spent.error["code"]) == (422, "budget_exceeded", "422")
     assert spent.error["message"].startswith("Budget has been exceeded!")
 
-    response = httpx.post(
+    response = httpx2.post(
         f"{litellm.base_url}/chat/completions",
         json=REQUEST,
         headers={"Authorization": "Bearer x"},
@@ -450,7 +450,7 @@ def test_litellm_refuses_a_spent_key_and_a_wrong_key_in_its_own_words(litellm: F
 def test_fake_relay_command_takes_a_profile() -> None:
     with fake_relay_command("--pace", "0", "--profile", "one-api") as (_, base_url, first_line):
         assert "(answers: markdown, as one-api)" in first_line
-        response = httpx.post(
+        response = httpx2.post(
             f"{base_url}/chat/completions",
             json={**REQUEST, "stream": True},
             headers={"Authorization": "Bearer fake-relay-key"},

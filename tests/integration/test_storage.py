@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from image_tool import GeneratedImage, ImageGenerationResult
@@ -51,14 +51,14 @@ def options(tmp_path: Path) -> SaveOptions:
     return SaveOptions(tmp_path / "images", 10_000_000)
 
 
-def redirecting(hops: int, target: bytes = b"") -> httpx.MockTransport:
-    def answer(request: httpx.Request) -> httpx.Response:
+def redirecting(hops: int, target: bytes = b"") -> httpx2.MockTransport:
+    def answer(request: httpx2.Request) -> httpx2.Response:
         step = int(request.url.path.strip("/") or 0)
         if step < hops:
-            return httpx.Response(302, headers={"Location": f"/{step + 1}"})
-        return httpx.Response(200, content=target)
+            return httpx2.Response(302, headers={"Location": f"/{step + 1}"})
+        return httpx2.Response(200, content=target)
 
-    return httpx.MockTransport(answer)
+    return httpx2.MockTransport(answer)
 
 
 def result_with(*images: GeneratedImage) -> ImageGenerationResult:
@@ -68,25 +68,25 @@ def result_with(*images: GeneratedImage) -> ImageGenerationResult:
 def test_redirects_are_followed_but_bounded(tmp_path: Path) -> None:
     png = png_image(4, 4, "r")
     image = GeneratedImage(url="https://images.example/0")
-    with httpx.Client(transport=redirecting(3, png)) as http:
+    with httpx2.Client(transport=redirecting(3, png)) as http:
         (saved,) = save_images(result_with(image), options(tmp_path), lambda: http).images
     assert saved.path is not None
     assert saved.path.read_bytes() == png
-    with httpx.Client(transport=redirecting(4, png)) as http:
+    with httpx2.Client(transport=redirecting(4, png)) as http:
         (refused,) = save_images(result_with(image), options(tmp_path), lambda: http).images
     assert refused.save_error == "more than 3 redirects"
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://images.example/a.png", "gopher://x/"])
 def test_only_http_and_https_are_downloaded(tmp_path: Path, url: str) -> None:
-    with httpx.Client(transport=redirecting(0)) as http:
+    with httpx2.Client(transport=redirecting(0)) as http:
         (image,) = save_images(result_with(GeneratedImage(url=url)), options(tmp_path), lambda: http).images
     assert image.save_error is not None
     assert "only http and https" in image.save_error
 
 
 def test_invalid_base64_is_reported(tmp_path: Path) -> None:
-    with httpx.Client(transport=redirecting(0)) as http:
+    with httpx2.Client(transport=redirecting(0)) as http:
         (image,) = save_images(
             result_with(GeneratedImage(b64_json="not base64!")), options(tmp_path), lambda: http
         ).images
@@ -95,10 +95,10 @@ def test_invalid_base64_is_reported(tmp_path: Path) -> None:
 
 
 def test_a_failed_download_leaves_no_part_file(tmp_path: Path) -> None:
-    def broken(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadError("connection reset", request=request)
+    def broken(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ReadError("connection reset", request=request)
 
-    with httpx.Client(transport=httpx.MockTransport(broken)) as http:
+    with httpx2.Client(transport=httpx2.MockTransport(broken)) as http:
         (image,) = save_images(
             result_with(GeneratedImage(url="https://x.example/a.png")), options(tmp_path), lambda: http
         ).images

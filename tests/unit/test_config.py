@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, assert_type
 
-import httpx
+import httpx2
 import pytest
 from pydantic import SecretStr
 
@@ -94,11 +94,13 @@ def test_client_settings() -> None:
     assert client.model == "gpt-4o-image-vip"
     assert client.timeout == 300
     assert client.default_headers == {"X-A": "1"}
-    assert ImageClient(api_key="k", base_url=RELAY, timeout=httpx.Timeout(5.0)).timeout == httpx.Timeout(5.0)
+    assert ImageClient(api_key="k", base_url=RELAY, timeout=httpx2.Timeout(5.0)).timeout == httpx2.Timeout(
+        5.0
+    )
 
 
 def test_default_timeout_fits_minutes_long_generations() -> None:
-    timeout = httpx.Timeout(ImageClient(api_key="k", base_url=RELAY).timeout)
+    timeout = httpx2.Timeout(ImageClient(api_key="k", base_url=RELAY).timeout)
     assert timeout.read is not None and timeout.read >= 300
     assert timeout.connect is not None and timeout.connect <= 30
 
@@ -124,7 +126,7 @@ def test_invalid_settings_fail_at_construction(settings: dict[str, Any], named: 
 
 
 def test_credentials_in_the_base_url_are_refused_without_being_shown() -> None:
-    # httpx would send them as Basic auth in place of the key; the password never shows.
+    # httpx2 would send them as Basic auth in place of the key; the password never shows.
     with pytest.raises(ConfigurationError, match="user name or password") as caught:
         ImageClient(api_key="k", base_url="https://user:hunter2@relay.example.com/v1")
     assert "hunter2" not in str(caught.value)
