@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -41,7 +43,7 @@ def test_the_client_loads_no_langchain() -> None:
     assert "image_tool.client" in modules
     assert langchain(modules) == []
     assert "image_tool.tool" not in modules
-    assert "image_tool.network" not in modules  # with httpcore2, when the first connection pool is made
+    assert "image_tool.network" not in modules  # with httpcore2, when the first client is made
 
 
 def test_the_emulator_loads_no_langchain() -> None:
@@ -95,3 +97,49 @@ def test_the_errors_module_lists_only_its_exception_classes() -> None:
         and value.__module__ == "image_tool.errors"
     }
     assert set(image_tool.errors.__all__) == defined
+
+
+WITHOUT_HTTPX = """
+import sys
+
+class NoHttpx:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("httpx", "httpcore"):
+            raise ImportError(f"{name} is made unimportable by the test")
+
+sys.meta_path.insert(0, NoHttpx())
+"""
+
+
+def test_the_client_and_the_tool_run_with_httpx_unimportable(tmp_path: Path) -> None:
+    """Generations, sync and async, saved to disk, and the tool, with ``import httpx`` failing
+    (langchain-core's own imports do not need it either)."""
+    code = WITHOUT_HTTPX + textwrap.dedent(
+        f"""
+        import asyncio
+        from image_tool import ImageClient, ImageGenerationTool
+        from image_tool.testing import FakeRelay
+
+        with FakeRelay(api_key="sk-test") as relay:
+            settings = dict(api_key="sk-test", base_url=relay.base_url, save_dir={str(tmp_path)!r},
+                            allow_private_downloads=True)
+            with ImageClient(**settings) as client:
+                saved = [image.path for image in client.generate("A cat", n=2).images]
+
+            async def agenerate():
+                async with ImageClient(**settings) as client:
+                    return [image.path for image in (await client.agenerate("A dog")).images]
+
+            saved += asyncio.run(agenerate())
+            message = ImageGenerationTool(api_key="sk-test", base_url=relay.base_url).invoke(
+                {{"name": "generate_image", "args": {{"prompt": "A bird"}}, "id": "1", "type": "tool_call"}}
+            )
+        assert all(path is not None and path.exists() for path in saved), saved
+        assert message.status == "success", message
+        assert [name for name in sys.modules if name.split(".")[0] in ("httpx", "httpcore")] == []
+        print(len(saved))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)  # noqa: S603
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["3"]
