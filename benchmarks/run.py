@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import functools
 import json
@@ -38,6 +39,7 @@ from image_tool import Fallback, GeneratedImage, ImageClient, ImageGenerationRes
 from image_tool.advice import describe_result
 from image_tool.batch import run_batch
 from image_tool.parsing import parse_result
+from image_tool.pooling import CALLS_PER_SHARD
 from image_tool.storage import SaveOptions, asave_images
 from image_tool.testing import FakeRelay, Reply
 
@@ -60,10 +62,16 @@ class Plan:
     bulk_prompts: int  # prompts of each bulk run
     bulk_rate: float  # requests a second the rate-limited relay allows
     in_flight: int  # calls held in flight for the memory and CPU figures
+    crowd: int  # calls at once at a generation's latency
+    crowd_latency: float
+    crowd_rounds: int
+    images_api_megabytes: int  # the inline images of one Images API answer, base64
 
 
-FULL = Plan(5, 200, (1, 10, 100, 500, 1000), (1, 10, 100), 1.0, (2, 4, 8), 32, 41, 300, 20.0, 500)
-QUICK = Plan(2, 5, (1, 5), (1, 5), 0.05, (1, 2), 2, 2, 12, 20.0, 10)
+FULL = Plan(
+    5, 200, (1, 10, 100, 500, 1000), (1, 10, 100), 1.0, (2, 4, 8), 32, 41, 300, 20.0, 500, 1000, 10.0, 3, 10
+)
+QUICK = Plan(2, 5, (1, 5), (1, 5), 0.05, (1, 2), 2, 2, 12, 20.0, 10, 20, 0.2, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -145,7 +153,7 @@ def per_call_overhead(plan: Plan) -> str:
             for name, call in sync:
                 seconds = median_seconds(sequential(call), plan.repeats) / plan.calls
                 baseline = baseline or seconds
-                rows.append((f"sync: {name}", f"{seconds * 1e6:.0f} µs", f"{seconds / baseline:.2f}x"))
+                rows.append((f"sync: {name}", f"{seconds * 1e6:.0f} µs", f"{seconds / baseline:.2f}x", ""))
             openai.close()
 
         async def async_rows() -> list[tuple[str, float]]:
@@ -156,9 +164,14 @@ def per_call_overhead(plan: Plan) -> str:
                 async def raw() -> object:
                     return (await ahttp.post(url, json=BODY, headers=headers)).json()
 
+                bare = BareTool(call=raw, args_schema=atool.args_schema)
                 contenders: list[tuple[str, Callable[[], Awaitable[object]]]] = [
                     ("raw httpx2: AsyncClient.post + json", raw),
                     ("ImageClient.agenerate", lambda: aclient.agenerate(PROMPT)),
+                    (
+                        "bare BaseTool, same argument schema, raw call: ainvoke(ToolCall)",
+                        lambda: bare.ainvoke(CALL),
+                    ),
                     ("tool.ainvoke(ToolCall)", lambda: atool.ainvoke(CALL)),
                     (
                         "OpenAI SDK: chat.completions.create",
@@ -179,14 +192,43 @@ def per_call_overhead(plan: Plan) -> str:
                 return measured
 
         measured = asyncio.run(async_rows())
-        baseline = measured[0][1]
+        baseline, bare_tool = measured[0][1], measured[2][1]
+        goals = {"ImageClient.agenerate": ratio_goal(measured[1][1], baseline, 1.2, "raw httpx2")}
+        goals["tool.ainvoke(ToolCall)"] = ratio_goal(measured[3][1], bare_tool, 1.15, "the bare BaseTool")
         for name, seconds in measured:
-            rows.append((f"async: {name}", f"{seconds * 1e6:.0f} µs", f"{seconds / baseline:.2f}x"))
+            row = (
+                f"async: {name}",
+                f"{seconds * 1e6:.0f} µs",
+                f"{seconds / baseline:.2f}x",
+                goals.get(name, ""),
+            )
+            rows.append(row)
     return table(
         f"Per-call overhead at zero server latency ({plan.calls} sequential calls, median of {plan.repeats})",
-        ("contender", "per call", "vs raw httpx2"),
+        ("contender", "per call", "vs raw httpx2", "goal"),
         rows,
     )
+
+
+def ratio_goal(measured: float, baseline: float, limit: float, of: str) -> str:
+    ratio = measured / baseline
+    return f"within {limit:g}x {of}: {'met' if ratio <= limit else 'missed'} ({ratio:.2f}x)"
+
+
+class BareTool(BaseTool):
+    """The least a LangChain tool with image-tool's arguments can be: ``_arun`` awaits the raw httpx2
+    call. (LangChain validates the arguments and looks for injected ones on every call: that
+    costs the same for any tool with an argument schema.)"""
+
+    name: str = "generate_image"
+    description: str = "Generate an image."
+    call: Callable[[], Awaitable[object]]
+
+    def _run(self, prompt: str, **arguments: object) -> str:
+        raise NotImplementedError
+
+    async def _arun(self, prompt: str, **arguments: object) -> str:
+        return str(await self.call())
 
 
 async def plain_socket_call(relay: Relay) -> bytes:
@@ -301,6 +343,89 @@ def concurrency(plan: Plan) -> str:
     )
 
 
+def crowd(plan: Plan) -> str:
+    """``plan.crowd`` tool calls at once against a relay answering each after ``plan.crowd_latency``
+    (a generation's time): wall time beside plain sockets, and ``agenerate`` beside raw httpx2 on as
+    many AsyncClients as image-tool spreads the calls over (``pooling.CALLS_PER_SHARD`` each). The
+    contenders take turns, round after round; CPU is this process's, per call."""
+    count = plan.crowd
+    shards = -(-count // CALLS_PER_SHARD)
+    with relay_process(latency=plan.crowd_latency) as relay:
+        headers = {"Authorization": f"Bearer {relay.api_key}"}
+        url = f"{relay.base_url}/chat/completions"
+        settings: dict[str, Any] = {
+            "api_key": relay.api_key,
+            "base_url": relay.base_url,
+            "max_concurrency": count,
+        }
+
+        async def rounds() -> dict[str, tuple[float, float]]:
+            limits = httpx2.Limits(max_connections=None)
+            clients = [httpx2.AsyncClient(limits=limits, timeout=60) for _ in range(shards)]
+            async with contextlib.AsyncExitStack() as stack, ImageClient(**settings) as client:
+                for http in clients:
+                    await stack.enter_async_context(http)
+                tool = ImageGenerationTool(client=client)
+
+                async def raw(index: int) -> object:
+                    return (await clients[index % shards].post(url, json=BODY, headers=headers)).json()
+
+                contenders: dict[str, Callable[[int], Awaitable[object]]] = {
+                    "sockets": lambda _: plain_socket_call(relay),
+                    "raw": raw,
+                    "client": lambda _: client.agenerate(PROMPT),
+                    "tool": lambda _: tool.ainvoke(CALL),
+                }
+
+                async def wall(call: Callable[[int], Awaitable[object]]) -> tuple[float, float]:
+                    started, cpu = time.perf_counter(), time.process_time()
+                    await asyncio.gather(*(call(index) for index in range(count)))
+                    return time.perf_counter() - started, (time.process_time() - cpu) / count
+
+                samples: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
+                for call in contenders.values():
+                    await wall(call)  # warm up: connections, caches
+                for _ in range(plan.crowd_rounds):
+                    for name, call in contenders.items():
+                        samples[name].append(await wall(call))
+                return {
+                    name: (
+                        statistics.median(seconds for seconds, _ in values),
+                        statistics.median(cpu for _, cpu in values),
+                    )
+                    for name, values in samples.items()
+                }
+
+        times = asyncio.run(rounds())
+    sockets, raw = times["sockets"][0], times["raw"][0]
+    names = {
+        "sockets": "plain asyncio sockets (the relay's capacity)",
+        "raw": f"raw httpx2 on {shards} AsyncClients",
+        "client": "ImageClient.agenerate",
+        "tool": "tool.ainvoke(ToolCall)",
+    }
+    goals = {
+        "client": ratio_goal(times["client"][0], raw, 1.05, "raw httpx2"),
+        "tool": ratio_goal(times["tool"][0], sockets, 1.15, "plain sockets"),
+    }
+    rows = [
+        (
+            names[name],
+            f"{seconds:.2f} s",
+            f"{seconds / sockets:.3f}x",
+            f"{cpu * 1000:.2f} ms",
+            goals.get(name, ""),
+        )
+        for name, (seconds, cpu) in times.items()
+    ]
+    return table(
+        f"{count} calls at once, {plan.crowd_latency:g} s server latency (median of {plan.crowd_rounds} "
+        "rounds taken in turns)",
+        ("contender", "wall time", "x plain sockets", "CPU per call", "goal"),
+        rows,
+    )
+
+
 def big_answers(plan: Plan) -> str:
     rows = []
     for megabytes in plan.answer_megabytes:
@@ -351,6 +476,117 @@ def big_answers(plan: Plan) -> str:
             )
         )
     return table("Big answers and downloads", ("work", "time", "peak memory (tracemalloc)"), rows)
+
+
+FIXED_ANSWER_SERVER = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+body = open(sys.argv[1], "rb").read()
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        head = f"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nContent-Length: {len(body)}\\r\\n\\r\\n"
+        self.wfile.write(head.encode() + body)
+
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+@contextlib.contextmanager
+def fixed_answer_process(body: bytes) -> Iterator[str]:
+    """A server in its own process answering every POST with ``body``; yields its base URL."""
+    with TemporaryDirectory() as directory:
+        path = Path(directory) / "answer.json"
+        path.write_bytes(body)
+        command = [sys.executable, "-c", FIXED_ANSWER_SERVER, str(path)]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        try:
+            assert process.stdout is not None
+            yield f"http://127.0.0.1:{process.stdout.readline().strip()}/v1"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+            if process.stdout:
+                process.stdout.close()
+
+
+def images_api_answer(plan: Plan) -> str:
+    """An Images API answer of 4 inline images, saved: ImageClient beside raw httpx2 + ``json`` +
+    ``b64decode`` + a file write (time: median of ``plan.repeats``; memory: tracemalloc's peak)."""
+    size = plan.images_api_megabytes * 1024 * 1024 // 4 * 3 // 4  # bytes of each image
+    images = [b"\x89PNG\r\n\x1a\n" + os.urandom(size) for _ in range(4)]
+    answer = {"created": 1, "data": [{"b64_json": base64.b64encode(image).decode()} for image in images]}
+    body = json.dumps(answer).encode()
+    request = {"model": "gpt-image-1", "prompt": PROMPT, "n": 4}
+    with fixed_answer_process(body) as base_url, TemporaryDirectory() as directory:
+        headers = {"Authorization": "Bearer fake-relay-key"}
+        settings: dict[str, Any] = {"api_key": "fake-relay-key", "base_url": base_url, "api": "images"}
+
+        async def measure() -> dict[str, tuple[float, int]]:
+            async with (
+                httpx2.AsyncClient(timeout=60) as http,
+                ImageClient(**settings, model="gpt-image-1", save_dir=Path(directory) / "tool") as client,
+            ):
+
+                async def raw() -> object:
+                    data = (
+                        await http.post(f"{base_url}/images/generations", json=request, headers=headers)
+                    ).json()
+                    for index, item in enumerate(data["data"]):
+                        (Path(directory) / f"raw-{index}.png").write_bytes(base64.b64decode(item["b64_json"]))
+                    return data
+
+                async def ours() -> object:
+                    result = await client.agenerate(PROMPT, n=4)
+                    assert all(image.path for image in result.images), result
+                    return result
+
+                measured = {}
+                for name, call in (("raw", raw), ("client", ours)):
+                    await call()  # warm up
+                    samples = []
+                    for _ in range(plan.repeats):
+                        started = time.perf_counter()
+                        await call()
+                        samples.append(time.perf_counter() - started)
+                    tracemalloc.start()
+                    await call()
+                    peak = tracemalloc.get_traced_memory()[1]
+                    tracemalloc.stop()
+                    measured[name] = (statistics.median(samples), peak)
+                return measured
+
+        measured = asyncio.run(measure())
+    (raw_time, raw_peak), (time_, peak) = measured["raw"], measured["client"]
+    mib = len(body) / 1024 / 1024
+    return table(
+        f"An Images API answer of 4 inline images ({mib:.1f} MiB of base64), saved "
+        f"(time: median of {plan.repeats})",
+        ("contender", "time", "peak memory (tracemalloc)", "goal"),
+        [
+            (
+                "raw httpx2 + json + b64decode + write",
+                f"{raw_time * 1000:.0f} ms",
+                f"{raw_peak / 2**20:.1f} MiB",
+                "",
+            ),
+            (
+                "ImageClient(api='images').agenerate, saved",
+                f"{time_ * 1000:.0f} ms",
+                f"{peak / 2**20:.1f} MiB",
+                f"time {ratio_goal(time_, raw_time, 1.25, 'raw')}; memory {ratio_goal(peak, raw_peak, 1.4, 'raw')}",
+            ),
+        ],
+    )
 
 
 def import_times(plan: Plan, python: str = sys.executable) -> str:
@@ -564,8 +800,10 @@ def main(argv: list[str] | None = None) -> int:
 
 SECTIONS: dict[str, Callable[..., str]] = {
     "overhead": per_call_overhead,
+    "crowd": crowd,
     "concurrency": concurrency,
     "big": big_answers,
+    "images-api": images_api_answer,
     "bulk": bulk,
     "costs": per_call_costs,
     "imports": import_times,

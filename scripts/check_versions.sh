@@ -26,7 +26,7 @@ install() {
     "$1/bin/python" -m pip install --quiet --disable-pip-version-check 'pip>=25.1'
     "$1/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}" "${@:2}"
     "$1/bin/python" -m pip list --disable-pip-version-check 2>/dev/null | grep -iE \
-        '^(langchain-core|langchain|langgraph|pydantic|httpx|httpcore|anyio|tenacity|rich|ray|pyarrow) ' || true
+        '^(langchain-core|langchain|langgraph|pydantic|httpx2|httpcore2|tenacity|vcrpy|rich|ray|pyarrow) ' || true
 }
 offline=(--record-mode=none --block-network --allowed-hosts=127.0.0.1)
 

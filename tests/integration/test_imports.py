@@ -111,13 +111,13 @@ sys.meta_path.insert(0, NoHttpx())
 """
 
 
-def test_the_client_and_the_tool_run_with_httpx_unimportable(tmp_path: Path) -> None:
-    """Generations, sync and async, saved to disk, and the tool, with ``import httpx`` failing
-    (langchain-core's own imports do not need it either)."""
+def test_the_client_runs_with_httpx_unimportable(tmp_path: Path) -> None:
+    """Generations, sync and async, saved to disk, with ``import httpx`` failing. (LangChain is
+    not loaded: some langsmith releases that langchain-core accepts still import httpx.)"""
     code = WITHOUT_HTTPX + textwrap.dedent(
         f"""
         import asyncio
-        from image_tool import ImageClient, ImageGenerationTool
+        from image_tool import ImageClient
         from image_tool.testing import FakeRelay
 
         with FakeRelay(api_key="sk-test") as relay:
@@ -131,11 +131,7 @@ def test_the_client_and_the_tool_run_with_httpx_unimportable(tmp_path: Path) -> 
                     return [image.path for image in (await client.agenerate("A dog")).images]
 
             saved += asyncio.run(agenerate())
-            message = ImageGenerationTool(api_key="sk-test", base_url=relay.base_url).invoke(
-                {{"name": "generate_image", "args": {{"prompt": "A bird"}}, "id": "1", "type": "tool_call"}}
-            )
         assert all(path is not None and path.exists() for path in saved), saved
-        assert message.status == "success", message
         assert [name for name in sys.modules if name.split(".")[0] in ("httpx", "httpcore")] == []
         print(len(saved))
         """
