@@ -489,8 +489,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        head = f"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nContent-Length: {len(body)}\\r\\n\\r\\n"
-        self.wfile.write(head.encode() + body)
+        head = "HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\n"
+        self.wfile.write(f"{head}Content-Length: {len(body)}\\r\\n\\r\\n".encode() + body)
 
     def log_message(self, *args):
         pass
@@ -583,7 +583,8 @@ def images_api_answer(plan: Plan) -> str:
                 "ImageClient(api='images').agenerate, saved",
                 f"{time_ * 1000:.0f} ms",
                 f"{peak / 2**20:.1f} MiB",
-                f"time {ratio_goal(time_, raw_time, 1.25, 'raw')}; memory {ratio_goal(peak, raw_peak, 1.4, 'raw')}",
+                f"time {ratio_goal(time_, raw_time, 1.25, 'raw')}; "
+                f"memory {ratio_goal(peak, raw_peak, 1.4, 'raw')}",
             ),
         ],
     )

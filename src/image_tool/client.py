@@ -43,6 +43,7 @@ from .models import (
     DEFAULT_N,
     AspectRatio,
     Background,
+    GeneratedImage,
     GenerationProgress,
     ImageGenerationResult,
     ImageQuality,
@@ -386,15 +387,7 @@ class ImageClient(ClientSettings):
         that answered and what it cost."""
         secret = self._secret
         kept = result.images[:n]
-        images = [
-            image.model_copy(
-                update={
-                    "url": scrub(image.url, secret) if image.url else image.url,
-                    "revised_prompt": scrub(image.revised_prompt, secret) if image.revised_prompt else None,
-                }
-            )
-            for image in kept
-        ]
+        images = [_scrubbed(image, secret) for image in kept]
         finished = result.model_copy(
             update={
                 "model": scrub(result.model, secret),
@@ -404,9 +397,8 @@ class ImageClient(ClientSettings):
                 "target": self.display_name,
             }
         )
-        return finished.model_copy(
-            update={"cost": cost_of(finished, self.price_per_image, self.price_per_million_tokens)}
-        )
+        finished.cost = cost_of(finished, self.price_per_image, self.price_per_million_tokens)
+        return finished
 
     def __enter__(self) -> Self:
         return self
@@ -625,6 +617,15 @@ def _within(timeout: httpx2.Timeout, deadline: Deadline) -> httpx2.Timeout:
     return httpx2.Timeout(
         connect=cap(timeout.connect), read=cap(timeout.read), write=cap(timeout.write), pool=cap(timeout.pool)
     )
+
+
+def _scrubbed(image: GeneratedImage, secret: str) -> GeneratedImage:
+    """``image`` without anything shaped like a key in its link or revised prompt."""
+    url = scrub(image.url, secret) if image.url else image.url
+    revised_prompt = scrub(image.revised_prompt, secret) if image.revised_prompt else None
+    if url == image.url and revised_prompt == image.revised_prompt:
+        return image
+    return image.model_copy(update={"url": url, "revised_prompt": revised_prompt})
 
 
 def _last_relay_failure(failures: list[ImageToolError]) -> ImageToolError:

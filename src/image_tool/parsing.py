@@ -45,7 +45,8 @@ def parse_result(body: bytes, *, requested_model: str) -> ImageGenerationResult:
             continue
         if not result.images:
             raise NoImageError(f"The relay's answer held no image: {_snippet(body)}", status_code=200)
-        return result.model_copy(update={"usage": usage_of(payload.get("usage"))})
+        result.usage = usage_of(payload.get("usage"))
+        return result
     raise MalformedResponseError(
         f"The relay's answer is in no known shape: {_snippet(body)}", status_code=200
     )
