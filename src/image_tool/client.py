@@ -521,7 +521,7 @@ class ImageClient(ClientSettings):
         return url, {
             **request.body(),
             "headers": self._headers,
-            # An injected client's sockets know no deadline: its limits are cut to it here.
+            # Each limit cut to what is left of the call (the deadline is checked between chunks).
             "timeout": _within(httpx2.Timeout(self.timeout), deadline),
         }
 

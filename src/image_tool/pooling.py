@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import queue
 import ssl
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,20 +62,12 @@ class SyncPool:
         a response that comes later is closed.
 
         A blocking read ends only when nothing arrives for its timeout, so a relay sending its
-        headers a byte at a time would hold the caller past the call's deadline: a worker thread
-        (a daemon, which Ctrl-C does not wait for) reads them while the caller waits the time left.
+        headers a byte at a time would hold the caller past the call's deadline: a sender thread
+        reads them while the caller waits the time left.
         """
         if within is None:
             return http.send(request, stream=True)
-        sending: Future[httpx2.Response] = Future()
-
-        def send() -> None:
-            try:
-                sending.set_result(http.send(request, stream=True))
-            except BaseException as error:
-                sending.set_exception(error)
-
-        threading.Thread(target=send, name="image-tool-send", daemon=True).start()
+        sending = _SENDERS.submit(lambda: http.send(request, stream=True))
         try:
             return sending.result(timeout=within)
         except BaseException as error:
@@ -114,6 +107,50 @@ class SyncPool:
         for client in clients:
             if client is not None:
                 client.close()
+
+
+class _Senders:
+    """Daemon threads that send sync requests (Ctrl-C never waits for a daemon), kept between
+    calls: starting a thread costs more than handing it a request. One leaves after a minute idle."""
+
+    IDLE = 60.0
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[tuple[Callable[[], httpx2.Response], Future[httpx2.Response]]]
+        self.jobs = queue.SimpleQueue()
+        self.idle = 0
+        """Threads waiting for a job that no submitted job has counted on yet."""
+        self.lock = threading.Lock()
+
+    def submit(self, job: Callable[[], httpx2.Response]) -> Future[httpx2.Response]:
+        sending: Future[httpx2.Response] = Future()
+        with self.lock:
+            if self.idle:
+                self.idle -= 1
+            else:
+                threading.Thread(target=self.work, name="image-tool-send", daemon=True).start()
+        self.jobs.put((job, sending))
+        return sending
+
+    def work(self) -> None:
+        while True:
+            try:
+                job, sending = self.jobs.get(timeout=self.IDLE)
+            except queue.Empty:
+                with self.lock:
+                    if self.idle:  # no job counts on this thread: it may go
+                        self.idle -= 1
+                        return
+                continue
+            try:
+                sending.set_result(job())
+            except BaseException as error:
+                sending.set_exception(error)
+            with self.lock:
+                self.idle += 1
+
+
+_SENDERS = _Senders()
 
 
 def _close_answer(sending: Future[httpx2.Response]) -> None:

@@ -37,7 +37,8 @@ BACKOFF_MAX = 30.0
 class Deadline:
     """The total time one call may take, retries and waits included; ``None`` for no limit.
 
-    Inside ``with deadline:`` every network wait (in this thread or task) is bounded by it.
+    Inside ``with deadline:`` it is the current call's (``current_deadline``): every wait of a
+    download in this thread or task is bounded by it (``network.py``).
     """
 
     def __init__(self, seconds: float | None) -> None:

@@ -150,7 +150,7 @@ class ClientSettings(BaseModel):
     """An httpx2 client for sync calls; its owner closes it. Default: one pooled client."""
     http_async_client: httpx2.AsyncClient | None = Field(default=None, exclude=True, repr=False)
     """An httpx2 client for async calls, bound to one event loop; its owner closes it.
-    Default: one pooled client per event loop."""
+    Default: pooled clients of its own per event loop."""
 
     @field_serializer("timeout")
     def _serialize_timeout(
