@@ -171,3 +171,23 @@ def test_each_setting_is_declared_once_and_typed_as_given() -> None:
         ImageClient(api_key=42)  # type: ignore[arg-type]
         ImageGenerationTool(max_retries="2")  # type: ignore[arg-type]
         ImageGenerationTool(api_kye="typo")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("setting", "make"),
+    [
+        ("http_client", lambda httpx: httpx.Client()),
+        ("http_async_client", lambda httpx: httpx.AsyncClient()),
+        ("timeout", lambda httpx: httpx.Timeout(5.0)),
+    ],
+)
+def test_an_httpx_object_is_refused_naming_httpx2(setting: str, make: Any) -> None:
+    """httpx's (installed in the test environment by langchain-tests) is not httpx2's."""
+    httpx = pytest.importorskip("httpx")
+    value = make(httpx)
+    with pytest.raises(
+        ConfigurationError, match=rf"{setting} is an httpx \w+, .* pass an httpx2\.\w+ instead"
+    ):
+        ImageClient(api_key="k", base_url=RELAY, **{setting: value})
+    with pytest.raises(ConfigurationError, match="httpx2"):
+        ImageGenerationTool(api_key="k", base_url=RELAY, **{setting: value})
