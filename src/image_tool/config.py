@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import sys
 from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,9 +21,12 @@ _EXAMPLE_URL = "https://relay.example.com/v1"
 
 
 def refuse_httpx(setting: str, value: object) -> None:
-    """An httpx object where image-tool takes httpx2's is refused at once, with the fix."""
-    kind = type(value)
-    if kind.__module__.partition(".")[0] in ("httpx", "httpcore"):
+    """An httpx object where image-tool takes httpx2's is refused at once, with the fix. (httpx is
+    looked up, never imported: whoever made an httpx object has loaded it.)"""
+    httpx = sys.modules.get("httpx")
+    kinds = [getattr(httpx, name, None) for name in ("Client", "AsyncClient", "Timeout")]
+    kind = next((kind for kind in kinds if isinstance(kind, type) and isinstance(value, kind)), None)
+    if kind is not None:
         raise ConfigurationError(
             f"{setting} is an httpx {kind.__name__}, but image-tool runs on httpx2 (httpx's maintained "
             f"continuation, the same API under `import httpx2`): pass an httpx2.{kind.__name__} instead."

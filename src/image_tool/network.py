@@ -112,10 +112,11 @@ def _core_request(request: httpx2.Request) -> httpcore2.Request:
 
 def _as_httpx2(error: Exception, request: httpx2.Request) -> Exception:
     """httpcore2's error as httpx2's class of the same name (httpx2 has one for each)."""
-    if type(error).__module__.partition(".")[0] != "httpcore2":
-        return error
-    mapped = getattr(httpx2, type(error).__name__, httpx2.TransportError)
-    return typing.cast(Exception, mapped(str(error), request=request))
+    for kind in type(error).__mro__:
+        if getattr(httpcore2, kind.__name__, None) is kind and issubclass(kind, Exception):
+            mapped = getattr(httpx2, kind.__name__, httpx2.TransportError)
+            return typing.cast(Exception, mapped(str(error), request=request))
+    return error
 
 
 class _Transport(httpx2.BaseTransport):
