@@ -120,6 +120,7 @@ class _Senders:
         self.jobs = queue.SimpleQueue()
         self.idle = 0
         """Threads waiting for a job that no submitted job has counted on yet."""
+        self.threads = 0
         self.lock = threading.Lock()
 
     def submit(self, job: Callable[[], httpx2.Response]) -> Future[httpx2.Response]:
@@ -128,6 +129,7 @@ class _Senders:
             if self.idle:
                 self.idle -= 1
             else:
+                self.threads += 1
                 threading.Thread(target=self.work, name="image-tool-send", daemon=True).start()
         self.jobs.put((job, sending))
         return sending
@@ -140,12 +142,14 @@ class _Senders:
                 with self.lock:
                     if self.idle:  # no job counts on this thread: it may go
                         self.idle -= 1
+                        self.threads -= 1
                         return
                 continue
             try:
                 sending.set_result(job())
             except BaseException as error:
                 sending.set_exception(error)
+            del job, sending  # an idle thread holds no client or response
             with self.lock:
                 self.idle += 1
 
