@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from .budget import BudgetExceededError
 from .errors import (
     APIConnectionError,
     APIError,
@@ -62,6 +63,8 @@ def _where(image: GeneratedImage) -> str:
 
 def describe_failure(error: Exception) -> str:
     """One sentence per kind of failure, telling the model what to do next."""
+    if isinstance(error, BudgetExceededError):
+        return str(error)  # written for the model already
     if isinstance(error, ReferenceImageError):
         return f"Invalid image_urls: {error}. Pass an image URL or a saved path from this tool."
     if isinstance(error, InvalidRequestError):

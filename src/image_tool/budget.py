@@ -6,7 +6,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from langchain_core.tools import ToolException
+from .errors import ImageToolError
+
+
+class BudgetExceededError(ImageToolError):
+    """A call the tool's limits leave no room for; the message tells the model what is left."""
 
 
 @dataclass
@@ -65,19 +69,19 @@ class Budget:
                 return
         if images_left is not None and spending.images > images_left:
             if images_left <= 0:
-                raise ToolException(
+                raise BudgetExceededError(
                     f"The image budget is spent: all {self.max_images} images allowed here have been "
                     "generated. Do not call generate_image again; tell the user no more images can be made."
                 )
-            raise ToolException(
+            raise BudgetExceededError(
                 f"Only {images_left} more image(s) may be generated here; ask for n={images_left} or fewer."
             )
         affordable = int((cost_left or 0.0) // self.per_image) if self.per_image else 0
         if affordable <= 0:
-            raise ToolException(
+            raise BudgetExceededError(
                 f"The spending limit of {self.max_cost:g} is reached. Do not call generate_image again; "
                 "tell the user no more images can be made."
             )
-        raise ToolException(
+        raise BudgetExceededError(
             f"The spending limit allows {affordable} more image(s); ask for n={affordable} or fewer."
         )

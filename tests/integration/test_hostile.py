@@ -132,6 +132,7 @@ def event_stream(*events: bytes) -> bytes:
 # Exceptions that subclass the tree but never leave the package, each turned into a public one.
 INTERNAL_EXCEPTIONS = {
     "UnreadableBodyError": "reading.py: the client raises MalformedResponseError, saving a save_error",
+    "BudgetExceededError": "budget.py: the tool turns it into advice for the model",
 }
 
 

@@ -38,7 +38,8 @@ def test_the_client_loads_no_langchain() -> None:
     modules = loaded_after(
         "import image_tool\n"
         "from image_tool import ImageClient, ImageGenerationResult, ImageToolError\n"
-        "import image_tool.client, image_tool.errors, image_tool.models, image_tool.settings"
+        "import image_tool.client, image_tool.errors, image_tool.models, image_tool.settings\n"
+        "import image_tool.budget, image_tool.advice  # the tool's parts below LangChain"
     )
     assert "image_tool.client" in modules
     assert langchain(modules) == []
