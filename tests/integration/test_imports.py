@@ -7,6 +7,7 @@ interpreter, since this one has imported everything already.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -77,6 +78,24 @@ def test_every_listed_name_resolves_and_every_lazy_name_is_listed(package: Modul
         assert name in dir(package)
     lazy = {name for module_names in package._HOMES.values() for name in module_names}
     assert lazy == set(names) - {"__version__"}
+
+
+@pytest.mark.parametrize("package", [image_tool, image_tool.testing], ids=lambda package: package.__name__)
+def test_the_imports_for_type_checkers_match_the_lazy_table(package: ModuleType) -> None:
+    """Type checkers read the ``TYPE_CHECKING`` imports; users get the lazy table: the two name
+    the same module for each name."""
+    tree = ast.parse(Path(package.__file__ or "").read_text(encoding="utf-8"))
+    guarded = next(
+        node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    )
+    imported = {
+        alias.name: node.module
+        for node in ast.walk(guarded)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    table = {name: module for module, names in package._HOMES.items() for name in names}
+    assert imported == table
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
