@@ -83,21 +83,41 @@ class Relay:
     def origin(self) -> str:
         return self.base_url.removesuffix("/v1")
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """What a raw request sends to be let in."""
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    @property
+    def chat_url(self) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def settings(self, **more: Any) -> dict[str, Any]:
+        """An ImageClient's settings for this relay, and ``more``."""
+        return {"api_key": self.api_key, "base_url": self.base_url, **more}
+
 
 @contextlib.contextmanager
-def relay_process(latency: float) -> Iterator[Relay]:
-    """FakeRelay in its own process (markdown chat completions, as most relays answer)."""
-    command = [sys.executable, "-m", "image_tool.cli", "fake-relay", "--port", "0", "--pace", "0"]
-    process = subprocess.Popen([*command, "--latency", str(latency)], stdout=subprocess.PIPE, text=True)
+def server_process(command: list[str]) -> Iterator[str]:
+    """``command`` run as a server in its own process: yields the first line it prints, and stops
+    it on leaving."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
-        base_url = process.stdout.readline().split("serving ", 1)[1].split(" ", 1)[0]
-        yield Relay(base_url, "fake-relay-key")
+        yield process.stdout.readline()
     finally:
         process.terminate()
         process.wait(timeout=10)
         if process.stdout:
             process.stdout.close()
+
+
+@contextlib.contextmanager
+def relay_process(latency: float) -> Iterator[Relay]:
+    """FakeRelay in its own process (markdown chat completions, as most relays answer)."""
+    command = [sys.executable, "-m", "image_tool.cli", "fake-relay", "--port", "0", "--pace", "0"]
+    with server_process([*command, "--latency", str(latency)]) as banner:
+        yield Relay(banner.split("serving ", 1)[1].split(" ", 1)[0], "fake-relay-key")
 
 
 def median_seconds(run: Callable[[], object], repeats: int) -> float:
@@ -119,9 +139,8 @@ def table(title: str, header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) 
 def per_call_overhead(plan: Plan) -> str:
     rows = []
     with relay_process(latency=0.0) as relay:
-        headers = {"Authorization": f"Bearer {relay.api_key}"}
-        url = f"{relay.base_url}/chat/completions"
-        settings: dict[str, Any] = {"api_key": relay.api_key, "base_url": relay.base_url}
+        headers, url = relay.headers, relay.chat_url
+        settings = relay.settings()
 
         def sequential(call: Callable[[], object]) -> Callable[[], None]:
             def run() -> None:
@@ -265,14 +284,9 @@ def concurrency(plan: Plan) -> str:
     all three alike; raw httpx2 and the sync-only tool, far slower at large counts, run apart."""
     rows = []
     with relay_process(latency=plan.latency) as relay:
-        headers = {"Authorization": f"Bearer {relay.api_key}"}
-        url = f"{relay.base_url}/chat/completions"
+        headers, url = relay.headers, relay.chat_url
         # A client that lets every call of the largest count run at once (the default is 512).
-        settings: dict[str, Any] = {
-            "api_key": relay.api_key,
-            "base_url": relay.base_url,
-            "max_concurrency": max(plan.concurrency),
-        }
+        settings = relay.settings(max_concurrency=max(plan.concurrency))
 
         async def wall_times(count: int) -> dict[str, float]:
             limits = httpx2.Limits(max_connections=None)
@@ -351,13 +365,8 @@ def crowd(plan: Plan) -> str:
     count = plan.crowd
     shards = -(-count // CALLS_PER_SHARD)
     with relay_process(latency=plan.crowd_latency) as relay:
-        headers = {"Authorization": f"Bearer {relay.api_key}"}
-        url = f"{relay.base_url}/chat/completions"
-        settings: dict[str, Any] = {
-            "api_key": relay.api_key,
-            "base_url": relay.base_url,
-            "max_concurrency": count,
-        }
+        headers, url = relay.headers, relay.chat_url
+        settings = relay.settings(max_concurrency=count)
 
         async def rounds() -> dict[str, tuple[float, float]]:
             limits = httpx2.Limits(max_connections=None)
@@ -502,21 +511,13 @@ server.serve_forever()
 
 
 @contextlib.contextmanager
-def fixed_answer_process(body: bytes) -> Iterator[str]:
-    """A server in its own process answering every POST with ``body``; yields its base URL."""
+def fixed_answer_process(body: bytes) -> Iterator[Relay]:
+    """A server in its own process answering every POST with ``body``."""
     with TemporaryDirectory() as directory:
         path = Path(directory) / "answer.json"
         path.write_bytes(body)
-        command = [sys.executable, "-c", FIXED_ANSWER_SERVER, str(path)]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        try:
-            assert process.stdout is not None
-            yield f"http://127.0.0.1:{process.stdout.readline().strip()}/v1"
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
-            if process.stdout:
-                process.stdout.close()
+        with server_process([sys.executable, "-c", FIXED_ANSWER_SERVER, str(path)]) as port:
+            yield Relay(f"http://127.0.0.1:{port.strip()}/v1", "fake-relay-key")
 
 
 def images_api_answer(plan: Plan) -> str:
@@ -527,9 +528,8 @@ def images_api_answer(plan: Plan) -> str:
     answer = {"created": 1, "data": [{"b64_json": base64.b64encode(image).decode()} for image in images]}
     body = json.dumps(answer).encode()
     request = {"model": "gpt-image-1", "prompt": PROMPT, "n": 4}
-    with fixed_answer_process(body) as base_url, TemporaryDirectory() as directory:
-        headers = {"Authorization": "Bearer fake-relay-key"}
-        settings: dict[str, Any] = {"api_key": "fake-relay-key", "base_url": base_url, "api": "images"}
+    with fixed_answer_process(body) as relay, TemporaryDirectory() as directory:
+        headers, settings = relay.headers, relay.settings(api="images")
 
         async def measure() -> dict[str, tuple[float, int]]:
             async with (
@@ -539,7 +539,7 @@ def images_api_answer(plan: Plan) -> str:
 
                 async def raw() -> object:
                     data = (
-                        await http.post(f"{base_url}/images/generations", json=request, headers=headers)
+                        await http.post(f"{relay.base_url}/images/generations", json=request, headers=headers)
                     ).json()
                     for index, item in enumerate(data["data"]):
                         (Path(directory) / f"raw-{index}.png").write_bytes(base64.b64decode(item["b64_json"]))
@@ -740,8 +740,7 @@ def per_call_costs(plan: Plan) -> str:
     """Memory held per call in flight and CPU per call, the client beside raw httpx2."""
     rows = []
     with relay_process(latency=plan.latency) as relay:
-        headers = {"Authorization": f"Bearer {relay.api_key}"}
-        url = f"{relay.base_url}/chat/completions"
+        headers, url = relay.headers, relay.chat_url
 
         async def measure(make_call: Callable[[], Awaitable[object]]) -> tuple[float, float]:
             await asyncio.gather(*(make_call() for _ in range(10)))  # warm the pool
@@ -760,7 +759,7 @@ def per_call_costs(plan: Plan) -> str:
             limits = httpx2.Limits(max_connections=None)
             async with (
                 httpx2.AsyncClient(limits=limits, timeout=60) as http,
-                ImageClient(api_key=relay.api_key, base_url=relay.base_url) as client,
+                ImageClient(**relay.settings()) as client,
             ):
                 for name, call in (
                     ("raw httpx2 (one AsyncClient)", lambda: http.post(url, json=BODY, headers=headers)),
