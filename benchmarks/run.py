@@ -36,11 +36,11 @@ from langchain_core.tools import BaseTool
 from openai import AsyncOpenAI, OpenAI
 
 from image_tool import Fallback, GeneratedImage, ImageClient, ImageGenerationResult, ImageGenerationTool
-from image_tool.advice import describe_result
+from image_tool._io.pooling import CALLS_PER_SHARD
+from image_tool._io.storage import SaveOptions, asave_images
+from image_tool._tool.advice import describe_result
+from image_tool._wire.parsing import parse_result
 from image_tool.batch import run_batch
-from image_tool.parsing import parse_result
-from image_tool.pooling import CALLS_PER_SHARD
-from image_tool.storage import SaveOptions, asave_images
 from image_tool.testing import FakeRelay, Reply
 
 PROMPT = "A lighthouse on a cliff at dawn"

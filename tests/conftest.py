@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from image_tool import ImageClient, ImageGenerationTool, retries
+from image_tool import ImageClient, ImageGenerationTool
+from image_tool._policy import retries
 from image_tool.testing import FakeRelay, Reply
 from image_tool.testing._replies import RelayProfile
 

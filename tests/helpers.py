@@ -17,6 +17,9 @@ from langgraph.prebuilt import ToolNode
 
 from image_tool.testing import ScriptedChatModel, calls_tool
 
+DEPRECATED_MODULES = {"image_tool.limits": "image_tool._policy.limits"}
+"""Old module paths kept as shims that warn, and the modules whose names each still offers."""
+
 
 def tool_call(**args: Any) -> dict[str, Any]:
     """A model's call of generate_image, as LangChain hands it to the tool."""

@@ -11,79 +11,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._lazy import lazy_names
-from ._version import __version__
-
-if TYPE_CHECKING:
-    from .arguments import GenerateImageInput
-    from .client import ImageClient
-    from .errors import (
-        APIConnectionError,
-        APIError,
-        APIStatusError,
-        APITimeoutError,
-        AuthenticationError,
-        ConfigurationError,
-        ContentPolicyError,
-        ImageToolError,
-        InvalidRequestError,
-        MalformedResponseError,
-        ModelNotFoundError,
-        NoImageError,
-        QuotaExceededError,
-        RateLimitError,
-        ReferenceImageError,
-        SaveError,
-        StreamWithoutImageError,
-    )
-    from .messages import move_images_to_user_message
-    from .models import (
-        GeneratedImage,
-        GenerationProgress,
-        ImageGenerationResult,
-        ImageQuality,
-        ImageSize,
-        ImageStyle,
-    )
-    from .settings import ClientSettings, Fallback
-    from .tool import PROGRESS_EVENT, ImageGenerationTool
-
-__all__ = [
-    "PROGRESS_EVENT",
-    "APIConnectionError",
-    "APIError",
-    "APIStatusError",
-    "APITimeoutError",
-    "AuthenticationError",
-    "ClientSettings",
-    "ConfigurationError",
-    "ContentPolicyError",
-    "Fallback",
-    "GenerateImageInput",
-    "GeneratedImage",
-    "GenerationProgress",
-    "ImageClient",
-    "ImageGenerationResult",
-    "ImageGenerationTool",
-    "ImageQuality",
-    "ImageSize",
-    "ImageStyle",
-    "ImageToolError",
-    "InvalidRequestError",
-    "MalformedResponseError",
-    "ModelNotFoundError",
-    "NoImageError",
-    "QuotaExceededError",
-    "RateLimitError",
-    "ReferenceImageError",
-    "SaveError",
-    "StreamWithoutImageError",
-    "__version__",
-    "move_images_to_user_message",
-]
+from ._lazy import lazy_face
+from ._version import __version__ as __version__
 
 _HOMES = {
     "client": ("ImageClient",),
+    "settings": ("ClientSettings", "Fallback"),
+    "tool": ("PROGRESS_EVENT", "ImageGenerationTool"),
+    "_tool.arguments": ("GenerateImageInput",),
+    "messages": ("move_images_to_user_message",),
+    "models": (
+        "GeneratedImage",
+        "GenerationProgress",
+        "ImageGenerationResult",
+        "ImageQuality",
+        "ImageSize",
+        "ImageStyle",
+    ),
+    "_policy.limits": ("AdaptiveLimit",),
     "errors": (
         "APIConnectionError",
         "APIError",
@@ -103,23 +48,42 @@ _HOMES = {
         "SaveError",
         "StreamWithoutImageError",
     ),
-    "messages": ("move_images_to_user_message",),
-    "models": (
-        "GeneratedImage",
-        "GenerationProgress",
-        "ImageGenerationResult",
-        "ImageQuality",
-        "ImageSize",
-        "ImageStyle",
-    ),
-    "settings": ("ClientSettings", "Fallback"),
-    "arguments": ("GenerateImageInput",),
-    "tool": ("PROGRESS_EVENT", "ImageGenerationTool"),
 }
-"""The module each public name lives in (tests/integration/test_imports.py checks it against
-``__all__``)."""
-__getattr__ = lazy_names(__name__, _HOMES)
+"""The one table of the public names, by the module each lives in: a name is added here, and in
+the imports below for type checkers (a test holds the two together)."""
+__all__, __getattr__, __dir__ = lazy_face(__name__, _HOMES, "__version__")
 
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+if TYPE_CHECKING:
+    from ._policy.limits import AdaptiveLimit as AdaptiveLimit
+    from ._tool.arguments import GenerateImageInput as GenerateImageInput
+    from .client import ImageClient as ImageClient
+    from .errors import (
+        APIConnectionError as APIConnectionError,
+        APIError as APIError,
+        APIStatusError as APIStatusError,
+        APITimeoutError as APITimeoutError,
+        AuthenticationError as AuthenticationError,
+        ConfigurationError as ConfigurationError,
+        ContentPolicyError as ContentPolicyError,
+        ImageToolError as ImageToolError,
+        InvalidRequestError as InvalidRequestError,
+        MalformedResponseError as MalformedResponseError,
+        ModelNotFoundError as ModelNotFoundError,
+        NoImageError as NoImageError,
+        QuotaExceededError as QuotaExceededError,
+        RateLimitError as RateLimitError,
+        ReferenceImageError as ReferenceImageError,
+        SaveError as SaveError,
+        StreamWithoutImageError as StreamWithoutImageError,
+    )
+    from .messages import move_images_to_user_message as move_images_to_user_message
+    from .models import (
+        GeneratedImage as GeneratedImage,
+        GenerationProgress as GenerationProgress,
+        ImageGenerationResult as ImageGenerationResult,
+        ImageQuality as ImageQuality,
+        ImageSize as ImageSize,
+        ImageStyle as ImageStyle,
+    )
+    from .settings import ClientSettings as ClientSettings, Fallback as Fallback
+    from .tool import PROGRESS_EVENT as PROGRESS_EVENT, ImageGenerationTool as ImageGenerationTool

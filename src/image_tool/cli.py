@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO, get_args
 
 from . import errors
+from ._wire.imagetypes import image_extension
 from .catalog import OPTION_NAMES
-from .imagetypes import image_extension
 from .models import (
     DEFAULT_N,
     MAX_IMAGES,
@@ -375,7 +375,7 @@ def _report_unsaved(result: ImageGenerationResult, save_dir: Path | None) -> int
 
 def _reference(value: str) -> str:
     """A local file given on the command line is the user's own: send it as a data URL."""
-    from .references import reference_urls
+    from ._io.references import reference_urls
 
     if value.startswith(("https://", "http://", "data:")):
         return value

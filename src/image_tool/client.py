@@ -23,9 +23,23 @@ from pydantic import (
     model_validator,
 )
 
+from ._io.connection import refuse_httpx, resolve_connection
+from ._io.pooling import LoopPools, SyncPool
+from ._policy.failover import (
+    Cooldowns,
+    cost_of,
+    fails_over,
+    fallbacks_from_environment,
+    most_per_image,
+    settings_of,
+)
+from ._policy.limits import AdaptiveLimit, Slot
+from ._policy.retries import Deadline, aretried, retried
 from ._version import __version__
+from ._wire.body import ACCEPT_ENCODING, UnreadableBodyError, araw_chunks, raw_chunks, received_encoding
+from ._wire.redaction import scrub
+from ._wire.request import ImageRequest, build_request
 from .catalog import ModelFamily, family_of
-from .config import refuse_httpx, resolve_connection
 from .errors import (
     APIConnectionError,
     APIError,
@@ -37,8 +51,6 @@ from .errors import (
     MalformedResponseError,
     RateLimitError,
 )
-from .failover import Cooldowns, cost_of, fails_over, fallbacks_from_environment, most_per_image, settings_of
-from .limits import AdaptiveLimit, Slot
 from .models import (
     DEFAULT_N,
     AspectRatio,
@@ -52,18 +64,13 @@ from .models import (
     Moderation,
     OutputFormat,
 )
-from .payloads import ImageRequest, build_request
-from .pooling import LoopPools, SyncPool
-from .reading import ACCEPT_ENCODING, UnreadableBodyError, araw_chunks, raw_chunks, received_encoding
-from .redaction import scrub
-from .retries import Deadline, aretried, retried
 from .settings import ClientSettings
 
 # Reading answers and saving images are loaded by the first call that needs them, which keeps
 # `import image_tool` quick (benchmarks/run.py, import times).
 if TYPE_CHECKING:
-    from .answer import AnswerReader
-    from .storage import SaveOptions
+    from ._io.storage import SaveOptions
+    from ._wire.answer import AnswerReader
 
 logger = logging.getLogger("image_tool")
 
@@ -324,7 +331,7 @@ class ImageClient(ClientSettings):
             result, attempts = retried(attempt, self.max_retries, deadline)
             result = self._finished(result, n, attempts)
             if self.save_dir is not None and result.images:
-                from .storage import save_images
+                from ._io.storage import save_images
 
                 _report(on_progress, [_SAVING])
                 result = save_images(
@@ -354,7 +361,7 @@ class ImageClient(ClientSettings):
             result, attempts = await aretried(aattempt, self.max_retries, deadline)
             result = self._finished(result, n, attempts)
             if self.save_dir is not None and result.images:
-                from .storage import asave_images
+                from ._io.storage import asave_images
 
                 await _areport(on_progress, [_SAVING])
                 pool = await self._loop_pools.current()
@@ -487,7 +494,7 @@ class ImageClient(ClientSettings):
                         await response.aclose()
 
     def _answer(self, url: httpx2.URL, response: httpx2.Response, exchange: _Exchange) -> AnswerReader:
-        from .answer import AnswerReader
+        from ._wire.answer import AnswerReader
 
         exchange.status_code = response.status_code
         exchange.answered = response.is_success
@@ -526,7 +533,7 @@ class ImageClient(ClientSettings):
         }
 
     def _save_options(self, save_dir: Path) -> SaveOptions:
-        from .storage import SaveOptions
+        from ._io.storage import SaveOptions
 
         return SaveOptions(save_dir, self.max_image_bytes)
 

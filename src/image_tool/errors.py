@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
-from .redaction import scrub
+from ._wire.redaction import scrub
 
 __all__ = [
     "APIConnectionError",

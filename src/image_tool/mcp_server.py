@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import ToolMessage
 from langchain_core.messages.tool import tool_call
 
+from ._tool.advice import describe_failure
 from ._version import __version__
-from .advice import describe_failure
+from ._wire.imagetypes import mime_type
+from ._wire.redaction import REDACTED, scrub
 from .errors import ConfigurationError
-from .imagetypes import mime_type
 from .models import DEFAULT_MODEL, GeneratedImage, ImageGenerationResult
-from .redaction import REDACTED, scrub
 from .tool import ImageGenerationTool
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ MCP_MISSING = "The MCP server needs the mcp extra: pip install 'image-tool[mcp]'
 
 def create_server(tool: ImageGenerationTool) -> Server[Any]:
     """An MCP server with one tool, ``tool``, whose arguments are the tool's own (those its
-    model takes, ``image_tool.arguments``)."""
+    model takes, ``image_tool._tool.arguments``)."""
     _require_mcp()
     from mcp import types
     from mcp.server import Server

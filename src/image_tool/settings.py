@@ -122,7 +122,7 @@ class ClientSettings(BaseModel):
     adaptive_concurrency: bool = False
     """Find the concurrency a rate-limited relay allows instead of failing: from 8 requests at once
     (up to ``max_concurrency``), one more per round of successes, half as many after a 429 or
-    saturation, none while its Retry-After runs (``image_tool.limits``). On for batch runs."""
+    saturation, none while its Retry-After runs (``image_tool._policy.limits``). On for batch runs."""
     default_headers: dict[str, str] = Field(default_factory=dict)
     """Extra headers sent with every request."""
     stream: bool = False
@@ -142,7 +142,7 @@ class ClientSettings(BaseModel):
     price_per_million_tokens: float | None = Field(default=None, ge=0)
     """What this relay charges per million tokens, when it bills tokens, not images."""
     fallbacks: list[Fallback] | None = None
-    """Relays to try in order when this one cannot serve a call (``image_tool.failover``).
+    """Relays to try in order when this one cannot serve a call (``image_tool._policy.failover``).
     Default: ``IMAGE_TOOL_FALLBACKS`` (a JSON list), else none."""
     cooldown: float = Field(default=60.0, ge=0)
     """Seconds a relay that failed is tried only after the others (or its Retry-After, if longer)."""

@@ -25,15 +25,15 @@ from langchain_core.callbacks import (
 from langchain_core.runnables import RunnableConfig, patch_config
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from .advice import describe_failure, describe_invalid_arguments, describe_result
-from .arguments import GenerateImageInput, arguments_for
-from .budget import Budget
+from ._io.references import reference_urls
+from ._policy.budget import Budget
+from ._tool.advice import describe_failure, describe_invalid_arguments, describe_result
+from ._tool.arguments import GenerateImageInput, arguments_for
+from ._wire.imagetypes import base64_mime_type, mime_type
 from .catalog import OPTION_NAMES
 from .client import ImageClient
 from .errors import ConfigurationError, ImageToolError
-from .imagetypes import base64_mime_type, mime_type
 from .models import GeneratedImage, GenerationProgress, ImageGenerationResult
-from .references import reference_urls
 from .settings import ClientSettings
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class ImageGenerationTool(BaseTool):
     )
     args_schema: ArgsSchema | None = GenerateImageInput
     """The arguments the model sees: by default those the client's model takes
-    (``image_tool.arguments``); ``GenerateImageInput`` for the vendor's gpt-4o-image."""
+    (``image_tool._tool.arguments``); ``GenerateImageInput`` for the vendor's gpt-4o-image."""
     response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
     handle_tool_error: bool | str | Callable[..., Any] | None = True
     handle_validation_error: bool | str | Callable[..., str] | None = describe_invalid_arguments

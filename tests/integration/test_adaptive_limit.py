@@ -17,8 +17,8 @@ import httpx2
 import pytest
 
 from image_tool import ImageClient
+from image_tool._policy.limits import AdaptiveLimit
 from image_tool.errors import RateLimitError
-from image_tool.limits import AdaptiveLimit
 from image_tool.testing import FakeRelay, Reply
 from image_tool.testing._profiles import SATURATED
 

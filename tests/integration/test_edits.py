@@ -10,7 +10,7 @@ import pytest
 from langchain_core.messages import ToolMessage
 
 from image_tool import ImageGenerationTool, ReferenceImageError
-from image_tool.references import reference_urls
+from image_tool._io.references import reference_urls
 from image_tool.testing import FakeRelay, png_image
 
 from ..helpers import tool_call

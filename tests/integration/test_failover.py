@@ -23,7 +23,7 @@ from image_tool import (
     ImageGenerationTool,
     QuotaExceededError,
 )
-from image_tool.failover import FALLBACKS_ENV
+from image_tool._policy.failover import FALLBACKS_ENV
 from image_tool.testing import FakeRelay, Reply
 
 UNREACHABLE = "http://127.0.0.1:9/v1"

@@ -37,7 +37,7 @@ from image_tool import (
     NoImageError,
     RateLimitError,
 )
-from image_tool.advice import describe_failure
+from image_tool._tool.advice import describe_failure
 from image_tool.errors import StreamWithoutImageError
 from image_tool.testing import png_image
 

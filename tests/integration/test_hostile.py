@@ -44,14 +44,20 @@ from image_tool import (
     InvalidRequestError,
     MalformedResponseError,
     RateLimitError,
-    pooling,
 )
-from image_tool import storage as storage_module
+from image_tool._io import pooling, storage as storage_module
 from image_tool.cli import main as cli_main
 from image_tool.mcp_server import create_server
 from image_tool.testing import FakeRelay, Reply
 
-from ..helpers import calls_generate_image, ctrl_c_enabled, scripted, tool_call, tool_node_graph
+from ..helpers import (
+    DEPRECATED_MODULES,
+    calls_generate_image,
+    ctrl_c_enabled,
+    scripted,
+    tool_call,
+    tool_node_graph,
+)
 from ..hostile_server import Answer, HostileServer
 
 KEY = "sk-hostile-suite-0123456789abcdef"
@@ -142,8 +148,8 @@ def test_every_exception_class_of_the_package_is_in_the_error_tree() -> None:
     emulator's own control flow, inside its server threads: they never reach a client."""
     found = []
     for module_info in pkgutil.walk_packages(image_tool.__path__, "image_tool."):
-        if module_info.name == "image_tool.mcp_server":
-            continue  # imports the optional mcp extra lazily; it defines no exception
+        if module_info.name == "image_tool.mcp_server" or module_info.name in DEPRECATED_MODULES:
+            continue  # mcp_server imports the optional mcp extra lazily; shims define nothing
         module = importlib.import_module(module_info.name)
         for _, value in inspect.getmembers(module, inspect.isclass):
             if issubclass(value, BaseException) and value.__module__.startswith("image_tool"):
@@ -154,7 +160,7 @@ def test_every_exception_class_of_the_package_is_in_the_error_tree() -> None:
     library = {kind for kind in found if kind not in emulator_own}
     assert {"SaveError", "ReferenceImageError", "InvalidRequestError"} <= {kind.__name__ for kind in library}
     assert [kind for kind in library if not issubclass(kind, ImageToolError)] == []
-    public = set(image_tool.errors.__all__)
+    public = set(image_tool._HOMES["errors"])
     assert {kind.__name__ for kind in library} == public | set(INTERNAL_EXCEPTIONS)
     tree = image_tool.errors.__doc__ or ""
     assert [name for name in public if name not in tree.split()] == []
@@ -293,7 +299,7 @@ def test_an_unforeseen_failure_is_an_api_error_and_advice(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise KeyError(f"an unforeseen failure holding {KEY}")
 
-    monkeypatch.setattr("image_tool.answer.parse_result", broken)
+    monkeypatch.setattr("image_tool._wire.answer.parse_result", broken)
     with pytest.raises(APIError, match="failed unexpectedly: KeyError") as caught:
         generate(client_for(relay.base_url), mode)
     assert KEY not in str(caught.value)
@@ -476,7 +482,7 @@ def peak_memory(call: Callable[[], object]) -> int:
 def test_an_endless_stream_line_is_refused_at_the_cap(
     host: HostileServer, monkeypatch: pytest.MonkeyPatch, mode: Mode
 ) -> None:
-    monkeypatch.setattr("image_tool.answer.MAX_ANSWER_BYTES", CAP)
+    monkeypatch.setattr("image_tool._wire.answer.MAX_ANSWER_BYTES", CAP)
     host.play(Answer((event_stream(b"data: "),), hold=5.0, drip=b"A" * (1024 * 1024)))
     client = client_for(host.base_url, stream=True)
     with pytest.raises(MalformedResponseError, match="larger than 8 MiB"):
@@ -489,7 +495,7 @@ def test_an_endless_stream_line_is_refused_at_the_cap(
 def test_a_compressed_bomb_is_refused_at_the_cap(
     host: HostileServer, monkeypatch: pytest.MonkeyPatch, gzip_bomb: bytes, mode: Mode, streamed: bool
 ) -> None:
-    monkeypatch.setattr("image_tool.answer.MAX_ANSWER_BYTES", CAP)
+    monkeypatch.setattr("image_tool._wire.answer.MAX_ANSWER_BYTES", CAP)
     kind = b"text/event-stream" if streamed else b"application/json"
     head = b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
     host.play(Answer((head % (kind, len(gzip_bomb)) + gzip_bomb,)))

@@ -21,11 +21,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from image_tool import ImageClient, ImageGenerationResult
-from image_tool.answer import MAX_ANSWER_BYTES
+from image_tool._wire.answer import MAX_ANSWER_BYTES
 from image_tool.errors import APIError, ImageToolError
 
 from ..hostile_server import HOLD_LIMIT, Answer, HostileServer

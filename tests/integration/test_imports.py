@@ -40,12 +40,12 @@ def test_the_client_loads_no_langchain() -> None:
         "import image_tool\n"
         "from image_tool import ImageClient, ImageGenerationResult, ImageToolError\n"
         "import image_tool.client, image_tool.errors, image_tool.models, image_tool.settings\n"
-        "import image_tool.budget, image_tool.advice  # the tool's parts below LangChain"
+        "import image_tool._policy.budget, image_tool._tool.advice  # the tool's parts below LangChain"
     )
     assert "image_tool.client" in modules
     assert langchain(modules) == []
     assert "image_tool.tool" not in modules
-    assert "image_tool.network" not in modules  # with httpcore2, when the first client is made
+    assert "image_tool._io.network" not in modules  # with httpcore2, when the first client is made
 
 
 def test_the_emulator_loads_no_langchain() -> None:

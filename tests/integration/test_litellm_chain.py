@@ -18,7 +18,7 @@ import pytest
 from langchain_core.messages import ToolMessage
 
 from image_tool import ImageClient, ImageGenerationResult, ImageGenerationTool
-from image_tool.advice import describe_failure
+from image_tool._tool.advice import describe_failure
 from image_tool.errors import (
     APIConnectionError,
     APIError,

@@ -14,7 +14,7 @@ import re
 import pytest
 
 from image_tool import ImageClient, ImageGenerationResult
-from image_tool.advice import describe_failure
+from image_tool._tool.advice import describe_failure
 from image_tool.errors import (
     APIConnectionError,
     APIError,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from image_tool import ImageClient
-from image_tool.advice import describe_failure
+from image_tool._tool.advice import describe_failure
 from image_tool.errors import (
     APIConnectionError,
     APIStatusError,

@@ -19,7 +19,8 @@ import httpx2
 import pytest
 import trustme
 
-from image_tool import APIConnectionError, ImageClient, ImageGenerationResult, pooling
+from image_tool import APIConnectionError, ImageClient, ImageGenerationResult
+from image_tool._io import pooling
 from image_tool.testing import FakeRelay, Reply
 
 IMAGE_PATH = "/images/64x64/0123456789abcdef.png"

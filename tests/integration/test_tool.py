@@ -18,7 +18,7 @@ from image_tool import (
     ImageGenerationTool,
     errors,
 )
-from image_tool.advice import describe_failure
+from image_tool._tool.advice import describe_failure
 from image_tool.testing import FakeRelay, Reply
 
 from ..conftest import RelayTarget

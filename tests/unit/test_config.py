@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from image_tool import ClientSettings, ConfigurationError, ImageClient, ImageGenerationTool
-from image_tool.config import normalise_base_url, resolve_connection
+from image_tool._io.connection import normalise_base_url, resolve_connection
 
 RELAY = "https://relay.example.com/v1"
 

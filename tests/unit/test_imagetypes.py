@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from image_tool.imagetypes import base64_mime_type, image_extension, mime_type
+from image_tool._wire.imagetypes import base64_mime_type, image_extension, mime_type
 
 HEADS = [
     (b"\x89PNG\r\n\x1a\n\x00\x00", ".png", "image/png"),

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from image_tool.limits import AdaptiveLimit, Slot
+from image_tool._policy.limits import AdaptiveLimit, Slot
 
 from ..helpers import wait_until
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from image_tool import GeneratedImage
+from image_tool._wire.parsing import parse_result, result_from_content
 from image_tool.errors import APIError, ContentPolicyError, NoImageError, RateLimitError
-from image_tool.parsing import parse_result, result_from_content
 
 FIELD_ANSWER_ZH = """```json
 {"prompt": "a cat in a tree", "ratio": "1:1", "n": 1}

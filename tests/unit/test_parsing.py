@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from image_tool import GeneratedImage, ImageGenerationResult
+from image_tool._wire.parsing import parse_result
 from image_tool.errors import APIStatusError, ContentPolicyError, MalformedResponseError, NoImageError
-from image_tool.parsing import parse_result
 
 
 def parse(payload: Any) -> ImageGenerationResult:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from image_tool._wire.request import build_request
 from image_tool.catalog import (
     CHAT_RELAY,
     DALL_E_3,
@@ -18,7 +19,6 @@ from image_tool.catalog import (
     family_of,
 )
 from image_tool.errors import InvalidRequestError
-from image_tool.payloads import build_request
 from image_tool.testing import png_image
 
 NO_OPTIONS: dict[str, Any] = {}

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
+from image_tool._wire.parsing import parse_result, result_from_content
+from image_tool._wire.streaming import StreamReader
 from image_tool.errors import APIError
 from image_tool.models import ImageGenerationResult
-from image_tool.parsing import parse_result, result_from_content
-from image_tool.streaming import StreamReader
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=2000)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from image_tool import errors, retries
-from image_tool.retries import Deadline, is_retryable
+from image_tool import errors
+from image_tool._policy import retries
+from image_tool._policy.retries import Deadline, is_retryable
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import threading
 import httpx2
 import pytest
 
-from image_tool.pooling import _Senders
+from image_tool._io.pooling import _Senders
 
 from ..helpers import wait_until
 

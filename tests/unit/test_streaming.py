@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from image_tool import APIConnectionError, APIStatusError, GenerationProgress, ImageGenerationResult
+from image_tool._wire.streaming import ProgressTracker, StreamReader, progress_of_line
 from image_tool.errors import MalformedResponseError, NoImageError, StreamWithoutImageError
 from image_tool.models import MAX_IMAGES_READ
-from image_tool.streaming import ProgressTracker, StreamReader, progress_of_line
 
 from .test_markdown import FIELD_ANSWER_ZH
 

@@ -16,52 +16,38 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._lazy import lazy_names
-
-if TYPE_CHECKING:
-    from ._chat import ScriptedChatModel, Turn, calls_tool
-    from ._formats import JPEG_IMAGE, WEBP_IMAGE, OutputFormat, image_format
-    from ._gateway import ASPECT_RATIOS
-    from ._multipart import FormFile, MultipartForm
-    from ._png import png_image, png_size
-    from ._relay import FakeRelay, RecordedRequest
-    from ._replies import ImageFormat, Locale, RelayProfile, Reply, Shape, StreamFault, TransportFault
-
-__all__ = [
-    "ASPECT_RATIOS",
-    "JPEG_IMAGE",
-    "WEBP_IMAGE",
-    "FakeRelay",
-    "FormFile",
-    "ImageFormat",
-    "Locale",
-    "MultipartForm",
-    "OutputFormat",
-    "RecordedRequest",
-    "RelayProfile",
-    "Reply",
-    "ScriptedChatModel",
-    "Shape",
-    "StreamFault",
-    "TransportFault",
-    "Turn",
-    "calls_tool",
-    "image_format",
-    "png_image",
-    "png_size",
-]
+from .._lazy import lazy_face
 
 _HOMES = {
+    "_relay": ("FakeRelay", "RecordedRequest"),
+    "_replies": ("ImageFormat", "Locale", "RelayProfile", "Reply", "Shape", "StreamFault", "TransportFault"),
     "_chat": ("ScriptedChatModel", "Turn", "calls_tool"),
     "_formats": ("JPEG_IMAGE", "WEBP_IMAGE", "OutputFormat", "image_format"),
     "_gateway": ("ASPECT_RATIOS",),
     "_multipart": ("FormFile", "MultipartForm"),
     "_png": ("png_image", "png_size"),
-    "_relay": ("FakeRelay", "RecordedRequest"),
-    "_replies": ("ImageFormat", "Locale", "RelayProfile", "Reply", "Shape", "StreamFault", "TransportFault"),
 }
-__getattr__ = lazy_names(__name__, _HOMES)
+"""The one table of the public names (see ``image_tool._HOMES``)."""
+__all__, __getattr__, __dir__ = lazy_face(__name__, _HOMES)
 
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+if TYPE_CHECKING:
+    from ._chat import ScriptedChatModel as ScriptedChatModel, Turn as Turn, calls_tool as calls_tool
+    from ._formats import (
+        JPEG_IMAGE as JPEG_IMAGE,
+        WEBP_IMAGE as WEBP_IMAGE,
+        OutputFormat as OutputFormat,
+        image_format as image_format,
+    )
+    from ._gateway import ASPECT_RATIOS as ASPECT_RATIOS
+    from ._multipart import FormFile as FormFile, MultipartForm as MultipartForm
+    from ._png import png_image as png_image, png_size as png_size
+    from ._relay import FakeRelay as FakeRelay, RecordedRequest as RecordedRequest
+    from ._replies import (
+        ImageFormat as ImageFormat,
+        Locale as Locale,
+        RelayProfile as RelayProfile,
+        Reply as Reply,
+        Shape as Shape,
+        StreamFault as StreamFault,
+        TransportFault as TransportFault,
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from .errors import ImageToolError
+from ..errors import ImageToolError
 
 
 class BudgetExceededError(ImageToolError):

@@ -6,8 +6,8 @@ import base64
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import ReferenceImageError
-from .imagetypes import MIME_TYPES, image_extension
+from .._wire.imagetypes import MIME_TYPES, image_extension
+from ..errors import ReferenceImageError
 
 MAX_REFERENCE_BYTES = 20 * 1024 * 1024
 

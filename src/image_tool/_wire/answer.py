@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from .errors import error_from_response
-from .models import GenerationProgress, ImageGenerationResult
+from ..errors import error_from_response
+from ..models import GenerationProgress, ImageGenerationResult
+from .body import BodyDecoder, LineSplitter
 from .parsing import parse_result
-from .reading import BodyDecoder, LineSplitter
 from .redaction import REDACTED, scrub_bytes
 from .streaming import StreamReader
 

@@ -24,8 +24,8 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 import httpcore2
 import httpx2
 
-from .errors import ConfigurationError, SaveError
-from .retries import current_deadline
+from .._policy.retries import current_deadline
+from ..errors import ConfigurationError, SaveError
 
 LIMITS = httpx2.Limits(max_connections=None, max_keepalive_connections=100)
 """No queue in httpx2's pool: the client's ``max_concurrency`` is the cap that counts."""

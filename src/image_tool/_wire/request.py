@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import ModelFamily
-from .errors import InvalidRequestError
+from ..catalog import ModelFamily
+from ..errors import InvalidRequestError
 from .imagetypes import image_extension, mime_type
 
 MAX_EDIT_IMAGES = 16

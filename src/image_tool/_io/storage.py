@@ -29,11 +29,8 @@ from urllib.parse import urljoin
 
 import httpx2
 
-from .errors import ConfigurationError, SaveError
-from .imagetypes import image_extension
-from .models import GeneratedImage, ImageGenerationResult
-from .pooling import MAX_DOWNLOADS
-from .reading import (
+from .._policy.retries import current_deadline
+from .._wire.body import (
     ACCEPT_ENCODING,
     BodyDecoder,
     UnreadableBodyError,
@@ -41,8 +38,11 @@ from .reading import (
     raw_chunks,
     received_encoding,
 )
-from .redaction import scrub
-from .retries import current_deadline
+from .._wire.imagetypes import image_extension
+from .._wire.redaction import scrub
+from ..errors import ConfigurationError, SaveError
+from ..models import GeneratedImage, ImageGenerationResult
+from .pooling import MAX_DOWNLOADS
 
 MAX_REDIRECTS = 3
 DOWNLOAD_TIMEOUT = httpx2.Timeout(120.0, connect=10.0)

@@ -9,8 +9,8 @@ import sys
 from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import ConfigurationError
-from .redaction import display_url
+from .._wire.redaction import display_url
+from ..errors import ConfigurationError
 
 API_KEY_ENV = "IMAGE_TOOL_API_KEY"
 BASE_URL_ENV = "IMAGE_TOOL_BASE_URL"

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import (
+from ..errors import (
     APIConnectionError,
     APIError,
     APIStatusError,

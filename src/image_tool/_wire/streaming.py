@@ -10,15 +10,14 @@ import json
 import re
 from typing import Any
 
-from .errors import (
+from ..errors import (
     APIConnectionError,
     MalformedResponseError,
     NoImageError,
     StreamWithoutImageError,
     error_from_payload,
 )
-from .markdown import video_links
-from .models import (
+from ..models import (
     MAX_IMAGES_READ,
     GeneratedImage,
     GenerationProgress,
@@ -26,6 +25,7 @@ from .models import (
     ProgressStage,
     Usage,
 )
+from .markdown import video_links
 from .parsing import image_from_data_item, message_images, result_from_content, usage_of
 
 _DONE = "[DONE]"

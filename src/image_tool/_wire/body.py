@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx2
 
-from .errors import ImageToolError
+from ..errors import ImageToolError
 
 ACCEPT_ENCODING = "gzip, deflate"
 """What image-tool asks servers for: the encodings it can inflate within bounds."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from .budget import BudgetExceededError
-from .errors import (
+from .._policy.budget import BudgetExceededError
+from ..errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
@@ -25,7 +25,7 @@ from .errors import (
     ReferenceImageError,
     StreamWithoutImageError,
 )
-from .models import GeneratedImage, ImageGenerationResult
+from ..models import GeneratedImage, ImageGenerationResult
 
 MAX_SHOWN_PROMPT = 1000
 """Characters of a revised prompt shown to the model (the artifact keeps it whole)."""

@@ -13,9 +13,9 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .errors import MalformedResponseError, NoImageError, error_from_payload, error_from_text
+from ..errors import MalformedResponseError, NoImageError, error_from_payload, error_from_text
+from ..models import MAX_IMAGES_READ, GeneratedImage, ImageGenerationResult, Usage
 from .markdown import image_from_url, read_markdown, unique, video_links
-from .models import MAX_IMAGES_READ, GeneratedImage, ImageGenerationResult, Usage
 
 ShapeReader = Callable[[dict[str, Any], str], ImageGenerationResult | None]
 """Reads one shape of answer: ``(payload, requested_model) -> result``, or ``None`` if not its shape."""

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models import MAX_IMAGES_READ, GeneratedImage
+from ..models import MAX_IMAGES_READ, GeneratedImage
 
 # Relays are untrusted, so every pattern here reads a line in linear time: no two parts of a
 # pattern can match the same characters.

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import (
+from ..errors import (
     APIConnectionError,
     APIError,
     APIStatusError,
@@ -28,8 +28,8 @@ from .errors import (
     QuotaExceededError,
     RateLimitError,
 )
-from .models import ImageGenerationResult
-from .settings import Fallback
+from ..models import ImageGenerationResult
+from ..settings import Fallback
 
 FALLBACKS_ENV = "IMAGE_TOOL_FALLBACKS"
 MAX_TOKENS_PER_IMAGE = 6240

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from .catalog import CHAT_RELAY, ModelFamily
-from .models import (
+from ..catalog import CHAT_RELAY, ModelFamily
+from ..models import (
     DEFAULT_N,
     DEFAULT_QUALITY,
     DEFAULT_SIZE,
