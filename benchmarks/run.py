@@ -36,8 +36,9 @@ from langchain_core.tools import BaseTool
 from openai import AsyncOpenAI, OpenAI
 
 from image_tool import Fallback, GeneratedImage, ImageClient, ImageGenerationResult, ImageGenerationTool
+from image_tool._async.saving import save_images as asave_images
 from image_tool._io.pooling import CALLS_PER_SHARD
-from image_tool._io.storage import SaveOptions, asave_images
+from image_tool._io.storage import SaveOptions
 from image_tool._tool.advice import describe_result
 from image_tool._wire.parsing import parse_result
 from image_tool.batch import run_batch

@@ -49,6 +49,7 @@ if [ "$(cat "$ray_venv/.image-tool-stamp" 2>/dev/null || true)" != "$ray_stamp" 
     fi
 fi
 
+"$venv/bin/python" scripts/make_sync.py --check
 "$venv/bin/ruff" check .
 "$venv/bin/ruff" format --check .
 "$venv/bin/mypy"

@@ -45,6 +45,7 @@ from image_tool import (
     MalformedResponseError,
     RateLimitError,
 )
+from image_tool._async import saving as async_saving
 from image_tool._io import pooling, storage as storage_module
 from image_tool.cli import main as cli_main
 from image_tool.mcp_server import create_server
@@ -634,7 +635,7 @@ async def test_downloads_in_flight_are_capped_per_client(
     relay: FakeRelay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     in_flight, most = 0, 0
-    real_download = storage_module._adownload
+    real_download = async_saving.download
 
     async def counted(*args: Any) -> Path:
         nonlocal in_flight, most
@@ -642,11 +643,12 @@ async def test_downloads_in_flight_are_capped_per_client(
         most = max(most, in_flight)
         try:
             await asyncio.sleep(0.05)
-            return await real_download(*args)
+            path: Path = await real_download(*args)
+            return path
         finally:
             in_flight -= 1
 
-    monkeypatch.setattr(storage_module, "_adownload", counted)
+    monkeypatch.setattr(async_saving, "download", counted)
     async with client_for(relay.base_url, save_dir=tmp_path, allow_private_downloads=True) as client:
         results = await asyncio.gather(*(client.agenerate(f"Cat {index}", n=2) for index in range(20)))
     assert all(image.path for result in results for image in result.images)
@@ -659,7 +661,7 @@ async def test_downloads_in_flight_are_capped_per_client(
     ids=lambda error: type(error).__name__,
 )
 def test_every_save_failure_has_a_reason(tmp_path: Path, error: Exception) -> None:
-    reason = storage_module._reason(error, storage_module.SaveOptions(tmp_path, 10))
+    reason = storage_module.reason(error, storage_module.SaveOptions(tmp_path, 10))
     assert reason.strip()
     assert not reason.rstrip().endswith(":")
     assert type(error).__name__ in reason or "could not write" in reason

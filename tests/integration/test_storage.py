@@ -9,7 +9,8 @@ import pytest
 
 from image_tool import GeneratedImage, ImageGenerationResult
 from image_tool._io.network import is_public_address
-from image_tool._io.storage import SaveOptions, save_images
+from image_tool._io.storage import SaveOptions
+from image_tool._sync.saving import save_images
 from image_tool.testing import png_image
 
 

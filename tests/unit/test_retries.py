@@ -7,6 +7,7 @@ import pytest
 from image_tool import errors
 from image_tool._policy import retries
 from image_tool._policy.retries import Deadline, is_retryable
+from image_tool._sync.generation import retried
 
 
 @pytest.mark.parametrize(
@@ -65,7 +66,7 @@ def test_attempts_are_counted_and_backed_off_across_the_first_try(
         return "done"
 
     with caplog.at_level("INFO", logger="image_tool"):
-        assert retries.retried(attempt, 5, Deadline(None)) == ("done", 4)
+        assert retried(attempt, 5, Deadline(None)) == ("done", 4)
     assert waits == [1.0, 2.0, 4.0]
     assert [f"Attempt {number} failed" in caplog.text for number in (1, 2, 3)] == [True] * 3
 
@@ -77,7 +78,7 @@ def test_a_failure_not_to_retry_is_raised_from_the_first_try() -> None:
         raise refused
 
     with pytest.raises(errors.ContentPolicyError) as raised:
-        retries.retried(attempt, 5, Deadline(None))
+        retried(attempt, 5, Deadline(None))
     assert raised.value is refused
 
 

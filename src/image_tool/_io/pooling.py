@@ -1,14 +1,11 @@
 """The connections an ImageClient holds: one pooled httpx2 client for sync calls, and for async calls
 a few AsyncClients per event loop, closed with their loop.
 
-    pools = SyncPool(max_concurrency=512, injected=None)
-    with pools.slots:
-        pools.http().post(...)
-
-    loops = LoopPools(max_concurrency=512, injected=None)
-    pool = await loops.current()
-    async with pool.slots, pool.http() as http:
-        await http.post(...)
+    pools = AsyncPools(max_concurrency=512, injected=None)     # SyncPools: the same, sync
+    pool = await pools.current()
+    async with pool.slots:
+        with pool.http() as http:
+            response = await pool.send(http, request, within=30.0)
 
 One AsyncClient's pool scans all its connections for each request, so its cost per call grows with
 the calls in flight: async calls are spread over clients side by side (shards) of at most
@@ -45,8 +42,8 @@ def shared_ssl_context() -> ssl.SSLContext:
 
 
 class SyncPool:
-    """The sync side: the client that posts generations (or the injected one), the client that
-    downloads images, and the caps on requests and downloads at once."""
+    """The sync side, one pool for every thread: the client that posts generations (or the injected
+    one), the client that downloads images, and the caps on requests and downloads at once."""
 
     def __init__(self, *, max_concurrency: int, injected: httpx2.Client | None) -> None:
         self.slots = threading.BoundedSemaphore(max_concurrency)
@@ -55,6 +52,10 @@ class SyncPool:
         self._http: httpx2.Client | None = None
         self._downloads: httpx2.Client | None = None
         self._lock = threading.Lock()
+
+    def current(self) -> SyncPool:
+        """The pool of this thread: the one pool."""
+        return self
 
     @staticmethod
     def send(http: httpx2.Client, request: httpx2.Request, *, within: float | None) -> httpx2.Response:
@@ -76,10 +77,12 @@ class SyncPool:
                 raise httpx2.ReadTimeout("the call's total timeout ran out", request=request) from None
             raise
 
-    def http(self) -> httpx2.Client:
+    @contextmanager
+    def http(self) -> Iterator[httpx2.Client]:
         """The client generations are posted with: the injected one, else one pooled client."""
         if self._injected is not None:
-            return self._injected
+            yield self._injected
+            return
         with self._lock:
             if self._http is None:
                 from .network import relay_client
@@ -87,7 +90,7 @@ class SyncPool:
                 self._http = relay_client(shared_ssl_context())
                 # A pool dropped without close() still closes its connections.
                 weakref.finalize(self, self._http.close)
-            return self._http
+        yield self._http
 
     def downloads(self, *, public_only: bool) -> httpx2.Client:
         """Where images are downloaded from: public addresses only, unless allowed."""
@@ -107,6 +110,10 @@ class SyncPool:
         for client in clients:
             if client is not None:
                 client.close()
+
+
+SyncPools = SyncPool
+"""The sync side holds one pool for every thread: it is its own ``current()``."""
 
 
 class _Senders:
@@ -163,7 +170,7 @@ def _close_answer(sending: Future[httpx2.Response]) -> None:
 
 
 @dataclass
-class LoopPool:
+class AsyncPool:
     """What one event loop needs: its AsyncClients, caps, and the closer that ends with it."""
 
     slots: asyncio.Semaphore
@@ -177,7 +184,7 @@ class LoopPool:
     shards: list[httpx2.AsyncClient] = field(default_factory=list)
     in_flight: list[int] = field(default_factory=list)
     """Calls in flight on each of ``shards``."""
-    downloads: httpx2.AsyncClient | None = None
+    download_http: httpx2.AsyncClient | None = None
 
     @contextmanager
     def http(self) -> Iterator[httpx2.AsyncClient]:
@@ -201,25 +208,36 @@ class LoopPool:
         finally:
             self.in_flight[index] -= 1
 
-    def download_client(self, *, public_only: bool) -> httpx2.AsyncClient:
-        if self.downloads is None:
+    @staticmethod
+    async def send(
+        http: httpx2.AsyncClient, request: httpx2.Request, *, within: float | None
+    ) -> httpx2.Response:
+        """``http.send(request, stream=True)``, given up after ``within`` seconds (a relay dripping
+        its headers never ends a read timeout). ``send``, not ``stream()``: no async generator held
+        by each call in flight."""
+        async with asyncio.timeout(within):
+            return await http.send(request, stream=True)
+
+    def downloads(self, *, public_only: bool) -> httpx2.AsyncClient:
+        """Where images are downloaded from: public addresses only, unless allowed."""
+        if self.download_http is None:
             from .network import download_async_client
 
-            self.downloads = download_async_client(self.verify, public_only=public_only)
-            self.owned.append(self.downloads)
-        return self.downloads
+            self.download_http = download_async_client(self.verify, public_only=public_only)
+            self.owned.append(self.download_http)
+        return self.download_http
 
 
-class LoopPools:
-    """One ``LoopPool`` per event loop: an AsyncClient's connections belong to the loop that opened
+class AsyncPools:
+    """One ``AsyncPool`` per event loop: an AsyncClient's connections belong to the loop that opened
     them, and a client cached across loops breaks ("Event loop is closed")."""
 
     def __init__(self, *, max_concurrency: int, injected: httpx2.AsyncClient | None) -> None:
         self._max_concurrency = max_concurrency
         self._injected = injected
-        self._pools: dict[asyncio.AbstractEventLoop, LoopPool] = {}
+        self._pools: dict[asyncio.AbstractEventLoop, AsyncPool] = {}
 
-    async def current(self) -> LoopPool:
+    async def current(self) -> AsyncPool:
         """The running loop's pool, made on first use."""
         loop = asyncio.get_running_loop()
         if (pool := self._pools.get(loop)) is not None:
@@ -232,7 +250,7 @@ class LoopPools:
         for dead in [other for other in self._pools if other.is_closed()]:
             del self._pools[dead]
         closer = _closed_with_loop(owned)
-        pool = LoopPool(
+        pool = AsyncPool(
             slots=asyncio.Semaphore(self._max_concurrency),
             closer=closer,
             verify=verify,
@@ -244,7 +262,7 @@ class LoopPools:
         await closer.__anext__()  # started, so the loop finalises it at shutdown
         return pool
 
-    async def aclose_current(self) -> None:
+    async def aclose(self) -> None:
         """Close the running loop's pool (an injected client stays open)."""
         pool = self._pools.pop(asyncio.get_running_loop(), None)
         if pool is not None:

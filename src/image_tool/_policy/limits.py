@@ -23,7 +23,7 @@ async def generate(prompt: str) -> ImageGenerationResult:
 
 One state under a ``threading.Lock``, shared by async callers on any number of event loops (one
 after another with ``asyncio.run``, or at once in several threads) and by threads
-(``sync_slot``). Waiters queue in arrival order; a slot that frees is handed to the first waiter
+(``with limit.slot()``). Waiters queue in arrival order; a slot that frees is handed to the first waiter
 under the lock, and an async waiter is woken on its own loop with ``loop.call_soon_threadsafe``
 on a future: the loop never blocks (the lock is held only to update a few numbers, never across
 an ``await``) and no waiter polls. During a pause, waiters sleep until it ends (a timed wait),
@@ -38,9 +38,9 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
-__all__ = ["AdaptiveLimit", "Slot"]
+__all__ = ["AdaptiveLimit", "Slot", "SlotRequest"]
 
 
 class Slot:
@@ -90,6 +90,9 @@ class _ThreadWaiter(_Waiter):
         super().__init__()
         self.event = threading.Event()
 
+    def wait(self, seconds: float | None) -> None:
+        self.event.wait(seconds)
+
     def wake(self) -> None:
         self.event.set()
 
@@ -105,6 +108,9 @@ class _LoopWaiter(_Waiter):
         self.loop = loop
         self.future: asyncio.Future[None] = loop.create_future()
 
+    async def wait(self, seconds: float | None) -> None:
+        await asyncio.wait((self.future,), timeout=seconds)
+
     def wake(self) -> None:
         # A closed loop means the waiter was cancelled; it gave its place (or slot) back then.
         with contextlib.suppress(RuntimeError):
@@ -113,6 +119,39 @@ class _LoopWaiter(_Waiter):
     def rearm(self) -> None:
         if self.future.done():
             self.future = self.loop.create_future()
+
+
+class SlotRequest:
+    """What ``AdaptiveLimit.slot()`` returns: entered with ``async with`` or ``with``, it waits
+    for a slot and holds it for the block; leaving the block counts as a success unless an
+    exception left it."""
+
+    __slots__ = ("_limit", "_slot")
+
+    def __init__(self, limit: AdaptiveLimit) -> None:
+        self._limit = limit
+
+    async def __aenter__(self) -> Slot:
+        waiter = _LoopWaiter(asyncio.get_running_loop())
+        with self._limit._queued(waiter):
+            while not isinstance(found := self._limit._look(waiter), Slot):
+                await waiter.wait(found)
+        self._slot = found
+        return found
+
+    def __enter__(self) -> Slot:
+        waiter = _ThreadWaiter()
+        with self._limit._queued(waiter):
+            while not isinstance(found := self._limit._look(waiter), Slot):
+                waiter.wait(found)
+        self._slot = found
+        return found
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        self._limit._release(self._slot, succeeded=kind is None)
+
+    async def __aexit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        self._limit._release(self._slot, succeeded=kind is None)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -129,7 +168,7 @@ class AdaptiveLimit:
     async with limit.slot() as slot:      # waits for room, and for a pause to end
         ...                               # one request
         slot.throttled(retry_after=2.0)   # on a 429 / saturation
-    with limit.sync_slot() as slot: ...   # the same, in threads
+    with limit.slot() as slot: ...        # the same, in threads
     limit.limit, limit.in_flight
     ```
     """
@@ -161,55 +200,29 @@ class AdaptiveLimit:
         """How many requests hold a slot, now."""
         return self._in_flight
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[Slot]:
-        """Wait (without blocking the event loop) for room and for any pause to end, then hold a
-        slot for one request."""
-        slot = await self._acquire()
-        try:
-            yield slot
-        except BaseException:
-            self._release(slot, succeeded=False)
-            raise
-        self._release(slot, succeeded=True)
+    def slot(self) -> SlotRequest:
+        """Wait for room and for any pause to end, then hold a slot for one request:
+        ``async with limit.slot()`` waits without blocking the event loop, ``with limit.slot()``
+        blocks the calling thread."""
+        return SlotRequest(self)
 
-    @contextlib.contextmanager
-    def sync_slot(self) -> Iterator[Slot]:
-        """``slot()`` for threads: blocks the calling thread while it waits."""
-        slot = self._acquire_sync()
-        try:
-            yield slot
-        except BaseException:
-            self._release(slot, succeeded=False)
-            raise
-        self._release(slot, succeeded=True)
+    sync_slot = slot
+    """``slot()``'s earlier name for threads."""
 
     def __repr__(self) -> str:
         return f"AdaptiveLimit(limit={self._limit}, in_flight={self._in_flight})"
 
-    async def _acquire(self) -> Slot:
-        waiter = _LoopWaiter(asyncio.get_running_loop())
+    @contextlib.contextmanager
+    def _queued(self, waiter: _Waiter) -> Iterator[None]:
+        """``waiter`` in the queue while it waits; a waiter that gives up (cancelled, interrupted)
+        hands its place, or the slot it was handed, on."""
         with self._lock:
             self._waiters.append(waiter)
         try:
-            while not isinstance(found := self._look(waiter), Slot):
-                await asyncio.wait((waiter.future,), timeout=found)
+            yield
         except BaseException:
             self._abandon(waiter)
             raise
-        return found
-
-    def _acquire_sync(self) -> Slot:
-        waiter = _ThreadWaiter()
-        with self._lock:
-            self._waiters.append(waiter)
-        try:
-            while not isinstance(found := self._look(waiter), Slot):
-                waiter.event.wait(found)
-        except BaseException:
-            self._abandon(waiter)
-            raise
-        return found
 
     def _look(self, waiter: _Waiter) -> Slot | float | None:
         """Hand out the slots that can start, to ``waiter`` among others: its slot, else how long

@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -97,40 +95,7 @@ def is_retryable(error: BaseException) -> bool:
     )
 
 
-def retried(attempt: Callable[[], T], max_retries: int, deadline: Deadline) -> tuple[T, int]:
-    """What ``attempt()`` returns, tried again (up to ``max_retries`` times) on a retryable
-    failure, waiting ``Retry-After`` or a backoff between tries; and the attempts it took.
-
-    The first try runs bare: most calls succeed at once, and tenacity's policy is built only for
-    a call that failed (a thousand calls in flight would otherwise hold a thousand policies).
-    """
-    try:
-        return attempt(), 1
-    except Exception as error:
-        wait = _first_wait(error, max_retries, deadline)
-    time.sleep(wait)
-    from tenacity import Retrying  # loaded by the first retry, not by the import
-
-    retrying = Retrying(**_policy(max_retries, deadline))
-    return retrying(attempt), 1 + retrying.statistics["attempt_number"]
-
-
-async def aretried(
-    attempt: Callable[[], Awaitable[T]], max_retries: int, deadline: Deadline
-) -> tuple[T, int]:
-    """Async twin of ``retried``."""
-    try:
-        return await attempt(), 1
-    except Exception as error:
-        wait = _first_wait(error, max_retries, deadline)
-    await asyncio.sleep(wait)
-    from tenacity import AsyncRetrying
-
-    retrying = AsyncRetrying(**_policy(max_retries, deadline))
-    return await retrying(attempt), 1 + retrying.statistics["attempt_number"]
-
-
-def _first_wait(error: Exception, max_retries: int, deadline: Deadline) -> float:
+def first_wait(error: Exception, max_retries: int, deadline: Deadline) -> float:
     """The wait after a failed first try; the error itself when it is not to be retried."""
     if max_retries < 1 or not _retries(error, deadline):
         raise error
@@ -155,7 +120,7 @@ def _wait(error: BaseException | None, attempt: int, deadline: Deadline) -> floa
     return chosen if remaining is None else min(chosen, remaining)
 
 
-def _policy(max_retries: int, deadline: Deadline) -> dict[str, Any]:
+def retry_policy(max_retries: int, deadline: Deadline) -> dict[str, Any]:
     """Tenacity's settings for the tries after the first: its attempt 1 is the call's second."""
     from tenacity import stop_after_attempt
 

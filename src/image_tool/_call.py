@@ -1,0 +1,292 @@
+"""What the sync and async cores of a generation (``_async/generation.py``) share, none of it
+waiting: the call's arguments, one request's headers and timeouts, its failures as typed errors,
+and the result as the caller gets it."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx2
+
+from ._policy.failover import cost_of
+from ._policy.retries import Deadline
+from ._version import __version__
+from ._wire.body import ACCEPT_ENCODING, UnreadableBodyError, received_encoding
+from ._wire.redaction import scrub
+from ._wire.request import build_request
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    ImageToolError,
+    InvalidRequestError,
+    MalformedResponseError,
+    RateLimitError,
+)
+from .models import GeneratedImage, GenerationProgress, ImageGenerationResult
+
+if TYPE_CHECKING:
+    from ._policy.limits import Slot
+    from ._wire.answer import AnswerReader
+    from ._wire.request import ImageRequest
+    from .client import ImageClient
+
+logger = logging.getLogger("image_tool")
+
+ProgressCallback = Callable[[GenerationProgress], object]
+"""Receives each progress update of a streamed generation; async callers may pass a coroutine function."""
+
+OPTION_NAMES = (
+    "size",
+    "quality",
+    "style",
+    "background",
+    "output_format",
+    "output_compression",
+    "moderation",
+    "aspect_ratio",
+)
+"""The drawing options of ``generate``, passed on to the request as the model takes them."""
+
+OFF_LOOP_BYTES = 1024 * 1024
+"""An async answer larger than this is parsed on a worker thread, not on the event loop."""
+
+SAVING = GenerationProgress(stage="saving", text="saving images")
+
+
+@dataclass(frozen=True)
+class Call:
+    """The arguments of one ``generate`` call."""
+
+    prompt: str
+    n: int
+    options: Mapping[str, object | None]
+    user: str | None
+    image_urls: Sequence[str]
+    mask: str | None
+    on_progress: ProgressCallback | None
+
+    @classmethod
+    def of(cls, arguments: Mapping[str, Any]) -> Call:
+        """The call from ``generate``'s (or ``agenerate``'s) own arguments (its ``locals()``)."""
+        return cls(
+            prompt=arguments["prompt"],
+            n=arguments["n"],
+            options={name: arguments[name] for name in OPTION_NAMES},
+            user=arguments["user"],
+            image_urls=arguments["image_urls"],
+            mask=arguments["mask"],
+            on_progress=arguments["on_progress"],
+        )
+
+
+class Relay:
+    """What every request to one client's relay carries, worked out once: its settings, the key
+    and the headers."""
+
+    def __init__(self, client: ImageClient) -> None:
+        self.client = client
+        self.secret = client.api_key.get_secret_value()
+        self.headers = httpx2.Headers(
+            {
+                "User-Agent": f"image-tool/{__version__}",
+                "Accept-Encoding": ACCEPT_ENCODING,
+                **client.default_headers,
+                "Authorization": f"Bearer {self.secret}",
+            }
+        )
+
+    def request(self, call: Call) -> ImageRequest:
+        """The request for ``call``, as this relay's model takes it."""
+        client = self.client
+        return build_request(
+            client.model,
+            client.family,
+            call.prompt,
+            n=call.n,
+            options=call.options,
+            user=call.user,
+            stream=client.stream,
+            partial_images=client.partial_images,
+            image_urls=call.image_urls,
+            mask=call.mask,
+        )
+
+
+@dataclass
+class Exchange:
+    """One request of a call, as far as it got: the status, and whether a successful answer had
+    begun (a 2xx arrived: the generation may be billed, so it is never retried)."""
+
+    relay: Relay
+    deadline: Deadline
+    status_code: int | None = None
+    answered: bool = False
+    url: httpx2.URL = field(init=False)
+
+    def request(self, body: Mapping[str, Any], path: str) -> dict[str, Any]:
+        """``build_request``'s arguments: the endpoint, the body, the headers, and each timeout
+        cut to what is left of the call (the deadline is checked between chunks)."""
+        self.url = _endpoint(self.relay.client.base_url, path)
+        return {
+            "method": "POST",
+            "url": self.url,
+            **body,
+            "headers": self.relay.headers,
+            "timeout": _within(httpx2.Timeout(self.relay.client.timeout), self.deadline),
+        }
+
+    def reader(self, response: httpx2.Response) -> AnswerReader:
+        """The reader of ``response``'s answer, as it arrives."""
+        from ._wire.answer import AnswerReader
+
+        self.status_code = response.status_code
+        self.answered = response.is_success
+        content_type = response.headers.get("content-type", "")
+        logger.debug("HTTP %d from %s (%s)", response.status_code, self.url, content_type or "no type")
+        # Server-sent events: said so, or asked for and answered with anything but JSON.
+        streamed = "event-stream" in content_type or (self.relay.client.stream and "json" not in content_type)
+        return AnswerReader(
+            response.status_code,
+            response.headers,
+            received_encoding(response),
+            streamed=response.is_success and streamed,
+            requested_model=self.relay.client.model,
+            secret=self.relay.secret,
+        )
+
+    @contextmanager
+    def failures(self, slot: Slot | None) -> Iterator[None]:
+        """Every failure of the request as its typed error, marked with whether the answer had
+        begun, without the key; a 429 or saturation told to the adaptive limit (when there is
+        one) with its Retry-After."""
+        try:
+            yield
+        except Exception as error:
+            failure = self._typed(error)
+            if failure is None:
+                raise
+            failure.redact(self.relay.secret)
+            failure.answer_started = self.answered
+            if isinstance(failure, RateLimitError) and slot is not None:
+                slot.throttled(failure.retry_after)
+            if failure is error:
+                raise
+            raise failure from error
+
+    def _typed(self, error: Exception) -> APIError | None:
+        """The typed error for what went wrong; ``None`` for anything unforeseen."""
+        base_url = self.relay.client.base_url
+        if isinstance(error, APIError):
+            return error
+        if isinstance(error, UnreadableBodyError):
+            return MalformedResponseError(
+                f"The relay's answer is {error}; it was not read.", status_code=self.status_code
+            )
+        if isinstance(error, httpx2.TimeoutException | TimeoutError):  # TimeoutError: the deadline's
+            limit, setting = (
+                (f"total timeout of {self.deadline.seconds:g} s", "total_timeout")
+                if self.deadline.expired()
+                else (_timeout_hit(error, self.relay.client.timeout), "timeout")
+            )
+            return APITimeoutError(
+                f"The relay at {base_url} did not answer in time ({limit}). Generations can take "
+                f"minutes: raise ImageClient({setting}=...) if this one needs longer."
+            )
+        reason = str(error) or type(error).__name__
+        if isinstance(error, httpx2.TransportError):
+            if self.status_code is not None:
+                return APIConnectionError(
+                    f"The connection to the relay at {base_url} broke and its answer was cut "
+                    f"before it finished: {reason}"
+                )
+            return APIConnectionError(f"Could not reach the relay at {base_url}: {reason}")
+        if isinstance(error, httpx2.HTTPError):  # a body httpx2 itself could not decode, say
+            return MalformedResponseError(
+                f"The relay's answer could not be read: {reason}", status_code=self.status_code
+            )
+        return None
+
+
+def finished(relay: Relay, result: ImageGenerationResult, n: int, attempts: int) -> ImageGenerationResult:
+    """The result as the caller gets it: at most the ``n`` images asked for (a relay may send a
+    thousand), its texts without anything shaped like a key, the attempts it took, the relay
+    that answered and what it cost."""
+    client, secret = relay.client, relay.secret
+    kept = result.images[:n]
+    done = result.model_copy(
+        update={
+            "model": scrub(result.model, secret),
+            "images": [_scrubbed(image, secret) for image in kept],
+            "attempts": attempts,
+            "dropped_images": len(result.images) - len(kept),
+            "target": client.display_name,
+        }
+    )
+    done.cost = cost_of(done, client.price_per_image, client.price_per_million_tokens)
+    return done
+
+
+def last_relay_failure(failures: list[ImageToolError]) -> ImageToolError:
+    """What a call that no relay could serve raises: the last relay's own failure (a request
+    none of the relays' models could take: the first of those)."""
+    relay_failures = [error for error in failures if not isinstance(error, InvalidRequestError)]
+    return relay_failures[-1] if relay_failures else failures[0]
+
+
+@contextmanager
+def only_image_tool_errors(secret: str) -> Iterator[None]:
+    """Whatever fails, the caller gets an ``image_tool.errors`` exception; the unforeseen as an
+    ``APIError`` chained to its cause."""
+    try:
+        yield
+    except ImageToolError:
+        raise
+    except Exception as error:
+        message = f"The generation failed unexpectedly: {type(error).__name__}: {error}"
+        raise APIError(scrub(message, secret)) from error
+
+
+@functools.lru_cache(maxsize=256)
+def _endpoint(base_url: str, path: str) -> httpx2.URL:
+    # Parsed once, not by httpx2 on every request.
+    return httpx2.URL(f"{base_url}{path}")
+
+
+def _within(timeout: httpx2.Timeout, deadline: Deadline) -> httpx2.Timeout:
+    """Each of the attempt's limits, shortened to what is left of the call's total."""
+    remaining = deadline.remaining()
+    if remaining is None:
+        return timeout
+
+    def cap(limit: float | None) -> float:
+        return remaining if limit is None else min(limit, remaining)
+
+    return httpx2.Timeout(
+        connect=cap(timeout.connect), read=cap(timeout.read), write=cap(timeout.write), pool=cap(timeout.pool)
+    )
+
+
+def _scrubbed(image: GeneratedImage, secret: str) -> GeneratedImage:
+    """``image`` without anything shaped like a key in its link or revised prompt."""
+    url = scrub(image.url, secret) if image.url else image.url
+    revised_prompt = scrub(image.revised_prompt, secret) if image.revised_prompt else None
+    if url == image.url and revised_prompt == image.revised_prompt:
+        return image
+    return image.model_copy(update={"url": url, "revised_prompt": revised_prompt})
+
+
+def _timeout_hit(error: Exception, timeout: float | httpx2.Timeout | None) -> str:
+    limits = httpx2.Timeout(timeout)
+    if isinstance(error, httpx2.ConnectTimeout):
+        return f"connect timeout of {limits.connect} s"
+    if isinstance(error, httpx2.WriteTimeout):
+        return f"write timeout of {limits.write} s"
+    if isinstance(error, httpx2.PoolTimeout):
+        return f"pool timeout of {limits.pool} s"
+    return f"read timeout of {limits.read} s"

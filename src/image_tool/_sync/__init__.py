@@ -1,0 +1,1 @@
+"""The sync core of a call, made from ``_async/`` by ``scripts/make_sync.py``."""

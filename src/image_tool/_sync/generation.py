@@ -1,0 +1,163 @@
+# Made from _async/generation.py by scripts/make_sync.py: edit that file, then run the script.
+"""A generation, start to end: the relays in turn (failover), the attempts on each (retries), the
+answer read as it arrives, and the images saved; all within the call's deadline."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, TypeVar
+
+from .._call import (
+    OFF_LOOP_BYTES,
+    SAVING,
+    Call,
+    Exchange,
+    ProgressCallback,
+    Relay,
+    finished,
+    last_relay_failure,
+    only_image_tool_errors,
+)
+from .._io.pooling import SyncPools
+from .._io.runtime import SyncAttempt, SyncRuntime
+from .._io.storage import SaveOptions
+from .._policy.failover import Cooldowns, fails_over
+from .._policy.limits import AdaptiveLimit
+from .._policy.retries import Deadline, first_wait, retry_policy
+from .._wire.body import raw_chunks
+from .._wire.request import ImageRequest
+from ..errors import APIStatusError, ImageToolError, InvalidRequestError
+from ..models import GenerationProgress, ImageGenerationResult
+from .saving import save_images
+
+if TYPE_CHECKING:
+    from ..client import ImageClient
+
+logger = logging.getLogger("image_tool")
+
+T = TypeVar("T")
+
+
+class SyncGeneration:
+    """The generations of one client: its relay, then its fallbacks' (each one of these for its
+    own client, with its own pools)."""
+
+    def __init__(
+        self,
+        client: ImageClient,
+        pools: SyncPools,
+        fallbacks: list[SyncGeneration],
+        cooldowns: Cooldowns,
+        adaptive: AdaptiveLimit | None,
+    ) -> None:
+        self.client = client
+        self.relay = Relay(client)
+        self.pools = pools
+        self.relays = [self, *fallbacks]
+        self.cooldowns = cooldowns
+        """Which relays rest after a failure: one record for a client's sync and async calls."""
+        self.adaptive = adaptive
+
+    def generate(self, call: Call) -> ImageGenerationResult:
+        with only_image_tool_errors(self.relay.secret):
+            failures: list[ImageToolError] = []
+            for index in self.cooldowns.order(len(self.relays)):
+                try:
+                    result = self.relays[index].generate_here(call)
+                except ImageToolError as error:
+                    self._fail_over(index, error, failures)
+                    continue
+                self.cooldowns.clear(index)
+                return result
+            raise last_relay_failure(failures)
+
+    def generate_here(self, call: Call) -> ImageGenerationResult:
+        """One generation on this relay alone, retries and saving included."""
+        client = self.client
+        request = self.relay.request(call)
+        with Deadline(client.total_timeout) as deadline:
+            attempt = functools.partial(self._attempt, request, deadline, call.on_progress)
+            result, attempts = retried(attempt, client.max_retries, deadline)
+            result = finished(self.relay, result, call.n, attempts)
+            if client.save_dir is not None and result.images:
+                _report(call.on_progress, [SAVING])
+                pool = self.pools.current()
+                downloads = functools.partial(pool.downloads, public_only=not client.allow_private_downloads)
+                saving = SaveOptions(client.save_dir, client.max_image_bytes)
+                result = save_images(result, saving, downloads, pool.download_slots)
+        return result
+
+    def close(self) -> None:
+        """Close this client's pooled connections (those of the running event loop, when async)."""
+        self.pools.close()
+        for relay in self.relays[1:]:
+            relay.close()
+
+    def _attempt(
+        self, request: ImageRequest, deadline: Deadline, on_progress: ProgressCallback | None
+    ) -> ImageGenerationResult:
+        """One request: the answer read as it arrives, whole or as a stream of events."""
+        pool, exchange = self.pools.current(), Exchange(self.relay, deadline)
+        arguments = exchange.request(request.body(), request.path)
+        with self.adaptive.slot() if self.adaptive else nullcontext() as slot, pool.slots:
+            with exchange.failures(slot), pool.http() as http:
+                response = pool.send(http, http.build_request(**arguments), within=deadline.remaining())
+                try:
+                    answer = exchange.reader(response)
+                    for raw in raw_chunks(response):
+                        _report(on_progress, answer.feed(raw))
+                        deadline.check()
+                    large = answer.size > OFF_LOOP_BYTES  # parsed off the event loop
+                    updates, result = SyncRuntime.off_loop(answer.finish) if large else answer.finish()
+                    _report(on_progress, updates)
+                    return result
+                finally:
+                    response.close()
+
+    def _fail_over(self, index: int, error: ImageToolError, failures: list[ImageToolError]) -> None:
+        """Note why relay ``index`` failed, and rest it; re-raise ``error`` when no other relay may
+        be tried after it. A request a fallback's model cannot take skips that relay alone."""
+        if isinstance(error, InvalidRequestError) and len(self.relays) > 1:
+            failures.append(error)
+            return
+        if not fails_over(error):
+            raise error
+        failures.append(error)
+        retry_after = error.retry_after if isinstance(error, APIStatusError) else None
+        self.cooldowns.rest(index, max(self.client.cooldown, retry_after or 0.0))
+        if len(self.relays) > 1:
+            logger.warning(
+                "The relay %s failed (%s): trying the next", self.relays[index].client.display_name, error
+            )
+
+
+def retried(attempt: SyncAttempt[T], max_retries: int, deadline: Deadline) -> tuple[T, int]:
+    """What ``attempt()`` returns, tried again (up to ``max_retries`` times) on a retryable
+    failure, waiting ``Retry-After`` or a backoff between tries; and the attempts it took.
+
+    The first try runs bare: most calls succeed at once, and tenacity's policy is built only for
+    a call that failed (a thousand calls in flight would otherwise hold a thousand policies)."""
+    try:
+        return attempt(), 1
+    except Exception as error:
+        wait = first_wait(error, max_retries, deadline)
+    SyncRuntime.sleep(wait)
+    from tenacity import Retrying  # loaded by the first retry, not by the import
+
+    retrying = Retrying(**retry_policy(max_retries, deadline))
+    return retrying(attempt), 1 + retrying.statistics["attempt_number"]
+
+
+def _report(on_progress: ProgressCallback | None, updates: Iterable[GenerationProgress]) -> None:
+    """Hands each update to ``on_progress`` (``updates`` is consumed either way: reading the
+    answer may be what produces them). A failing callback must not cost the generation: it
+    is logged and passed over."""
+    for update in updates:
+        if on_progress is not None:
+            try:
+                SyncRuntime.call(on_progress, update)
+            except Exception:
+                logger.warning("The progress callback failed", exc_info=True)
