@@ -19,6 +19,7 @@ from image_tool import (
     errors,
 )
 from image_tool._tool.advice import describe_failure
+from image_tool._wire.failures import error_from_response
 from image_tool.testing import FakeRelay, Reply
 
 from ..conftest import RelayTarget
@@ -302,7 +303,7 @@ def test_every_failure_kind_has_its_own_sentence() -> None:
 
 
 def test_the_model_reads_the_relays_words_without_wrappers_or_request_ids() -> None:
-    error = errors.error_from_response(
+    error = error_from_response(
         429,
         b'{"error": {"message": "litellm.RateLimitError: \\u5f53\\u524d (request id: 2024121602163)"}}',
     )

@@ -1,4 +1,4 @@
-"""The one mapping from a relay's error answer to the typed errors."""
+"""The one mapping from a relay's error answer to the typed errors (``_wire/failures.py``)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from image_tool._wire.failures import error_from_payload, error_from_response, error_from_text
 from image_tool.errors import (
     APIError,
     APIStatusError,
@@ -14,9 +15,6 @@ from image_tool.errors import (
     ModelNotFoundError,
     QuotaExceededError,
     RateLimitError,
-    error_from_payload,
-    error_from_response,
-    error_from_text,
 )
 
 

@@ -15,10 +15,11 @@ from collections.abc import Callable
 
 import pytest
 
+from image_tool._wire.failures import error_from_response
 from image_tool._wire.markdown import read_markdown
 from image_tool._wire.parsing import parse_result
 from image_tool._wire.streaming import StreamReader
-from image_tool.errors import ImageToolError, error_from_response
+from image_tool.errors import ImageToolError
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from ..errors import error_from_response
 from ..models import GenerationProgress, ImageGenerationResult
 from .body import BodyDecoder, LineSplitter
+from .failures import error_from_response
 from .parsing import parse_result
 from .redaction import REDACTED, scrub_bytes
 from .streaming import StreamReader

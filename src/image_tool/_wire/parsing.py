@@ -13,8 +13,9 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..errors import MalformedResponseError, NoImageError, error_from_payload, error_from_text
+from ..errors import MalformedResponseError, NoImageError
 from ..models import MAX_IMAGES_READ, GeneratedImage, ImageGenerationResult, Usage
+from .failures import error_from_payload, error_from_text
 from .markdown import image_from_url, read_markdown, unique, video_links
 
 ShapeReader = Callable[[dict[str, Any], str], ImageGenerationResult | None]

@@ -15,7 +15,6 @@ from ..errors import (
     MalformedResponseError,
     NoImageError,
     StreamWithoutImageError,
-    error_from_payload,
 )
 from ..models import (
     MAX_IMAGES_READ,
@@ -25,6 +24,7 @@ from ..models import (
     ProgressStage,
     Usage,
 )
+from .failures import error_from_payload
 from .markdown import video_links
 from .parsing import image_from_data_item, message_images, result_from_content, usage_of
 
