@@ -19,9 +19,9 @@ ImageToolError
             └── StreamWithoutImageError  a stream ended cleanly with nothing in it
 
 These are all a caller can catch. The internal exceptions (``_wire.body.UnreadableBodyError``,
-``_policy.budget.BudgetExceededError``) subclass
-the tree and is turned into one of these before it leaves the package; the emulator of
-``image_tool.testing`` keeps its private exceptions inside its own threads.
+``_policy.budget.BudgetExceededError``) subclass the tree and are turned into one of these before
+they leave the package; the emulator of ``image_tool.testing`` keeps its private exceptions inside
+its own threads.
 
 A relay's error answer is read into this tree by ``_wire/failures.py``.
 """
