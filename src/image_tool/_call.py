@@ -19,6 +19,7 @@ from ._version import __version__
 from ._wire.body import ACCEPT_ENCODING, UnreadableBodyError, received_encoding
 from ._wire.redaction import scrub
 from ._wire.request import build_request
+from .catalog import OPTION_NAMES
 from .errors import (
     APIConnectionError,
     APIError,
@@ -40,18 +41,6 @@ logger = logging.getLogger("image_tool")
 
 ProgressCallback = Callable[[GenerationProgress], object]
 """Receives each progress update of a streamed generation; async callers may pass a coroutine function."""
-
-OPTION_NAMES = (
-    "size",
-    "quality",
-    "style",
-    "background",
-    "output_format",
-    "output_compression",
-    "moderation",
-    "aspect_ratio",
-)
-"""The drawing options of ``generate``, passed on to the request as the model takes them."""
 
 OFF_LOOP_BYTES = 1024 * 1024
 """An async answer larger than this is parsed on a worker thread, not on the event loop."""

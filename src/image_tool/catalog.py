@@ -7,6 +7,7 @@ images to edit). ``ImageClient(api=...)`` overrides the endpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from typing import Literal, get_args
@@ -74,12 +75,21 @@ class ModelFamily:
         return self.compression if option == "output_compression" else bool(self.choices(option))
 
 
-CHAT_RELAY = ModelFamily(
-    "gpt-4o-image on a chat relay",
-    "chat",
-    sizes=("1024x1024", "1024x1792", "1792x1024"),
+DALL_E_3 = ModelFamily(
+    "dall-e-3",
+    "images",
+    sizes=("1024x1024", "1792x1024", "1024x1792"),
     qualities=("standard", "hd"),
     styles=("vivid", "natural"),
+    edits=False,
+    max_n=1,
+)
+CHAT_RELAY = dataclasses.replace(
+    DALL_E_3,  # the vendor's document of gpt-4o-image on chat relays promises DALL-E 3's options
+    name="gpt-4o-image on a chat relay",
+    api="chat",
+    edits=True,
+    max_n=4,
     defaults={"size": DEFAULT_SIZE, "quality": DEFAULT_QUALITY, "style": DEFAULT_STYLE},
 )
 GPT_IMAGE = ModelFamily(
@@ -94,15 +104,6 @@ GPT_IMAGE = ModelFamily(
     mask=True,
     max_n=10,
     partial_images=True,
-)
-DALL_E_3 = ModelFamily(
-    "dall-e-3",
-    "images",
-    sizes=("1024x1024", "1792x1024", "1024x1792"),
-    qualities=("standard", "hd"),
-    styles=("vivid", "natural"),
-    edits=False,
-    max_n=1,
 )
 GEMINI_IMAGE = ModelFamily(
     "Gemini image models on a chat gateway",

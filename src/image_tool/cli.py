@@ -22,21 +22,15 @@ from .models import (
     DEFAULT_N,
     MAX_IMAGES,
     MAX_PROMPT_LENGTH,
-    AspectRatio,
-    Background,
+    OPTION_VALUES,
     GenerationProgress,
     ImageGenerationResult,
-    ImageQuality,
-    ImageSize,
-    ImageStyle,
-    Moderation,
-    OutputFormat,
 )
 from .settings import ClientSettings
 
 if TYPE_CHECKING:
     from .batch import BatchProgress
-from .testing._replies import RelayProfile, Shape
+from .testing import RelayProfile, Shape
 
 # Each command imports what it runs when it runs: `--help` loads neither the client, the
 # emulator, nor LangChain (only `mcp` needs it).
@@ -45,17 +39,21 @@ from .testing._replies import RelayProfile, Shape
 # lists them from here. Usage errors share 2. SaveError is never raised out of a generation: its code
 # is for images generated but not saved (GeneratedImage.save_error).
 EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
+    # Nothing was sent
     (errors.ConfigurationError, 2, "configuration or usage"),
     (errors.InvalidRequestError, 2, "an invalid argument (nothing was sent)"),
+    # The relay said no
     (errors.AuthenticationError, 3, "the key was refused"),
     (errors.ContentPolicyError, 4, "the prompt was refused under the content policy"),
     (errors.RateLimitError, 5, "rate-limited or saturated"),
     (errors.QuotaExceededError, 6, "the account's quota is spent"),
     (errors.ModelNotFoundError, 7, "no channel serves the model"),
+    # No usable answer
     (errors.APITimeoutError, 8, "timed out"),
     (errors.APIConnectionError, 9, "the relay could not be reached"),
     (errors.APIStatusError, 10, "any other error answer"),
     (errors.MalformedResponseError, 11, "an unreadable answer, or no image"),
+    # After the answer
     (errors.SaveError, 12, "generated, but not saved (see --save)"),
     (KeyboardInterrupt, 130, "interrupted (Ctrl-C)"),
 )
@@ -139,16 +137,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     # The drawing options: each model takes some of them (the docs' model table); left out, the
     # model's default is used, and one the model does not take is refused before anything is sent.
-    for option, kind in (
-        ("size", ImageSize),
-        ("quality", ImageQuality),
-        ("style", ImageStyle),
-        ("background", Background),
-        ("output_format", OutputFormat),
-        ("moderation", Moderation),
-        ("aspect_ratio", AspectRatio),
-    ):
-        choices = get_args(kind)
+    for option, values in OPTION_VALUES.items():
+        choices = get_args(values)
         flag = f"--{option.replace('_', '-')}"
         generate.add_argument(flag, choices=choices, metavar=option.upper(), help=" | ".join(choices))
     generate.add_argument(

@@ -18,6 +18,16 @@ OutputFormat = Literal["png", "jpeg", "webp"]
 Moderation = Literal["low", "auto"]
 AspectRatio = Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"]
 """The shape chat gateways draw (``image_config.aspect_ratio``)."""
+OPTION_VALUES: dict[str, object] = {
+    "size": ImageSize,
+    "quality": ImageQuality,
+    "style": ImageStyle,
+    "background": Background,
+    "output_format": OutputFormat,
+    "moderation": Moderation,
+    "aspect_ratio": AspectRatio,
+}
+"""Each drawing option with a set of values, and the ``Literal`` of those values."""
 
 DEFAULT_MODEL = "gpt-4o-image"
 # The vendor's documented defaults for gpt-4o-image on chat relays (image_tool.catalog.CHAT_RELAY).

@@ -180,16 +180,7 @@ class ImageGenerationTool(BaseTool):
         **arguments: Any,
     ) -> Any:
         call = self._call(prompt, arguments)
-        on_progress = None
-        if self.client.stream:  # only a streamed answer reports progress
-            progress_config, stream_writer = _progress_channels(config, run_manager)
-
-            def on_progress(update: GenerationProgress) -> None:
-                if progress_config is not None:
-                    dispatch_custom_event(PROGRESS_EVENT, update.model_dump(), config=progress_config)
-                if stream_writer is not None:
-                    stream_writer({PROGRESS_EVENT: update.model_dump()})
-
+        on_progress = self._on_progress(config, run_manager, dispatch_custom_event)
         with _failures_as_advice(), self._budget.spending(call.get("n", 1)) as spending:
             prompt, keywords = self._with_references(call)
             result = self.client.generate(
@@ -206,27 +197,38 @@ class ImageGenerationTool(BaseTool):
         **arguments: Any,
     ) -> Any:
         call = self._call(prompt, arguments)
-        on_progress = None
-        if self.client.stream:  # only a streamed answer reports progress
-            progress_config, stream_writer = _progress_channels(config, run_manager)
-
-            async def on_progress(update: GenerationProgress) -> None:
-                if progress_config is not None:
-                    await adispatch_custom_event(PROGRESS_EVENT, update.model_dump(), config=progress_config)
-                if stream_writer is not None:
-                    stream_writer({PROGRESS_EVENT: update.model_dump()})
-
+        on_progress = self._on_progress(config, run_manager, adispatch_custom_event)
         with _failures_as_advice(), self._budget.spending(call.get("n", 1)) as spending:
             # Local reference files are read off the event loop.
             local = call.get("image_urls") or call.get("mask")
             prompt, keywords = (
                 await asyncio.to_thread(self._with_references, call) if local else self._with_references(call)
             )
-            result = await self.client.agenerate(
-                prompt, **keywords, user=self._user(config), on_progress=on_progress
-            )
+            user = self._user(config)
+            result = await self.client.agenerate(prompt, **keywords, user=user, on_progress=on_progress)
             spending.settle(len(result.images), result.cost)
         return self._content(result), result
+
+    def _on_progress(
+        self,
+        config: RunnableConfig,
+        run_manager: CallbackManagerForToolRun | AsyncCallbackManagerForToolRun | None,
+        dispatch: Callable[..., object],
+    ) -> Callable[[GenerationProgress], object] | None:
+        """What hands each progress update of a streamed answer (the only kind that reports any)
+        to LangChain's custom events of this run (``dispatch``: ``adispatch_custom_event`` when
+        async, whose coroutine the client awaits) and to LangGraph's ``custom`` stream."""
+        if not self.client.stream:
+            return None
+        events, stream_writer = _progress_channels(config, run_manager)
+
+        def on_progress(update: GenerationProgress) -> object:
+            payload = update.model_dump()
+            if stream_writer is not None:
+                stream_writer({PROGRESS_EVENT: payload})
+            return None if events is None else dispatch(PROGRESS_EVENT, payload, config=events)
+
+        return on_progress
 
     @property
     def argument_model(self) -> type[BaseModel]:
