@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from image_tool import errors
-from image_tool.cli import EXIT_CODES, _ProgressDisplay, exit_code, main
+from image_tool._cli.displays import ProgressDisplay
+from image_tool._cli.terms import EXIT_CODES, exit_code
+from image_tool.cli import main
 from image_tool.client import ImageClient
 from image_tool.models import MAX_IMAGES, MAX_PROMPT_LENGTH, GenerationProgress
 from image_tool.testing import FakeRelay, Reply
@@ -391,7 +393,7 @@ def test_a_save_directory_that_cannot_be_made_is_reported_and_exits_12(
 
 def test_the_progress_line_says_saving_images_while_downloading() -> None:
     screen = io.StringIO()
-    with _ProgressDisplay(screen) as display:
+    with ProgressDisplay(screen) as display:
         display.update(GenerationProgress(stage="generating", percent=57))
         wait_until(lambda: "generating 57%" in screen.getvalue())
         display.update(GenerationProgress(stage="done", percent=100))

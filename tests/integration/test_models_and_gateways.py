@@ -16,7 +16,8 @@ import pytest
 from langchain_core.messages import ToolMessage
 
 from image_tool import GenerationProgress, ImageClient, ImageGenerationResult, ImageGenerationTool
-from image_tool.cli import _ProgressDisplay, main
+from image_tool._cli.displays import ProgressDisplay
+from image_tool.cli import main
 from image_tool.errors import ContentPolicyError, InvalidRequestError, NoImageError
 from image_tool.testing import FakeRelay, Reply, png_image
 
@@ -239,7 +240,7 @@ async def test_previews_reach_the_tools_progress_events(fake_relay: FakeRelay) -
 
 
 def test_the_cli_shows_where_the_latest_preview_is(tmp_path: Path) -> None:
-    display = _ProgressDisplay(io.StringIO(), tmp_path)
+    display = ProgressDisplay(io.StringIO(), tmp_path)
     display.update(GenerationProgress(stage="generating", preview_b64=base64.b64encode(PNG).decode()))
     preview = tmp_path / "image-tool-preview.png"
     assert preview.read_bytes() == PNG

@@ -1,0 +1,155 @@
+"""What each command of ``image-tool`` runs. Each imports what it needs when it runs: ``--help``
+loads neither the client, the emulator, nor LangChain (only ``mcp`` needs it)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import threading
+from pathlib import Path
+
+from .. import errors
+from ..catalog import OPTION_NAMES
+from ..models import ImageGenerationResult
+from .displays import BatchDisplay, ProgressDisplay
+from .terms import NOT_CONFIGURED, SETTING_FLAGS, exit_code, in_cli_terms
+
+
+def generate(args: argparse.Namespace) -> int:
+    from ..client import ImageClient
+
+    try:
+        client = ImageClient(**{name: getattr(args, name) for name in SETTING_FLAGS})
+    except errors.ConfigurationError as error:
+        message = NOT_CONFIGURED if "No image relay is configured" in str(error) else str(error)
+        print(message, file=sys.stderr)
+        return 2
+    try:
+        references = [_reference(value) for value in args.image]
+        mask = _reference(args.mask) if args.mask else None
+    except errors.ReferenceImageError as error:
+        print(f"image-tool: --image {error}", file=sys.stderr)
+        return 2
+    display = ProgressDisplay(sys.stderr, args.save_dir) if sys.stderr.isatty() else None
+    options = {name: getattr(args, name) for name in OPTION_NAMES}
+    try:
+        with client, display or contextlib.nullcontext():
+            result = client.generate(
+                args.prompt,
+                n=args.n,
+                **options,
+                image_urls=references,
+                mask=mask,
+                on_progress=display.update if display else None,
+            )
+    except errors.ImageToolError as error:
+        print(f"image-tool: {in_cli_terms(str(error))}", file=sys.stderr)
+        return exit_code(error)
+    result = _save_errorsin_cli_terms(result)
+    print(_as_json(result) if args.json else _as_text(result))
+    return _report_unsaved(result, args.save_dir)
+
+
+def _save_errorsin_cli_terms(result: ImageGenerationResult) -> ImageGenerationResult:
+    images = [
+        image.model_copy(update={"save_error": in_cli_terms(image.save_error)}) if image.save_error else image
+        for image in result.images
+    ]
+    return result.model_copy(update={"images": images})
+
+
+def _report_unsaved(result: ImageGenerationResult, save_dir: Path | None) -> int:
+    """One line on stderr per image that was not saved; the exit code tells scripts."""
+    reasons = [
+        (number, image.save_error) for number, image in enumerate(result.images, 1) if image.save_error
+    ]
+    for number, reason in reasons:
+        flag = SETTING_FLAGS["save_dir"]
+        print(f"image-tool: image {number} was not saved to {save_dir} ({flag}): {reason}", file=sys.stderr)
+    return exit_code(errors.SaveError()) if reasons else 0
+
+
+def _reference(value: str) -> str:
+    """A local file given on the command line is the user's own: send it as a data URL."""
+    from .._io.references import reference_urls
+
+    if value.startswith(("https://", "http://", "data:")):
+        return value
+    path = Path(value).resolve()
+    return reference_urls([str(path)], [path.parent])[0]
+
+
+def _as_text(result: ImageGenerationResult) -> str:
+    lines = []
+    for number, image in enumerate(result.images, start=1):
+        lines.append(f"{number}. {image.path or image.url or '(inline image: use --save to keep it)'}")
+        if image.path and image.url:
+            lines.append(f"   from {image.url}")
+        if image.revised_prompt:
+            lines.append(f"   revised prompt: {image.revised_prompt}")
+    return "\n".join(lines)
+
+
+def _as_json(result: ImageGenerationResult) -> str:
+    # Inline base64 stays out of the JSON (use --save): scripts want paths and links.
+    return json.dumps(result.model_dump(mode="json", exclude={"images": {"__all__": {"b64_json"}}}), indent=2)
+
+
+def fake_relay(args: argparse.Namespace) -> int:
+    from ..testing import FakeRelay, Reply
+
+    reply = Reply.success(args.shape, pace=args.pace, delay=args.latency)
+    limits = {
+        "rate_limit": args.rate_limit,
+        "quota_images": args.quota_images,
+        "max_concurrent": args.max_concurrent,
+    }
+    relay = FakeRelay(port=args.port, default_reply=reply, profile=args.profile, **limits)
+    # Ctrl-C is a clean stop from the moment the banner can be read, not only once it is waited for.
+    with relay, contextlib.suppress(KeyboardInterrupt):
+        as_relay = "" if args.profile == "vendor" else f", as {args.profile}"
+        print(
+            f"FakeRelay is serving {relay.base_url} (answers: {args.shape}{as_relay}). In another terminal:\n"
+            f"  export IMAGE_TOOL_BASE_URL={relay.base_url}\n"
+            f"  export IMAGE_TOOL_API_KEY={relay.api_key}\n"
+            '  image-tool generate "A lighthouse at dawn" --stream --save images --allow-private-downloads\n'
+            "Ctrl-C stops it.",
+            flush=True,
+        )
+        threading.Event().wait()
+    return 0
+
+
+def batch(args: argparse.Namespace) -> int:
+    from ..batch import run_batch
+
+    settings = {name: getattr(args, name) for name in SETTING_FLAGS if hasattr(args, name)}
+    if not args.prompts.is_file():
+        print(f"image-tool: no such file: {args.prompts}", file=sys.stderr)
+        return 2
+    try:
+        with BatchDisplay(sys.stderr) as display:
+            summary = run_batch(
+                args.prompts, args.out, concurrency=args.concurrency, on_progress=display.update, **settings
+            )
+    except errors.ConfigurationError as error:
+        message = NOT_CONFIGURED if "No image relay is configured" in str(error) else str(error)
+        print(message, file=sys.stderr)
+        return 2
+    print(
+        f"{summary.ok} ok, {summary.failed} failed, {summary.lost} lost"
+        f"{f', cost {summary.cost:g}' if summary.cost else ''}: {summary.results}"
+    )
+    return 0 if summary.failed == summary.lost == 0 else 1
+
+
+def mcp(args: argparse.Namespace) -> int:
+    from ..mcp_server import main as serve
+
+    argv = [*(["--save-dir", str(args.save_dir)] if args.save_dir else [])]
+    argv += ["--allow-private-downloads"] if args.allow_private_downloads else []
+    argv += ["--stream"] if args.stream else []
+    argv += [*(["--model", args.model] if args.model else []), *(["--api", args.api] if args.api else [])]
+    return serve(argv)

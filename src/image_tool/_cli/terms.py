@@ -1,0 +1,62 @@
+"""The command line's own terms: an exit code per kind of failure, and the flags that stand for
+the client's settings in what it prints."""
+
+from __future__ import annotations
+
+from .. import errors
+
+# One exit code per kind of failure, so scripts can tell them apart (most specific first); --help
+# lists them from here. Usage errors share 2. SaveError is never raised out of a generation: its code
+# is for images generated but not saved (GeneratedImage.save_error).
+EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
+    # Nothing was sent
+    (errors.ConfigurationError, 2, "configuration or usage"),
+    (errors.InvalidRequestError, 2, "an invalid argument (nothing was sent)"),
+    # The relay said no
+    (errors.AuthenticationError, 3, "the key was refused"),
+    (errors.ContentPolicyError, 4, "the prompt was refused under the content policy"),
+    (errors.RateLimitError, 5, "rate-limited or saturated"),
+    (errors.QuotaExceededError, 6, "the account's quota is spent"),
+    (errors.ModelNotFoundError, 7, "no channel serves the model"),
+    # No usable answer
+    (errors.APITimeoutError, 8, "timed out"),
+    (errors.APIConnectionError, 9, "the relay could not be reached"),
+    (errors.APIStatusError, 10, "any other error answer"),
+    (errors.MalformedResponseError, 11, "an unreadable answer, or no image"),
+    # After the answer
+    (errors.SaveError, 12, "generated, but not saved (see --save)"),
+    (KeyboardInterrupt, 130, "interrupted (Ctrl-C)"),
+)
+
+# The client's settings that `generate` has a flag for. Each flag's default is the setting's
+# (ClientSettings), and the library's messages that name a setting show its flag instead.
+SETTING_FLAGS = {
+    "model": "--model",
+    "api": "--api",
+    "save_dir": "--save",
+    "stream": "--stream",
+    "partial_images": "--partial-images",
+    "max_retries": "--max-retries",
+    "total_timeout": "--total-timeout",
+    "allow_private_downloads": "--allow-private-downloads",
+}
+
+NOT_CONFIGURED = """\
+image-tool needs an image relay. Set:
+  export IMAGE_TOOL_API_KEY="sk-..."
+  export IMAGE_TOOL_BASE_URL="https://relay.example.com/v1"
+To try it offline, run the emulator in another terminal and follow what it prints:
+  image-tool fake-relay"""
+
+
+def exit_code(error: BaseException) -> int:
+    return next((code for kind, code, _ in EXIT_CODES if isinstance(error, kind)), 1)
+
+
+def in_cli_terms(message: str) -> str:
+    """The library's messages name its settings (``ImageClient(total_timeout=...)``,
+    ``allow_private_downloads=True``); here they name the flags."""
+    for setting, flag in SETTING_FLAGS.items():
+        for named in (f"ImageClient({setting}=...)", f"{setting}=True", f"{setting}=..."):
+            message = message.replace(named, flag)
+    return message
