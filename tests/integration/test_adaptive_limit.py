@@ -20,7 +20,7 @@ from image_tool import ImageClient
 from image_tool._policy.limits import AdaptiveLimit
 from image_tool.errors import RateLimitError
 from image_tool.testing import FakeRelay, Reply
-from image_tool.testing._profiles import SATURATED
+from image_tool.testing._go_relays import SATURATED
 
 
 @dataclass

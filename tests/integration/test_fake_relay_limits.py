@@ -20,7 +20,7 @@ from image_tool import ImageClient
 from image_tool.errors import QuotaExceededError, RateLimitError
 from image_tool.testing import FakeRelay, Reply, png_image
 from image_tool.testing._admission import Admission, Ticket
-from image_tool.testing._profiles import SATURATED
+from image_tool.testing._go_relays import SATURATED
 from image_tool.testing._replies import RelayProfile
 
 from ..helpers import wait_until

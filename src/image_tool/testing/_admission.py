@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from ._answers import GenerationRequest, Plain
 from ._gateway import GatewayRequest
+from ._go_relays import NewApi, gin_json, upstream_error
 from ._images_api import ImagesRequest
-from ._profiles import NewApi, _gin_json, _upstream_error
 from ._replies import RelayProfile, Reply
 
 MIN_RETRY_AFTER = 0.01
@@ -156,7 +156,7 @@ def _rate_limited(rate: float, wait: float) -> Plain:
     request_id = relay._request_id()
     message = f"您已达到请求数限制：1秒内最多请求{rate:g}次 (request id: {request_id})"
     error = {"message": message, "type": "new_api_error", "code": "rate_limit_exceeded"}
-    answer = _gin_json(429, {"error": error}, request_id)
+    answer = gin_json(429, {"error": error}, request_id)
     return Plain(
         answer.status,
         answer.body,
@@ -172,4 +172,4 @@ def _quota_exhausted() -> Plain:
 
 def _saturated() -> Plain:
     relay = NewApi()
-    return relay._relay_error(429, _upstream_error(Plain(429, b"")), relay._request_id())
+    return relay._relay_error(429, upstream_error(Plain(429, b"")), relay._request_id())

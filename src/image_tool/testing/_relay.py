@@ -109,7 +109,7 @@ class FakeRelay:
       reserved images would pass ``Q``, the request gets ``Reply.quota_exhausted()``'s answer (403
       ``insufficient_user_quota``), so at most ``Q`` images are ever generated;
     - ``max_concurrent=C``: a request arriving while ``C`` admitted requests are being answered gets
-      new-api's saturation answer: 429, the message ``_profiles.SATURATED`` and a request id,
+      new-api's saturation answer: 429, the message ``_go_relays.SATURATED`` and a request id,
       type ``upstream_error``, code ``bad_response_status_code``, param ``"429"``, no Retry-After.
 
     ``clock`` is what the rate limit reads (seconds, ``time.monotonic`` by default): a test that
