@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_face
 
 _HOMES = {
-    "_relay": ("FakeRelay", "RecordedRequest"),
+    "_relay": ("FakeRelay",),
+    "_handler": ("RecordedRequest",),
     "_replies": ("ImageFormat", "Locale", "RelayProfile", "Reply", "Shape", "StreamFault", "TransportFault"),
     "_chat": ("ScriptedChatModel", "Turn", "calls_tool"),
     "_formats": ("JPEG_IMAGE", "WEBP_IMAGE", "OutputFormat", "image_format"),
@@ -39,9 +40,10 @@ if TYPE_CHECKING:
         image_format as image_format,
     )
     from ._gateway import ASPECT_RATIOS as ASPECT_RATIOS
+    from ._handler import RecordedRequest as RecordedRequest
     from ._multipart import FormFile as FormFile, MultipartForm as MultipartForm
     from ._png import png_image as png_image, png_size as png_size
-    from ._relay import FakeRelay as FakeRelay, RecordedRequest as RecordedRequest
+    from ._relay import FakeRelay as FakeRelay
     from ._replies import (
         ImageFormat as ImageFormat,
         Locale as Locale,
