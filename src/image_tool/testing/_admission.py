@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from ._answers import GenerationRequest, Plain
 from ._gateway import GatewayRequest
 from ._go_relays import NewApi, gin_json, upstream_error
-from ._images_api import ImagesRequest
+from ._images_request import ImagesRequest
 from ._replies import RelayProfile, Reply
 
 MIN_RETRY_AFTER = 0.01

@@ -16,14 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._admission import Ticket, images_answered
 from ._answers import Answer, GenerationRequest, Plain, Stream, error_body, images_api_body
-from ._images_api import (
-    ImagesEndpoint,
-    ImagesRequest,
-    _ImagesApiError,
-    images_answer,
-    images_body,
-    read_images_request,
-)
+from ._images_api import images_answer, images_body
+from ._images_request import ImagesApiError, ImagesEndpoint, ImagesRequest, read_images_request
 from ._multipart import MultipartForm, is_multipart, read_form
 from ._png import PNG_SIGNATURE, png_image
 from ._replies import Reply
@@ -123,7 +117,7 @@ class Handler(BaseHTTPRequestHandler):
                 request = self.relay._profile.read(body)
             else:
                 request = read_images_request(endpoint, self.headers.get("Content-Type"), body)
-        except _ImagesApiError as error:
+        except ImagesApiError as error:
             self._send(400, error.body)
             return
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
