@@ -15,9 +15,17 @@ from collections.abc import AsyncIterator
 import httpcore2
 import httpx2
 
-from .._io.network import SocketOptions, as_httpx2, bounded, core_request, vetted
+from .._io.network import SocketOptions, as_httpx2, bounded, core_request, guarded_pool, vetted
 from .._io.runtime import AsyncRuntime
 from ..errors import SaveError
+
+
+def guarded_client(verify: ssl.SSLContext, *, public_only: bool) -> httpx2.AsyncClient:
+    """A client for image downloads on guarded sockets; with ``public_only``, connected only to
+    public addresses. It ignores proxy variables: a proxy's address is not the host's, so the check
+    would be meaningless."""
+    pool = guarded_pool(httpcore2.AsyncConnectionPool, verify, AsyncBackend(public_only))
+    return httpx2.AsyncClient(transport=AsyncTransport(pool), trust_env=False)
 
 
 class AsyncTransport(httpx2.AsyncBaseTransport):

@@ -1,4 +1,5 @@
-"""The httpx2 clients image-tool makes.
+"""The httpx2 clients image-tool makes, and what the downloads' guarded transport
+(``_async/guarded.py``) builds on.
 
 Relay calls use httpx2's own transport (the one cassettes record). The client cuts each request's
 timeouts to what is left of the call and checks the call's deadline between chunks.
@@ -8,7 +9,7 @@ point, ``network_backend=``, puts guarded sockets under every connection: a host
 refused unless every address it gives is public, and connected to at a checked address (TLS and the
 Host header still name the host): checking a name's addresses and then letting the pool resolve it
 again to connect proves nothing (DNS rebinding). Every connect, read and write of a download waits
-at most what is left of the call (``retries.Deadline``), so a host dripping a byte at a time ends
+at most what is left of the call (``_policy.retries.Deadline``), so a host dripping a byte at a time ends
 with the call.
 """
 
@@ -57,24 +58,6 @@ def relay_client(verify: ssl.SSLContext) -> httpx2.Client:
 def relay_async_client(verify: ssl.SSLContext) -> httpx2.AsyncClient:
     """Async twin of ``relay_client``."""
     return httpx2.AsyncClient(verify=verify, limits=LIMITS)
-
-
-def download_client(verify: ssl.SSLContext, *, public_only: bool) -> httpx2.Client:
-    """A client for image downloads on guarded sockets; with ``public_only``, connected only to
-    public addresses. It ignores proxy variables: a proxy's address is not the host's, so the check
-    would be meaningless."""
-    from .._sync.guarded import SyncBackend, SyncTransport
-
-    pool = guarded_pool(httpcore2.ConnectionPool, verify, SyncBackend(public_only))
-    return httpx2.Client(transport=SyncTransport(pool), trust_env=False)
-
-
-def download_async_client(verify: ssl.SSLContext, *, public_only: bool) -> httpx2.AsyncClient:
-    """Async twin of ``download_client``."""
-    from .._async.guarded import AsyncBackend, AsyncTransport
-
-    pool = guarded_pool(httpcore2.AsyncConnectionPool, verify, AsyncBackend(public_only))
-    return httpx2.AsyncClient(transport=AsyncTransport(pool), trust_env=False)
 
 
 Pool = typing.TypeVar("Pool", httpcore2.ConnectionPool, httpcore2.AsyncConnectionPool)

@@ -96,9 +96,9 @@ class SyncPool:
         """Where images are downloaded from: public addresses only, unless allowed."""
         with self._lock:
             if self._downloads is None:
-                from .network import download_client
+                from .._sync.guarded import guarded_client
 
-                self._downloads = download_client(shared_ssl_context(), public_only=public_only)
+                self._downloads = guarded_client(shared_ssl_context(), public_only=public_only)
                 weakref.finalize(self, self._downloads.close)
             return self._downloads
 
@@ -221,9 +221,9 @@ class AsyncPool:
     def downloads(self, *, public_only: bool) -> httpx2.AsyncClient:
         """Where images are downloaded from: public addresses only, unless allowed."""
         if self.download_http is None:
-            from .network import download_async_client
+            from .._async.guarded import guarded_client
 
-            self.download_http = download_async_client(self.verify, public_only=public_only)
+            self.download_http = guarded_client(self.verify, public_only=public_only)
             self.owned.append(self.download_http)
         return self.download_http
 

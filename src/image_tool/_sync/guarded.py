@@ -16,9 +16,17 @@ from collections.abc import Iterator
 import httpcore2
 import httpx2
 
-from .._io.network import SocketOptions, as_httpx2, bounded, core_request, vetted
+from .._io.network import SocketOptions, as_httpx2, bounded, core_request, guarded_pool, vetted
 from .._io.runtime import SyncRuntime
 from ..errors import SaveError
+
+
+def guarded_client(verify: ssl.SSLContext, *, public_only: bool) -> httpx2.Client:
+    """A client for image downloads on guarded sockets; with ``public_only``, connected only to
+    public addresses. It ignores proxy variables: a proxy's address is not the host's, so the check
+    would be meaningless."""
+    pool = guarded_pool(httpcore2.ConnectionPool, verify, SyncBackend(public_only))
+    return httpx2.Client(transport=SyncTransport(pool), trust_env=False)
 
 
 class SyncTransport(httpx2.BaseTransport):

@@ -56,6 +56,18 @@ class _GoRelay(Profile):
         error = {**error, "message": f"{message} (request id: {request_id})"}
         return gin_json(status, {"error": error}, request_id)
 
+    def _whole(self, answer: Plain, request_id: str, own_type: str, own_code: str) -> Plain:
+        """A whole successful answer as the relay sends it on: an unreadable body is the relay's
+        own 500 (``own_type``, ``own_code``); an error object with a type is an error, with the
+        upstream's status (200 stays 200); anything else goes through unchanged."""
+        problem = _go_syntax_error(answer.body)
+        if problem is not None:
+            own = error_payload(problem, own_type, "", own_code)
+            return self._relay_error(500, own, request_id)
+        if (error := _typed_error(answer.body)) is not None:
+            return self._relay_error(answer.status, error, request_id)
+        return self._passthrough(answer, request_id)
+
     def _passthrough(self, answer: Plain, request_id: str) -> Plain:
         # relay/adaptor/openai/main.go Handler: the upstream's headers (first value of each), its
         # status and its body, unchanged
@@ -95,15 +107,8 @@ class OneApi(_GoRelay):
             return self._relay_error(answer.status, upstream_error(answer), request_id)
         if request.stream:
             return self._event_stream(self._events(iter([answer.body])), request_id)
-        # relay/adaptor/openai/main.go Handler: an unreadable body is one-api's own 500; an error
-        # object with a type is an error, with the upstream's status (200 stays 200)
-        problem = _go_syntax_error(answer.body)
-        if problem is not None:
-            own = error_payload(problem, "one_api_error", "", "unmarshal_response_body_failed")
-            return self._relay_error(500, own, request_id)
-        if (error := _typed_error(answer.body)) is not None:
-            return self._relay_error(answer.status, error, request_id)
-        return self._passthrough(answer, request_id)
+        # relay/adaptor/openai/main.go Handler
+        return self._whole(answer, request_id, "one_api_error", "unmarshal_response_body_failed")
 
     def _events(self, events: Iterator[bytes]) -> Iterator[bytes]:
         # relay/adaptor/openai/main.go StreamHandler: a bufio.Scanner (lines of at most 64 KiB)
@@ -148,13 +153,7 @@ class NewApi(_GoRelay):
         if request.stream:  # a JSON body has no "data:" line: the stream is a bare [DONE]
             return self._event_stream(self._events(iter([answer.body]), request.include_usage), request_id)
         # relay/channel/openai/relay-openai.go OpenaiHandler; types/error.go NewOpenAIError
-        problem = _go_syntax_error(answer.body)
-        if problem is not None:
-            own = error_payload(problem, "bad_response_body", "", "bad_response_body")
-            return self._relay_error(500, own, request_id)
-        if (error := _typed_error(answer.body)) is not None:
-            return self._relay_error(answer.status, error, request_id)
-        return self._passthrough(answer, request_id)
+        return self._whole(answer, request_id, "bad_response_body", "bad_response_body")
 
     def _events(self, events: Iterator[bytes], include_usage: bool) -> Iterator[bytes]:
         # relay/helper/stream_scanner.go StreamScannerHandler: "data:" with or without its space,
