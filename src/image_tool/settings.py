@@ -92,7 +92,7 @@ DEFAULT_TOTAL_TIMEOUT = 1200.0
 class ClientSettings(BaseModel):
     """How to reach the relay, how long to wait, how often to retry, where to save images."""
 
-    # Validators are built by the first instance, not by the import (benchmarks/run.py, imports).
+    # Validators are built by the first instance, not by the import (docs/performance.md).
     model_config = ConfigDict(arbitrary_types_allowed=True, defer_build=True)
 
     # validate_default: an Accepts default is read as a given value would be (which is also what

@@ -11,8 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-# LangChain's tools module first: imported after its callbacks or runnables, the same modules
-# took some 30 ms longer to load (benchmarks/run.py, import times).
+# LangChain's tools module first: it loads quicker so (docs/performance.md, choices in the code).
 from langchain_core.tools import ArgsSchema, BaseTool, ToolException
 
 # isort: split
@@ -169,8 +168,8 @@ class ImageGenerationTool(BaseTool):
         return self
 
     # Both return (content, artifact): ``(str | list[str | dict], ImageGenerationResult)``. Annotated
-    # ``Any``, as BaseTool's are: LangChain evaluates these hints on every call, and that tuple's
-    # took two thirds of the time. ``prompt`` comes first: a plain string input (``invoke("A cat")``)
+    # ``Any``, as BaseTool's are: LangChain evaluates these hints on every call (docs/performance.md,
+    # choices in the code). ``prompt`` comes first: a plain string input (``invoke("A cat")``)
     # is passed as the one positional argument.
     def _run(
         self,

@@ -9,8 +9,8 @@ a few AsyncClients per event loop, closed with their loop.
 
 One AsyncClient's pool scans all its connections for each request, so its cost per call grows with
 the calls in flight: async calls are spread over clients side by side (shards) of at most
-``CALLS_PER_SHARD`` calls each. The clients are built on first use (``network.py``, which imports
-httpcore2 for downloads, is loaded then).
+``CALLS_PER_SHARD`` calls each. The clients are built on first use (``network.py`` and the guarded
+download transport, which imports httpcore2, are loaded then).
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ class AsyncPools:
         loop = asyncio.get_running_loop()
         if (pool := self._pools.get(loop)) is not None:
             return pool
-        # Loading the CA bundle blocks for tens of milliseconds: do it off the loop (once).
+        # Loading the CA bundle blocks (docs/performance.md, choices in the code): off the loop, once.
         verify = await asyncio.to_thread(shared_ssl_context)
         if (pool := self._pools.get(loop)) is not None:  # another task made it meanwhile
             return pool

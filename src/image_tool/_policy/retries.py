@@ -36,7 +36,7 @@ class Deadline:
     """The total time one call may take, retries and waits included; ``None`` for no limit.
 
     Inside ``with deadline:`` it is the current call's (``current_deadline``): every wait of a
-    download in this thread or task is bounded by it (``network.py``).
+    download in this thread or task is bounded by it (``_io/network.py``).
     """
 
     def __init__(self, seconds: float | None) -> None:

@@ -285,7 +285,7 @@ class Handler(BaseHTTPRequestHandler):
         content_type: str = "application/json",
         headers: Iterable[tuple[str, str]] = (),
     ) -> None:
-        # One write per answer: separate header and body writes cost a delayed ACK (~40 ms).
+        # One write per answer: separate header and body writes cost a delayed ACK each call.
         try:
             reason = HTTPStatus(status).phrase
         except ValueError:  # a status the standard does not name: FakeRelay sends any it is told
