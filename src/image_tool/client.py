@@ -1,4 +1,5 @@
-"""ImageClient: building the request, sending it (sync and async), retries, reading the answer."""
+"""ImageClient: the settings of a relay checked at construction, and each call handed to the core
+that runs it (``_async/generation.py``, and ``_sync/`` made from it)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from .models import (
 )
 from .settings import ClientSettings
 
-# Saving images is loaded by the first call that needs it, which keeps `import image_tool` quick.
+# The cores are loaded by the first client made, not by `import image_tool`.
 if TYPE_CHECKING:
     from ._async.generation import AsyncGeneration
     from ._sync.generation import SyncGeneration

@@ -86,6 +86,20 @@ def test_no_module_is_longer_than_one_sitting() -> None:
     assert {name: lines for name, lines in lengths.items() if lines > MAX_LINES} == {}
 
 
+def test_contributing_maps_every_room() -> None:
+    """CONTRIBUTING.md's tree names every module of the face, every private package, and each
+    module of the three that hold the logic."""
+    text = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    tree = text.split("## Layout", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    names = {line.split()[0] for line in tree.splitlines() if line.strip()}
+    rooms = {path.name for path in SOURCE.glob("*.py") if path.name != "_version.py"}
+    rooms |= {f"{path.name}/" for path in SOURCE.iterdir() if (path / "__init__.py").exists()}
+    rooms |= {
+        path.name for folder in ("_wire", "_policy", "_io") for path in (SOURCE / folder).glob("[!_]*.py")
+    }
+    assert sorted(rooms - names) == []
+
+
 def test_the_sync_core_is_what_the_async_one_makes() -> None:
     pytest.importorskip("unasync", reason="scripts/make_sync.py needs the dev group's unasync")
     made = subprocess.run(  # noqa: S603

@@ -61,6 +61,7 @@ class AsyncGeneration:
         self.adaptive = adaptive
 
     async def generate(self, call: Call) -> ImageGenerationResult:
+        """``call`` on each relay in turn (resting ones last) until one serves it."""
         with only_image_tool_errors(self.relay.secret):
             failures: list[ImageToolError] = []
             for index in self.cooldowns.order(len(self.relays)):
