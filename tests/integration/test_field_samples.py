@@ -30,11 +30,14 @@ from image_tool import (
     APIConnectionError,
     APIError,
     APIStatusError,
+    APITimeoutError,
     ContentPolicyError,
     GenerationProgress,
     ImageClient,
+    MalformedResponseError,
     ModelNotFoundError,
     NoImageError,
+    QuotaExceededError,
     RateLimitError,
 )
 from image_tool._tool.advice import describe_failure
@@ -63,6 +66,9 @@ class Images:
     """Progress stages that must reach ``on_progress`` (streamed answers)."""
     progress_says: tuple[str, ...] = ()
     """A progress update before the final one must carry one of these texts."""
+    unreadable: int = 0
+    """Inline images whose bytes could not be read (base64 cut by the docs that posted them):
+    kept as images, with a ``save_error``, neither link nor base64."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,10 @@ class Fails:
     code: str | None = None
     summary: str | None = None
     answer_started: bool | None = None
+    retry_after: float | None = None
+    """The wait the error carries (to a tenth of a second), and the advice names."""
+    advice_says: tuple[str, ...] = ()
+    """Every one of these is in what the tool tells the model (case-insensitive)."""
 
 
 Outcome = Images | Fails
@@ -178,6 +188,46 @@ EXPECTED: dict[str, Outcome] = {
         APIConnectionError, says=("cut",), answer_started=True
     ),
     "35-relay-heartbeat-as-data-and-double-data-prefix.sse": Images(inline=("image",)),
+    # The Images API's user errors share one type: the code and the words decide.
+    "36-openai-images-moderation_blocked-400-moderation_details.pylit.txt": Fails(
+        ContentPolicyError, status=400
+    ),
+    "37-openai-images-bad-size-400-image_generation_user_error.pylit.txt": Fails(
+        APIStatusError, exact=True, status=400, says=("Invalid size",)
+    ),
+    "38-openai-images-retired-dalle3-400-image_generation_user_error.pylit.txt": Fails(
+        ModelNotFoundError, status=400, says=("dall-e-3",), advice_says=("dall-e-3",)
+    ),
+    "39-litellm-proxy-gpt-image-1-200-empty-data-truncated.json": Fails(NoImageError, status=200),
+    "40-newapi-gpt-image-1.5-unknown_parameter-new_api_error.pyrepr.txt": Fails(
+        APIStatusError, exact=True, status=400, says=("Unknown parameter",)
+    ),
+    "41-apiyi-gpt-image-2-edits-shell_api_error-unknown_parameter.json": Fails(
+        APIStatusError, exact=True, status=400, says=("Unknown parameter",)
+    ),
+    "42-sub2api-gpt-image-2-upstream_error-502-generic.json": Fails(
+        APIStatusError, exact=True, status=502, says=("Upstream request failed",)
+    ),
+    "43-tuzi-flux-kontext-images-api-data-first-falmedia.json": Images(
+        urls=("https://fal.media/files/penguin/W7Sp0uVYy-YhXHU1mubri_61c8f15b665444ecac763a61eeffe05b.png",)
+    ),
+    # A data: URL is the image itself, wherever it stands; cut base64 is still no link.
+    "44-relay-doc-gpt-image-2-pro-data-url-in-url-field-usage.json": Images(unreadable=1),
+    "45-yunwu-gemini-3-pro-image-markdown-data-url-elided.json": Images(unreadable=1),
+    "46-pollinations-nanobanana-error-string-no-image-data.json": Fails(
+        APIStatusError, exact=True, status=500, says=("No image data returned from Vertex AI",)
+    ),
+    # Google's error inside a relay's message: its RetryInfo is the wait.
+    "47-antigravity-gemini-3-pro-image-429-all-accounts-exhausted-retrydelay.json": Fails(
+        RateLimitError, status=429, retry_after=3.3, advice_says=("3 seconds",)
+    ),
+    # Cloudflare's 524: the origin had the request and did not answer in time.
+    "48-vveai-cloudflare-524-html-nano-banana-truncated.html": Fails(
+        APITimeoutError, status=524, says=("524",), advice_says=("billed",)
+    ),
+    "49-newapi-insufficient_user_quota-new_api_error.json": Fails(QuotaExceededError, status=403),
+    # A Midjourney ticket sent to a chat client: no image, no error.
+    "50-yunwu-mj-submit-imagine-text-plain.json": Fails(MalformedResponseError, exact=True, status=200),
 }
 
 EXPECTED_STREAMED_09 = Images(
@@ -416,6 +466,76 @@ def replay_35(sample: bytes) -> bytes:
     return stream_answer(sample)
 
 
+def python_literal(sample: bytes) -> bytes:
+    """A body posted as Python source (``NAME = (b'...' b'...')``, or a dict's repr): its value
+    as the bytes (or the JSON) it was."""
+    _, _, literal = sample.decode().partition(" = ")
+    value = ast.literal_eval(literal.strip() or sample.decode())
+    return value if isinstance(value, bytes) else json.dumps(value, ensure_ascii=False).encode()
+
+
+def replay_36(sample: bytes) -> bytes:
+    """A Python bytes literal, the body of a 400 (stated)."""
+    return json_answer(400, python_literal(sample))
+
+
+replay_37 = replay_38 = replay_36
+
+
+def replay_39(sample: bytes) -> bytes:
+    """The excerpt ends at ``"prompt_tokens_details"``: its value (``null``) and the two open
+    objects are closed."""
+    text = sample.decode().rstrip()
+    assert text.endswith('"prompt_tokens_details"')
+    return json_answer(200, (text + ": null\n  }\n}\n").encode())
+
+
+def replay_40(sample: bytes) -> bytes:
+    """A dict's repr, as uni-api logged it with the 400 it got."""
+    return json_answer(400, python_literal(sample))
+
+
+def replay_41(sample: bytes) -> bytes:
+    return json_answer(400, sample)
+
+
+def replay_42(sample: bytes) -> bytes:
+    return json_answer(502, sample)
+
+
+def replay_43(sample: bytes) -> bytes:
+    return json_answer(200, sample)
+
+
+replay_44 = replay_45 = replay_43
+
+
+def replay_46(sample: bytes) -> bytes:
+    """Status not shown: "Internal Server Error" says 500."""
+    return json_answer(500, sample)
+
+
+def replay_47(sample: bytes) -> bytes:
+    return json_answer(429, sample)
+
+
+def replay_48(sample: bytes) -> bytes:
+    """Cloudflare's page, cut where the issue's excerpt ends, with the status its title names."""
+    head = "HTTP/1.1 524 \r\nContent-Type: text/html; charset=UTF-8\r\nServer: cloudflare\r\n"
+    return f"{head}Content-Length: {len(sample)}\r\nConnection: close\r\n\r\n".encode() + sample
+
+
+def replay_49(sample: bytes) -> bytes:
+    """Status not shown: new-api sends 403 for this code (manifest)."""
+    return json_answer(403, sample)
+
+
+def replay_50(sample: bytes) -> bytes:
+    """200 with ``Content-Type: text/plain`` (stated), the body JSON all the same."""
+    head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    return f"{head}Content-Length: {len(sample)}\r\nConnection: close\r\n\r\n".encode() + sample
+
+
 REPLAYS: dict[str, Callable[[bytes], bytes]] = {
     "01-newapi-saturated-new_api_error.json": replay_01,
     "02-relay-saturated-upstream_error-param429.json": replay_02,
@@ -445,6 +565,21 @@ REPLAYS: dict[str, Callable[[bytes], bytes]] = {
     "33-grok2api-chat-image-bare-url-content.json": replay_33,
     "34-laisky-oneapi-gemini-image-delta-content-array-truncated.json": replay_34,
     "35-relay-heartbeat-as-data-and-double-data-prefix.sse": replay_35,
+    "36-openai-images-moderation_blocked-400-moderation_details.pylit.txt": replay_36,
+    "37-openai-images-bad-size-400-image_generation_user_error.pylit.txt": replay_37,
+    "38-openai-images-retired-dalle3-400-image_generation_user_error.pylit.txt": replay_38,
+    "39-litellm-proxy-gpt-image-1-200-empty-data-truncated.json": replay_39,
+    "40-newapi-gpt-image-1.5-unknown_parameter-new_api_error.pyrepr.txt": replay_40,
+    "41-apiyi-gpt-image-2-edits-shell_api_error-unknown_parameter.json": replay_41,
+    "42-sub2api-gpt-image-2-upstream_error-502-generic.json": replay_42,
+    "43-tuzi-flux-kontext-images-api-data-first-falmedia.json": replay_43,
+    "44-relay-doc-gpt-image-2-pro-data-url-in-url-field-usage.json": replay_44,
+    "45-yunwu-gemini-3-pro-image-markdown-data-url-elided.json": replay_45,
+    "46-pollinations-nanobanana-error-string-no-image-data.json": replay_46,
+    "47-antigravity-gemini-3-pro-image-429-all-accounts-exhausted-retrydelay.json": replay_47,
+    "48-vveai-cloudflare-524-html-nano-banana-truncated.html": replay_48,
+    "49-newapi-insufficient_user_quota-new_api_error.json": replay_49,
+    "50-yunwu-mj-submit-imagine-text-plain.json": replay_50,
 }
 
 
@@ -501,8 +636,11 @@ def test_field_sample_is_read_as_expected(server: HostileServer, case: Case) -> 
             return
         result = client.generate(PROMPT, on_progress=progress.append)
     assert [image.url for image in result.images if image.url] == list(expected.urls)
+    unreadable = [image for image in result.images if not (image.url or image.b64_json)]
+    assert len(unreadable) == expected.unreadable
+    assert all(image.save_error for image in unreadable)
     assert [image.b64_json for image in result.images if image.b64_json] == list(expected.inline)
-    assert len(result.images) == len(expected.urls) + len(expected.inline)
+    assert len(result.images) == len(expected.urls) + len(expected.inline) + expected.unreadable
     if expected.revised_prompt is not None:
         assert [image.revised_prompt for image in result.images] == [expected.revised_prompt]
     assert expected.stages <= {update.stage for update in progress}
@@ -529,8 +667,14 @@ def check_failure(error: APIError, expected: Fails) -> None:
         assert error.summary == expected.summary
     if expected.answer_started is not None:
         assert error.answer_started is expected.answer_started
+    if expected.retry_after is not None:
+        assert isinstance(error, APIStatusError) and error.retry_after is not None, repr(error)
+        assert abs(error.retry_after - expected.retry_after) < 0.1
     advice = describe_failure(error)
     assert advises_rephrasing(advice) == (expected.kind is ContentPolicyError), advice
+    assert "<" not in advice, advice  # never a page's markup
+    for text in expected.advice_says:
+        assert text.lower() in advice.lower(), advice
 
 
 def advises_rephrasing(advice: str) -> bool:

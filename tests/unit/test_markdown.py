@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from image_tool import GeneratedImage
 from image_tool._wire.parsing import parse_result, result_from_content
 from image_tool.errors import APIError, ContentPolicyError, NoImageError, RateLimitError
+from image_tool.testing import png_image
 
 FIELD_ANSWER_ZH = """```json
 {"prompt": "a cat in a tree", "ratio": "1:1", "n": 1}
@@ -151,7 +153,7 @@ def test_result_from_content_is_what_streaming_uses() -> None:
 
 
 def test_large_inline_images_parse() -> None:
-    image = "iVBOR" + "A" * 3_000_000
-    content = "\n\n".join(f"![Generated Image](data:image/png;base64,{image}{index})" for index in range(4))
+    images = [base64.b64encode(png_image(8, 8, str(index)) + bytes(2_250_000)).decode() for index in range(4)]
+    content = "\n\n".join(f"![Generated Image](data:image/png;base64,{image})" for image in images)
     result = parse_result(completion(content), requested_model="m")
-    assert [len(image.b64_json or "") for image in result.images] == [3_000_006] * 4
+    assert [image.b64_json for image in result.images] == images

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -11,6 +12,7 @@ from image_tool import APIConnectionError, APIStatusError, GenerationProgress, I
 from image_tool._wire.streaming import ProgressTracker, StreamReader, progress_of_line
 from image_tool.errors import MalformedResponseError, NoImageError, StreamWithoutImageError
 from image_tool.models import MAX_IMAGES_READ
+from image_tool.testing import png_image
 
 from .test_markdown import FIELD_ANSWER_ZH
 
@@ -225,7 +227,7 @@ def test_the_prompt_in_the_json_block_is_not_progress() -> None:
 
 
 def test_a_large_inline_image_in_small_deltas() -> None:
-    image = "iVBOR" + "A" * 2_000_000
+    image = base64.b64encode(png_image(8, 8, "large") + bytes(1_500_000)).decode()
     text = f">🕐 排队中.\n\n![Generated Image](data:image/png;base64,{image})\n"
     lines = [*events(*(chunk(piece) for piece in pieces(text, 4096))), "data: [DONE]", ""]
     result, progress = read(lines)

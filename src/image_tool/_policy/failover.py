@@ -30,6 +30,7 @@ from ..errors import (
 )
 from ..models import ImageGenerationResult
 from ..settings import Fallback
+from .retries import may_have_drawn
 
 FALLBACKS_ENV = "IMAGE_TOOL_FALLBACKS"
 MAX_TOKENS_PER_IMAGE = 6240
@@ -59,7 +60,7 @@ def fallbacks_from_environment(environ: Mapping[str, str] = os.environ) -> list[
 
 def fails_over(error: BaseException) -> bool:
     """Whether another relay should be tried after ``error`` (see the module's docstring)."""
-    if not isinstance(error, APIError) or error.answer_started:
+    if not isinstance(error, APIError) or may_have_drawn(error):
         return False
     if isinstance(error, (QuotaExceededError, ModelNotFoundError, RateLimitError, AuthenticationError)):
         return True

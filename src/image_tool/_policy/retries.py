@@ -75,14 +75,23 @@ def current_deadline() -> Deadline | None:
     return _call_deadline.get()
 
 
+DRAWN_BEHIND_GATEWAY = frozenset({520, 524})
+"""Cloudflare's pages for a request the relay had (an unreadable answer, no answer in time)."""
+
+
+def may_have_drawn(error: APIError) -> bool:
+    """Whether the relay may have drawn (and billed) the image although the call failed: a
+    successful answer had begun, or a gateway says the relay had the request."""
+    return error.answer_started or error.status_code in DRAWN_BEHIND_GATEWAY
+
+
 def is_retryable(error: BaseException) -> bool:
     """Safe to try again: connection failures and timeouts before any answer, 429, 502/503/504.
 
-    Never once a successful answer began, whatever broke after (a generation that began may be
-    billed); never a refusal, an authentication failure, a bad request, a spent quota or a
-    missing model.
+    Never when the image may have been drawn (``may_have_drawn``: trying again may pay twice);
+    never a refusal, an authentication failure, a bad request, a spent quota or a missing model.
     """
-    if not isinstance(error, APIError) or error.answer_started:
+    if not isinstance(error, APIError) or may_have_drawn(error):
         return False
     if isinstance(error, APIConnectionError):
         return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from .._policy.budget import BudgetExceededError
+from .._policy.retries import DRAWN_BEHIND_GATEWAY
 from ..errors import (
     APIConnectionError,
     APIError,
@@ -100,6 +101,12 @@ def describe_failure(error: Exception) -> str:
         return (
             "The image service rejected this application's credentials. Do not retry; tell the "
             "user that image generation is unavailable right now."
+        )
+    if error.status_code in DRAWN_BEHIND_GATEWAY:
+        return (
+            f"The image service failed after the relay took the request ({_brief(error.summary)}): "
+            "the image may still have been drawn, and billed. Do not retry on your own; tell the "
+            "user, who can try again."
         )
     if isinstance(error, APITimeoutError):
         return (

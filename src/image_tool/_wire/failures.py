@@ -2,181 +2,105 @@
 
 Relays in the middle (new-api, one-api, LiteLLM) reshape errors: they replace codes with the status,
 wrap the upstream's message in their own, append a request id, or send a sentence instead of a code.
-So a kind is decided from the code, the type, the message (and any error embedded in it) and the
-status together, in ``_classify``.
+So a kind is decided from every signal together (``signals.py``: the tables and their order), and
+the wait from wherever it is given (``waits.py``). Gateway pages (Cloudflare's 52x) are read by
+their status and title.
 """
 
 from __future__ import annotations
 
-import email.utils
 import html
 import json
-import math
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import (
-    APIStatusError,
-    AuthenticationError,
-    ContentPolicyError,
-    ModelNotFoundError,
-    QuotaExceededError,
-    RateLimitError,
-)
-from .relay_text import error_object, meaningful, reason_phrase, text_of, unwrapped
+from ..errors import APIConnectionError, APIError, APIStatusError, APITimeoutError
+from .relay_text import codes_of, error_object, reason_phrase, text_of, unwrapped
+from .signals import RATE_LIMIT, REFUSAL, kind_of
+from .waits import wait_from
 
 MAX_MESSAGE = 500
-MAX_RETRY_AFTER = 86_400.0
-"""A Retry-After beyond a day is not a wait anyone means: it is ignored."""
 
-# Codes relays send (OpenAI's, new-api's types/error.go, one-api's), matched exactly.
-CONTENT_POLICY_CODES = frozenset(
-    {
-        "content_policy_violation",
-        "moderation_blocked",
-        "content_filter",
-        "sensitive_words_detected",
-        "prompt_blocked",
-        "violation_fee.grok.csam",
-    }
-)
-QUOTA_CODES = frozenset(
-    {
-        "insufficient_user_quota",
-        "insufficient_quota",
-        "pre_consume_token_quota_failed",
-        "billing_hard_limit_reached",
-        "entitlement_required",
-        "entitlement_inactive",
-        "entitlement_daily_limit_exceeded",
-        "entitlement_total_limit_exceeded",
-        "budget_exceeded",
-    }
-)
-MODEL_CODES = frozenset({"model_not_found", "model_not_available", "channel:no_available_key"})
-RATE_LIMIT_CODES = frozenset(
-    {
-        "rate_limit_exceeded",
-        "rate_limit_error",
-        "token_concurrency_limit_reached",
-        "token_concurrency_unavailable",
-        "all_deployments_in_cooldown",
-        "resource_exhausted",
-    }
-)
-
-# Sentences relays send instead of a code, Chinese and English (matched lower-cased).
-POLICY_PHRASES = (
-    "content policy",
-    "safety system",
-    "not allowed by our",
-    "moderation",
-    "违反",
-    "违规",
-    "敏感",
-)
-RATE_LIMIT_PHRASES = (
-    "rate limit",
-    "too many requests",
-    "overloaded",
-    "cooldown",
-    "resource exhausted",
-    "请求数限制",
-    "请求过于频繁",
-    "频率限制",
-    "负载已饱和",
-)
-QUOTA_PHRASES = (
-    "额度不足",
-    "额度已用尽",
-    "余额不足",
-    "insufficient quota",
-    "quota exceeded",
-    "quota is not enough",
-    "exceeded your current quota",
-    "insufficient balance",
-    "budget has been exceeded",
-)
-MODEL_PHRASES = ("无可用渠道", "no available channel", "invalid model name", "model not found")
+# Cloudflare's pages in front of a relay (its 5xx error reference): whether the relay got the
+# request, and so whether the image may be drawn (and billed) all the same.
+_UNREACHED = {
+    521: "the relay's server refused the connection (Cloudflare 521)",
+    522: "the connection to the relay's server timed out (Cloudflare 522)",
+    523: "the relay's server could not be reached (Cloudflare 523)",
+}
+_MAY_BE_DRAWN = {
+    520: "the relay's server answered its gateway with something it could not read (Cloudflare 520)",
+    524: "the relay's gateway gave up waiting for its answer (Cloudflare 524, about 100 s)",
+}
+_GATEWAY_TITLE = re.compile(r"\b(52[0-4]):")
+MAY_BE_BILLED = "The relay had the request: the image may still be drawn, and billed."
 
 
-def error_from_response(
-    status_code: int, body: bytes, headers: Mapping[str, str] | None = None
-) -> APIStatusError:
-    """The typed error for an error answer of the relay: a JSON error body, an HTML page, nothing."""
+def error_from_response(status_code: int, body: bytes, headers: Mapping[str, str] | None = None) -> APIError:
+    """The typed error for an error answer of the relay: a JSON error body, a gateway's page,
+    an HTML page, nothing."""
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError):
         payload = None
     if isinstance(payload, dict) and error_object(payload):
         return error_from_payload(status_code, payload, headers)
-    message = _body_text(body) or reason_phrase(status_code)
-    return _build(message, status_code, None, None, headers)
+    page = _body_text(body)
+    if gateway := _gateway_error(status_code, page):
+        return gateway
+    return _build(page or reason_phrase(status_code), status_code, {}, headers or {})
 
 
 def error_from_payload(
     status_code: int, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None
 ) -> APIStatusError:
-    """The typed error for a JSON error body: ``{"error": {"message", "type", "code"}}`` and kin."""
+    """The typed error for a JSON error body: ``{"error": {"message", "type", "code", "param"}}``,
+    Google's ``{"error": {"code", "status", "details"}}``, a bare ``"error"`` string, and kin."""
     error = error_object(payload)
     message = _clipped(text_of(error.get("message"))) or reason_phrase(status_code)
-    code = text_of(error.get("code")) or None
-    error_type = text_of(error.get("type")) or None
-    return _build(message, status_code, code, error_type, headers)
+    return _build(message, status_code, error, headers or {})
 
 
 def error_from_text(text: str, status_code: int = 200) -> APIStatusError | None:
     """The error a relay's prose stands for (a refusal or a rate-limit sentence), or ``None``."""
     lowered = text.lower()
-    if _mentions(lowered, POLICY_PHRASES):
-        return ContentPolicyError(text, status_code=status_code)
-    if _mentions(lowered, RATE_LIMIT_PHRASES):
-        return RateLimitError(text, status_code=status_code)
+    for kind in (RATE_LIMIT, REFUSAL):
+        if any(word in lowered for word in kind.words):
+            return kind.error(text, status_code=status_code)
     return None
 
 
-def _classify(status_code: int, codes: set[str], message: str) -> type[APIStatusError]:
-    """The kind of an error from everything the relay said: ``codes`` holds the code, the type and
-    the codes of errors embedded in the message; ``message`` the outer and inner messages."""
-    lowered = message.lower()
-    if codes & CONTENT_POLICY_CODES:
-        return ContentPolicyError
-    if codes & QUOTA_CODES or _mentions(lowered, QUOTA_PHRASES):
-        return QuotaExceededError
-    if codes & MODEL_CODES or _mentions(lowered, MODEL_PHRASES):
-        return ModelNotFoundError
-    if status_code in (401, 403):
-        return AuthenticationError
-    if status_code == 429 or codes & RATE_LIMIT_CODES or _mentions(lowered, RATE_LIMIT_PHRASES):
-        return RateLimitError
-    if _mentions(lowered, POLICY_PHRASES):
-        return ContentPolicyError
-    return APIStatusError
-
-
 def _build(
-    message: str,
-    status_code: int,
-    code: str | None,
-    error_type: str | None,
-    headers: Mapping[str, str] | None,
+    message: str, status_code: int, error: Mapping[str, Any], headers: Mapping[str, str]
 ) -> APIStatusError:
-    inner_message, inner_codes = unwrapped(message)
-    codes = {meant for given in (code, error_type) if (meant := meaningful(given))} | inner_codes
-    kind = _classify(status_code, codes, f"{message}\n{inner_message}")
+    inner = unwrapped(message)
+    codes = codes_of(error) | inner.codes
+    words = f"{message}\n{inner.message}"
+    kind = kind_of(status_code, codes, words, text_of(error.get("param")) or None)
+    code = text_of(error.get("code")) or text_of(error.get("status")) or None
     return kind(
         message,
         status_code=status_code,
         code=code,
-        error_type=error_type,
-        retry_after=_retry_after(headers or {}),
+        error_type=text_of(error.get("type")) or None,
+        retry_after=wait_from(headers, [error, *inner.errors], words, status_code),
     )
 
 
-def _mentions(lowered: str, phrases: tuple[str, ...]) -> bool:
-    return any(phrase in lowered for phrase in phrases)
+def _gateway_error(status_code: int, page: str) -> APIError | None:
+    """A Cloudflare page's error, by its status (or the status its title names)."""
+    titled = _GATEWAY_TITLE.search(page)
+    status = status_code if status_code in (*_UNREACHED, *_MAY_BE_DRAWN) else int(titled[1]) if titled else 0
+    if status in _UNREACHED:
+        return APIConnectionError(
+            f"{page or reason_phrase(status)}: {_UNREACHED[status]}.", status_code=status
+        )
+    if status in _MAY_BE_DRAWN:
+        kind = APITimeoutError if status == 524 else APIStatusError
+        message = f"{page or reason_phrase(status)}: {_MAY_BE_DRAWN[status]}. {MAY_BE_BILLED}"
+        return kind(message, status_code=status)
+    return None
 
 
 def _clipped(text: str, limit: int = 4 * MAX_MESSAGE) -> str:
@@ -202,33 +126,3 @@ def _body_text(body: bytes) -> str:
         text = re.sub("<[^>]+>", " ", text[:tags_end]) + text[tags_end:]
     text = " ".join(html.unescape(text).split())
     return text[:MAX_MESSAGE]
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date);
-    ``None`` when absent or not a sensible wait (``nan``, ``inf``, past a day)."""
-    # LiteLLM passes the upstream's headers on with an "llm_provider-" prefix.
-    lowered = {key.lower().removeprefix("llm_provider-"): value for key, value in headers.items()}
-    if (milliseconds := _number(lowered.get("retry-after-ms"))) is not None:
-        return _sensible_wait(milliseconds / 1000)
-    value = lowered.get("retry-after", "").strip()
-    if (seconds := _number(value)) is not None:
-        return _sensible_wait(seconds)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return _sensible_wait(when.timestamp() - time.time())
-
-
-def _number(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
-
-
-def _sensible_wait(seconds: float) -> float | None:
-    if not math.isfinite(seconds) or seconds > MAX_RETRY_AFTER:
-        return None
-    return max(seconds, 0.0)

@@ -7,6 +7,8 @@ block (often holding the prompt they really drew), progress lines quoted with ``
 
 from __future__ import annotations
 
+import base64
+import binascii
 import itertools
 import json
 import re
@@ -29,6 +31,8 @@ _TITLE = r"""(?:"[^"]*"|'[^']*')"""
 # space before it, so it cannot start inside the URL.
 _MARKDOWN_IMAGE = re.compile(rf"!\[{_LABEL}\]\(\s*(?:([^()\s]+)(?:\s+{_TITLE})?\s*)?\)")
 _DATA_URL = re.compile(r"data:(image/[\w.+-]+);base64,([A-Za-z0-9+/=_-]+)\Z")
+UNREADABLE_INLINE = "the relay sent this image inline (a data: URL) whose base64 is cut or altered"
+_URL_SAFE = str.maketrans("-_", "+/")
 _LEADING_JSON_FENCE = re.compile(r"\s*```json")
 _FENCE = "```"
 _URL_KEYS = re.compile(r"image|url|output", re.IGNORECASE)
@@ -78,22 +82,37 @@ def video_links(text: str) -> list[str]:
 
 
 def image_from_url(url: str) -> GeneratedImage:
-    """An http(s) link, or a ``data:image/...;base64,`` URL carrying the image itself."""
+    """An http(s) link, or a ``data:`` URL carrying the image itself: inline, never a link to
+    fetch. One whose base64 is cut or altered (docs elide it) is still an inline image, kept with
+    the reason it cannot be read, its text never shown."""
     url = url.strip()
     if url.startswith("data:"):
         match = _DATA_URL.match(url)
-        return GeneratedImage(b64_json=match.group(2)) if match else GeneratedImage()
+        b64_json = _decodable(match.group(2)) if match else None
+        return GeneratedImage(b64_json=b64_json) if b64_json else GeneratedImage(save_error=UNREADABLE_INLINE)
     if url.startswith(_WEB_SCHEMES):
         return GeneratedImage(url=url)
     return GeneratedImage()
 
 
+def _decodable(payload: str) -> str | None:
+    """``payload`` as standard base64 that decodes (URL-safe letters and dropped padding
+    restored), or ``None``: decoding is the one check that the image is whole."""
+    standard = payload.translate(_URL_SAFE) + "=" * (-len(payload) % 4)
+    try:
+        base64.b64decode(standard, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return standard
+
+
 def unique(images: Iterable[GeneratedImage]) -> list[GeneratedImage]:
-    """The images in order, each URL (or inline image) once; empty ones left out."""
+    """The images in order, each URL (or inline image) once; empty ones left out (an unreadable
+    inline image is kept: it was drawn)."""
     seen: set[str] = set()
-    kept = []
+    kept: list[GeneratedImage] = []
     for image in images:
-        key = image.url or image.b64_json
+        key = image.url or image.b64_json or (f"unreadable {len(kept)}" if image.save_error else None)
         if key and key not in seen:
             seen.add(key)
             kept.append(image)

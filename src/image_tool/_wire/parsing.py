@@ -163,7 +163,10 @@ def image_from_data_item(item: object) -> GeneratedImage | None:
     b64_json = _string(item.get("b64_json"))
     if not (url or b64_json):
         return None
-    return GeneratedImage(url=url, b64_json=b64_json, revised_prompt=_string(item.get("revised_prompt")))
+    revised_prompt = _string(item.get("revised_prompt"))
+    if url and url.startswith("data:") and not b64_json:  # the image itself, where a link would be
+        return image_from_url(url).model_copy(update={"revised_prompt": revised_prompt})
+    return GeneratedImage(url=url, b64_json=b64_json, revised_prompt=revised_prompt)
 
 
 def usage_of(usage: object) -> Usage | None:

@@ -1,12 +1,14 @@
-"""Reading a relay's error message, whatever wraps it: the innermost message that relays in the
-middle wrapped, the codes met on the way, the request id relays append. Pure; ``errors.py`` and
-``failures.py`` both read messages through here."""
+"""Reading a relay's error, whatever wraps it: the error object of a body (OpenAI's, a bare string
+beside a message, Google's), the innermost message that relays in the middle wrapped, the codes
+and error objects met on the way, the request id relays append. Pure; ``errors.py`` and
+``failures.py`` both read errors through here."""
 
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -27,7 +29,7 @@ def summary(message: str, code: str | None, status_code: int | None) -> str:
     """The message as a person or a model should read it: the innermost error a relay in the
     middle wrapped (``litellm.BadRequestError: OpenAIException - ...``), without the request id
     relays append."""
-    message = unwrapped(message)[0]
+    message = unwrapped(message).message
     for trailer in TRAILERS:
         if (start := message.find(trailer)) != -1:
             message = message[:start].rstrip(" \n.")
@@ -47,13 +49,25 @@ def meaningful(code: str | None) -> str | None:
     return None if code in MEANINGLESS_CODES or code.isdigit() else code
 
 
-def unwrapped(message: str) -> tuple[str, set[str]]:
-    """The innermost message of an error that relays wrapped, and the codes met on the way.
+@dataclass
+class Unwrapped:
+    """What an error message holds, wrappers taken off."""
+
+    message: str
+    """The innermost message."""
+    codes: set[str] = field(default_factory=set)
+    """The codes, types, statuses and reasons of the errors embedded on the way."""
+    errors: list[Mapping[str, Any]] = field(default_factory=list)
+    """The embedded error objects themselves, outermost first."""
+
+
+def unwrapped(message: str) -> Unwrapped:
+    """The innermost message of an error that relays wrapped, and what was met on the way.
 
     ``litellm.InternalServerError: geminiException - {"error": {"code": 503, "message": "The
-    model is overloaded"}}`` -> ``("The model is overloaded", set())``.
+    model is overloaded"}}`` -> ``"The model is overloaded"``.
     """
-    codes: set[str] = set()
+    found = Unwrapped(message)
     for _ in range(MAX_NESTING):
         if wrapper := WRAPPER.match(message):
             message = message[wrapper.end() :]
@@ -68,19 +82,42 @@ def unwrapped(message: str) -> tuple[str, set[str]]:
         inner = text_of(error.get("message"))
         if not inner:
             break
-        codes |= {code for key in ("code", "type", "status") if (code := meaningful(text_of(error.get(key))))}
+        found.codes |= codes_of(error)
+        found.errors.append(error)
         message = inner
-    return message.strip(), codes
+    found.message = message.strip()
+    return found
+
+
+def codes_of(error: Mapping[str, Any]) -> set[str]:
+    """An error object's codes that say something, lower-cased: its ``code``, ``type`` and
+    ``status`` (Google's ``RESOURCE_EXHAUSTED``), and the ``reason`` of each of Google's
+    ``details`` (``ErrorInfo``: ``RATE_LIMIT_EXCEEDED``, ``API_KEY_INVALID``)."""
+    given = [error.get("code"), error.get("type"), error.get("status")]
+    given += [detail.get("reason") for detail in details_of(error)]
+    return {code for value in given if (code := meaningful(text_of(value)))}
+
+
+def details_of(error: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Google's ``error.details``: typed objects (``ErrorInfo``, ``RetryInfo``, ``QuotaFailure``)."""
+    details = error.get("details")
+    return (
+        [detail for detail in details[:16] if isinstance(detail, dict)] if isinstance(details, list) else []
+    )
 
 
 def error_object(payload: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The ``{"error": {...}}`` object of an OpenAI-style error body, or ``{}``."""
+    """The error object of an error body: ``{"error": {...}}`` (OpenAI's, Google's); a bare
+    ``"error"`` string, with the text beside it (``message``, ``detail``, ``msg``) kept; or a
+    top-level ``message``. ``{}`` when there is none."""
     error = payload.get("error")
     if isinstance(error, dict):
         return error
-    if isinstance(error, str) and error:
-        return {"message": error}
-    return {"message": payload["message"]} if isinstance(payload.get("message"), str) else {}
+    beside = next((text for key in ("message", "detail", "msg") if (text := text_of(payload.get(key)))), "")
+    if isinstance(error, str) and error.strip():
+        message = f"{error.strip()}: {beside}" if beside and beside != error.strip() else error.strip()
+        return {"message": message}
+    return {"message": beside} if isinstance(payload.get("message"), str) and beside else {}
 
 
 def text_of(value: object) -> str:
