@@ -160,3 +160,17 @@ def test_go_relays_request_ids_stay_in_the_error_for_support(profile: RelayProfi
     error = raised.value
     assert error.request_id and error.request_id in error.message
     assert error.request_id not in describe_failure(error)
+
+
+def test_one_api_unable_to_stream_a_whole_answer_is_advised_as_such() -> None:
+    """one-api calls an upstream's whole JSON answer to a stream request "bad response status code
+    200": the relay cannot stream this model, which stream=False mends."""
+    with (
+        FakeRelay(profile="one-api") as relay,
+        ImageClient(api_key=relay.api_key, base_url=relay.base_url, stream=True, max_retries=0) as client,
+    ):
+        relay.queue(REPLIES["images_api"])
+        with pytest.raises(APIStatusError) as raised:
+            client.generate("A cat in a tree")
+    advice = describe_failure(raised.value)
+    assert "stream=False" in advice and "Rephrase" not in advice, advice

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from .._policy.budget import BudgetExceededError
 from .._policy.retries import DRAWN_BEHIND_GATEWAY
+from .._wire.signals import stream_unsupported
 from ..errors import (
     APIConnectionError,
     APIError,
@@ -118,7 +119,9 @@ def describe_failure(error: Exception) -> str:
             "The image service could not be reached. Tell the user that image generation is "
             "unavailable at the moment and can be tried again later."
         )
-    if isinstance(error, StreamWithoutImageError):
+    if isinstance(error, StreamWithoutImageError) or stream_unsupported(
+        error.code, error.message, error.status_code
+    ):
         return (
             "The image service closed the stream without sending an image; it may not stream this "
             "model. This is not about the prompt: do not rephrase it. Tell the user, who can set "

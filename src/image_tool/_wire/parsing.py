@@ -17,6 +17,7 @@ from ..errors import MalformedResponseError, NoImageError
 from ..models import MAX_IMAGES_READ, GeneratedImage, ImageGenerationResult, Usage
 from .failures import error_from_payload, error_from_text
 from .markdown import image_from_url, read_markdown, unique, video_links
+from .signals import refusal_error, refusal_in
 
 ShapeReader = Callable[[dict[str, Any], str], ImageGenerationResult | None]
 """Reads one shape of answer: ``(payload, requested_model) -> result``, or ``None`` if not its shape."""
@@ -77,6 +78,9 @@ def read_chat_completion(payload: dict[str, Any], requested_model: str) -> Image
     message = choice.get("message") or choice.get("delta")
     message = message if isinstance(message, dict) else {}
     content, images = message.get("content"), message_images(message)
+    feedback = payload.get("promptFeedback")
+    reasons = [choice.get("finish_reason"), choice.get("native_finish_reason")]
+    reasons += [feedback.get("blockReason")] if isinstance(feedback, dict) else []
     if not content and not images and (tokens := _completion_tokens(payload)):
         raise NoImageError(
             f"The relay sent an empty message although it reported {tokens} completion tokens: the "
@@ -88,6 +92,7 @@ def read_chat_completion(payload: dict[str, Any], requested_model: str) -> Image
         model=_string(payload.get("model")) or requested_model,
         created=_timestamp(payload.get("created")),
         images=images,
+        finish_reasons=reasons,
     )
 
 
@@ -106,12 +111,14 @@ def result_from_content(
     model: str,
     created: int | None = None,
     images: Iterable[GeneratedImage] = (),
+    finish_reasons: Iterable[object] = (),
 ) -> ImageGenerationResult:
     """The images of a completion's content (markdown text, or a list of text and image parts),
     after ``images`` the relay sent beside it.
 
-    A content without an image is a failure: a video, a refusal or rate-limit sentence becomes
-    that error, anything else ``NoImageError``; each carries the relay's own text.
+    A content without an image is a failure: a refusal (a finish or block reason that says so, or
+    its sentence), a video or a rate-limit sentence becomes that error, anything else
+    ``NoImageError``; each carries the relay's own text.
     """
     text, part_images = _text_and_images(content)
     if videos := video_links(text):
@@ -124,6 +131,8 @@ def result_from_content(
     images = unique([*images, *part_images, *answer.images])
     if not images:
         relay_text = " ".join(answer.text[: _RELAY_TEXT * 4].split())[:_RELAY_TEXT]
+        if reason := refusal_in(finish_reasons):
+            raise refusal_error(reason, relay_text)
         raise error_from_text(relay_text) or NoImageError(
             f"The relay answered without an image: {relay_text or '(empty answer)'}", status_code=200
         )

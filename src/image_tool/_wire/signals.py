@@ -19,6 +19,7 @@ A ``type`` alone decides nothing where providers reuse it for unlike failures: O
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import (
@@ -193,3 +194,31 @@ def kind_of(status_code: int, codes: set[str], words: str, param: str | None) ->
         if status_code in kind.statuses:
             return kind.error
     return APIStatusError
+
+
+def refusal_in(reasons: Iterable[object]) -> str | None:
+    """The first finish or block reason (OpenAI's and OpenRouter's ``content_filter``, Gemini's
+    ``SAFETY``, ``IMAGE_SAFETY``...) that is a refusal under the content policy, as the relay wrote it."""
+    for reason in reasons:
+        if isinstance(reason, str) and reason.strip().lower() in REFUSAL.codes:
+            return reason.strip()
+    return None
+
+
+def refusal_error(reason: str, text: str) -> ContentPolicyError:
+    said = f" It said: {text[:300]}" if text.strip() else ""
+    return ContentPolicyError(
+        f"The relay stopped the answer for its content policy (finish reason {reason}).{said}",
+        status_code=200,
+        code=reason,
+    )
+
+
+# one-api (relay/controller/helper.go isErrorHappened): a stream request answered with whole JSON
+# by its upstream is an error, "bad response status code 200", sent with status 200.
+_STREAM_REFUSED = re.compile(r"bad response status code 200\b")
+
+
+def stream_unsupported(code: str | None, message: str, status_code: int | None) -> bool:
+    """Whether the relay says it could not stream this answer (its upstream answered whole)."""
+    return status_code == 200 and code == "bad_response_status_code" and bool(_STREAM_REFUSED.search(message))

@@ -150,6 +150,7 @@ class StreamReader:
         self._created: int | None = None
         self._texts: list[str] = []
         self._parts: list[Any] = []
+        self._finish_reasons: list[object] = []
         self._images: list[GeneratedImage] = []
         self._image_keys: set[str] = set()
         self._event: list[str] = []  # the data lines of the event being read
@@ -186,6 +187,7 @@ class StreamReader:
                 model=self._model or self.requested_model,
                 created=self._created,
                 images=self._images,
+                finish_reasons=self._finish_reasons,
             )
         except NoImageError as error:
             raise self._no_image(text, error) from error
@@ -264,6 +266,7 @@ class StreamReader:
                 continue
             if choice.get("finish_reason"):
                 self.finished = True
+                self._finish_reasons += [choice["finish_reason"], choice.get("native_finish_reason")]
             delta = choice.get("delta") or choice.get("message")
             if isinstance(delta, dict):
                 updates += self._read_delta(delta)

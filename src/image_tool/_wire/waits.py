@@ -41,7 +41,7 @@ _NUMBER = r"(\d{1,6}(?:\.\d{1,9})?)"
 _WORDS = (
     re.compile(
         rf"(?:try again|retry|retrying|reset|resets|available again)\s+(?:in|after)\s+(?:about\s+)?"
-        rf"((?:{_NUMBER}\s*(?:ms|h|m|s)\b\s*){{2,3}})",
+        r"((?:\d{1,6}(?:\.\d{1,9})?(?:ms|h|m|s)){2,3})\b",
         re.IGNORECASE,
     ),
     re.compile(
