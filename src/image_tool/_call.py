@@ -47,6 +47,11 @@ OFF_LOOP_BYTES = 1024 * 1024
 
 SAVING = GenerationProgress(stage="saving", text="saving images")
 
+KEPT_PER_IMAGE_ASKED = 4
+MOST_KEPT = 16
+"""A relay may draw more images than asked (and bill them): up to ``KEPT_PER_IMAGE_ASKED`` times
+``n`` are kept, at most ``MOST_KEPT``; what is past that is dropped and counted."""
+
 
 @dataclass(frozen=True)
 class Call:
@@ -59,6 +64,13 @@ class Call:
     image_urls: Sequence[str]
     mask: str | None
     on_progress: ProgressCallback | None
+    max_images: int | None = None
+
+    @property
+    def kept_at_most(self) -> int:
+        """How many of the images the relay sends are kept."""
+        kept = min(KEPT_PER_IMAGE_ASKED * self.n, MOST_KEPT)
+        return kept if self.max_images is None else max(0, min(kept, self.max_images))
 
     @classmethod
     def of(cls, arguments: Mapping[str, Any]) -> Call:
@@ -71,6 +83,7 @@ class Call:
             image_urls=arguments["image_urls"],
             mask=arguments["mask"],
             on_progress=arguments["on_progress"],
+            max_images=arguments["max_images"],
         )
 
 
@@ -202,12 +215,12 @@ class Exchange:
         return None
 
 
-def finished(relay: Relay, result: ImageGenerationResult, n: int, attempts: int) -> ImageGenerationResult:
-    """The result as the caller gets it: at most the ``n`` images asked for (a relay may send a
-    thousand), its texts without anything shaped like a key, the attempts it took, the relay
+def finished(relay: Relay, result: ImageGenerationResult, call: Call, attempts: int) -> ImageGenerationResult:
+    """The result as the caller gets it: the images kept (``Call.kept_at_most``: a relay may send
+    a thousand), its texts without anything shaped like a key, the attempts it took, the relay
     that answered and what it cost."""
     client, secret = relay.client, relay.secret
-    kept = result.images[:n]
+    kept = result.images[: call.kept_at_most]
     done = result.model_copy(
         update={
             "model": scrub(result.model, secret),

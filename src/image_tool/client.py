@@ -168,6 +168,7 @@ class ImageClient(ClientSettings):
         image_urls: Sequence[str] = (),
         mask: str | None = None,
         on_progress: ProgressCallback | None = None,
+        max_images: int | None = None,
     ) -> ImageGenerationResult:
         """Generate ``n`` images for ``prompt``.
 
@@ -178,9 +179,11 @@ class ImageClient(ClientSettings):
         (http(s) links or ``data:`` URLs; the Images API takes ``data:`` URLs only), and ``mask``
         a PNG ``data:`` URL whose transparent pixels mark where to draw. With ``stream=True``,
         ``on_progress`` receives each ``GenerationProgress`` while the relay works, previews
-        included. With ``save_dir``, every image is saved before this returns; an image that
-        could not be saved keeps its link and says why in ``save_error``. Raises only the errors
-        of ``image_tool.errors``.
+        included. A relay may draw more than ``n`` images, and bill them: up to four times ``n``
+        are kept (at most 16), or ``max_images`` when it is lower; ``dropped_images`` counts the
+        rest, which are never downloaded. With ``save_dir``, every image kept is saved before this
+        returns; an image that could not be saved keeps its link and says why in ``save_error``.
+        Raises only the errors of ``image_tool.errors``.
         """
         return self._sync.generate(Call.of(locals()))
 
@@ -201,6 +204,7 @@ class ImageClient(ClientSettings):
         image_urls: Sequence[str] = (),
         mask: str | None = None,
         on_progress: ProgressCallback | None = None,
+        max_images: int | None = None,
     ) -> ImageGenerationResult:
         """Async twin of ``generate``, on httpx2's AsyncClient: it never blocks the event loop.
 

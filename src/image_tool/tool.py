@@ -182,10 +182,11 @@ class ImageGenerationTool(BaseTool):
         on_progress = self._on_progress(config, run_manager, dispatch_custom_event)
         with _failures_as_advice(), self._budget.spending(call.get("n", 1)) as spending:
             prompt, keywords = self._with_references(call)
+            room, user = spending.room(), self._user(config)
             result = self.client.generate(
-                prompt, **keywords, user=self._user(config), on_progress=on_progress
+                prompt, **keywords, user=user, on_progress=on_progress, max_images=room
             )
-            spending.settle(len(result.images), result.cost)
+            result = _kept(result, spending.settle(len(result.images), result.cost))
         return self._content(result), result
 
     async def _arun(
@@ -203,9 +204,11 @@ class ImageGenerationTool(BaseTool):
             prompt, keywords = (
                 await asyncio.to_thread(self._with_references, call) if local else self._with_references(call)
             )
-            user = self._user(config)
-            result = await self.client.agenerate(prompt, **keywords, user=user, on_progress=on_progress)
-            spending.settle(len(result.images), result.cost)
+            room, user = spending.room(), self._user(config)
+            result = await self.client.agenerate(
+                prompt, **keywords, user=user, on_progress=on_progress, max_images=room
+            )
+            result = _kept(result, spending.settle(len(result.images), result.cost))
         return self._content(result), result
 
     def _on_progress(
@@ -262,6 +265,14 @@ class ImageGenerationTool(BaseTool):
         # ``run``/``arun`` called without a config pass None.
         per_run = (config or {}).get("configurable", {}).get(USER_CONFIG_KEY)
         return str(per_run) if per_run is not None else self.user
+
+
+def _kept(result: ImageGenerationResult, count: int) -> ImageGenerationResult:
+    """``result`` with at most ``count`` images, the rest counted as dropped."""
+    if count >= len(result.images):
+        return result
+    dropped = result.dropped_images + len(result.images) - count
+    return result.model_copy(update={"images": result.images[:count], "dropped_images": dropped})
 
 
 @contextmanager

@@ -608,21 +608,26 @@ def test_an_image_host_sending_a_byte_at_a_time_is_bounded_by_the_total(
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_thousand_links_for_one_image_keep_one(relay: FakeRelay, tmp_path: Path, mode: Mode) -> None:
+def test_a_thousand_links_for_one_image_keep_what_the_budget_allows(
+    relay: FakeRelay, tmp_path: Path, mode: Mode
+) -> None:
+    """A relay may draw more than asked (and bill it): four times n are kept, at most what the
+    tool's budget has left (2 here); the rest are counted, never downloaded."""
     links = "\n".join(f"![image]({relay.origin}/images/64x64/{index:016x}.png)" for index in range(1000))
     relay.queue(Reply.completion(links), Reply.completion(links))
     settings = {"save_dir": tmp_path, "allow_private_downloads": True}
     tool = ImageGenerationTool(client=client_for(relay.base_url, **settings), max_images=2)
     message = invoke(tool, mode, prompt="A cat")
     assert isinstance(message.artifact, ImageGenerationResult)
-    assert len(message.artifact.images) == 1
-    assert message.artifact.dropped_images == 999
-    assert "999 more image(s) than asked for" in message.text
+    assert len(message.artifact.images) == 2
+    assert message.artifact.dropped_images == 998
+    assert "998 more image(s) than could be kept" in message.text
     assert len(message.text) < 1000
-    assert gets(relay) == 1  # only the kept image was downloaded
-    # The budget counted one image: one more may be made, then no more.
-    assert invoke(tool, mode, prompt="A dog").status == "success"
-    assert "budget is spent" in invoke(tool, mode, prompt="A fox").text
+    assert gets(relay) == 2  # only the kept images were downloaded
+    # The budget counted the two images kept: it is spent.
+    assert "budget is spent" in invoke(tool, mode, prompt="A dog").text
+    with ImageClient(api_key=relay.api_key, base_url=relay.base_url, max_retries=0) as client:
+        assert len(client.generate("A cat").images) == 4  # no budget: four times n
 
 
 def test_a_huge_revised_prompt_is_clipped_for_the_model(relay: FakeRelay) -> None:

@@ -81,7 +81,7 @@ class AsyncGeneration:
         with Deadline(client.total_timeout) as deadline:
             attempt = functools.partial(self._attempt, request, deadline, call.on_progress)
             result, attempts = await retried(attempt, client.max_retries, deadline)
-            result = finished(self.relay, result, call.n, attempts)
+            result = finished(self.relay, result, call, attempts)
             if client.save_dir is not None and result.images:
                 await _report(call.on_progress, [SAVING])
                 pool = await self.pools.current()

@@ -24,9 +24,19 @@ class Spending:
     used_images: int = 0
     used_cost: float | None = 0.0
 
-    def settle(self, images: int, cost: float | None) -> None:
-        """``cost`` ``None`` (a relay that gave no token count): the reservation stands."""
-        self.used_images, self.used_cost = images, cost
+    def room(self) -> int | None:
+        """The most images this call may hand out: its reservation and what the budget has left
+        beside it (a relay may draw more than asked); ``None`` without limits."""
+        return self.budget._room(self)
+
+    def settle(self, images: int, cost: float | None) -> int:
+        """``cost`` ``None`` (a relay that gave no token count): the reservation stands. Returns
+        how many of ``images`` the call may hand out: calls that ran at once may have taken the
+        room ``room()`` saw."""
+        room = self.room()
+        self.used_images = images if room is None else min(images, room)
+        self.used_cost = cost
+        return self.used_images
 
     def __enter__(self) -> Spending:
         self.budget._reserve(self)
@@ -56,6 +66,17 @@ class Budget:
             self.images += spending.used_images - spending.images
             used_cost = spending.cost if spending.used_cost is None else spending.used_cost
             self.cost += used_cost - spending.cost
+
+    def _room(self, spending: Spending) -> int | None:
+        with self._lock:
+            rooms = []
+            if self.max_images is not None:
+                rooms.append(spending.images + max(0, self.max_images - self.images))
+            if self.max_cost is not None and self.per_image:
+                rooms.append(
+                    int((spending.cost + max(0.0, self.max_cost - self.cost)) // self.per_image + 1e-9)
+                )
+        return min(rooms, default=None)
 
     def _reserve(self, spending: Spending) -> None:
         with self._lock:

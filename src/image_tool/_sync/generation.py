@@ -82,7 +82,7 @@ class SyncGeneration:
         with Deadline(client.total_timeout) as deadline:
             attempt = functools.partial(self._attempt, request, deadline, call.on_progress)
             result, attempts = retried(attempt, client.max_retries, deadline)
-            result = finished(self.relay, result, call.n, attempts)
+            result = finished(self.relay, result, call, attempts)
             if client.save_dir is not None and result.images:
                 _report(call.on_progress, [SAVING])
                 pool = self.pools.current()

@@ -50,7 +50,7 @@ def describe_result(result: ImageGenerationResult) -> str:
             lines.append(f"   Revised prompt: {_brief(image.revised_prompt, MAX_SHOWN_PROMPT)}")
     if result.dropped_images:
         lines.append(
-            f"The service sent {result.dropped_images} more image(s) than asked for; they were left out."
+            f"The service sent {result.dropped_images} more image(s) than could be kept; they were left out."
         )
     if result.urls:
         lines.append("Give the user these links; they expire after a while.")

@@ -40,7 +40,7 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _NUMBER = r"(\d{1,6}(?:\.\d{1,9})?)"
 _WORDS = (
     re.compile(
-        rf"(?:try again|retry|retrying|reset|resets|available again)\s+(?:in|after)\s+(?:about\s+)?"
+        r"(?:try again|retry|retrying|reset|resets|available again)\s+(?:in|after)\s+(?:about\s+)?"
         r"((?:\d{1,6}(?:\.\d{1,9})?(?:ms|h|m|s)){2,3})\b",
         re.IGNORECASE,
     ),

@@ -1,0 +1,27 @@
+"""How many images a call may hand out: its reservation and what the budget has left beside it."""
+
+from __future__ import annotations
+
+import pytest
+
+from image_tool._policy.budget import Budget, BudgetExceededError
+
+
+def test_a_call_may_keep_its_reservation_and_what_is_left() -> None:
+    budget = Budget(max_images=5, max_cost=None, per_image=None)
+    with budget.spending(1) as first:
+        assert first.room() == 5
+        with budget.spending(2) as second:
+            assert (first.room(), second.room()) == (3, 4)  # each its own, and the 2 unreserved
+            assert second.settle(4, None) == 4
+        assert first.settle(3, None) == 1  # the other call took the room it saw
+    assert budget.images == 5
+    with pytest.raises(BudgetExceededError, match="budget is spent"), budget.spending(1):
+        pass
+
+
+def test_money_bounds_the_room_by_the_dearest_image() -> None:
+    budget = Budget(max_images=None, max_cost=1.0, per_image=0.3)
+    with budget.spending(1) as spending:
+        assert spending.room() == 3  # 0.3 reserved + 0.7 left: three images at 0.3
+    assert Budget(max_images=None, max_cost=None, per_image=0.3).spending(1).room() is None
