@@ -3,6 +3,7 @@ they are given; refusals in finish reasons; gateway pages."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from typing import Any
@@ -21,12 +22,13 @@ from image_tool import (
     RateLimitError,
 )
 from image_tool._policy.retries import is_retryable
-from image_tool._tool.advice import describe_failure
+from image_tool._tool.advice import describe_failure, describe_result
 from image_tool._wire.failures import error_from_response
 from image_tool._wire.parsing import parse_result
 from image_tool._wire.signals import KINDS, Kind
 from image_tool._wire.streaming import StreamReader
 from image_tool._wire.waits import duration, wait_from
+from image_tool.testing import png_image
 
 NEUTRAL = "The request could not be completed"
 """A message with no signal in it: the signal under test is the only one."""
@@ -276,3 +278,30 @@ def test_cloudflare_pages_are_read_by_status_and_title(status: int, kind: type, 
     assert "<" not in advice and ("billed" in advice) is (not retried)
     # Behind another status (a relay passing the page on), the title still says which page it is.
     assert type(error_from_response(502, cloudflare(status, "Error"))) is kind
+
+
+def test_a_data_url_is_an_inline_image_wherever_it_stands() -> None:
+    png = base64.b64encode(png_image(4, 4, "inline")).decode()
+    data_url = f"data:image/png;base64,{png}"
+    answers = [
+        {"data": [{"url": data_url}]},
+        {"choices": [{"message": {"content": data_url}}]},
+        {"choices": [{"message": {"content": f"![image]({data_url})"}}]},
+        {
+            "choices": [
+                {
+                    "message": {
+                        "content": "",
+                        "images": [{"type": "image_url", "image_url": {"url": data_url}}],
+                    }
+                }
+            ]
+        },
+    ]
+    for answer in answers:
+        (image,) = parse_result(json.dumps(answer).encode(), requested_model="m").images
+        assert (image.url, image.b64_json, image.save_error) == (None, png, None), answer
+    cut = parse_result(json.dumps({"data": [{"url": data_url[:-7]}]}).encode(), requested_model="m")
+    (image,) = cut.images
+    assert image.url is None and image.b64_json is None and image.save_error
+    assert png[:20] not in describe_result(cut) and "expire" not in describe_result(cut)

@@ -39,7 +39,7 @@ _URL_KEYS = re.compile(r"image|url|output", re.IGNORECASE)
 _WEB_SCHEMES = ("https://", "http://")
 _IMAGE_SCHEMES = (*_WEB_SCHEMES, "data:")
 _PROMPT_KEYS = ("revised_prompt", "prompt")
-_BARE_LINK = re.compile(r"https?://\S+")
+_BARE_LINK = re.compile(r"(?:https?://|data:image/)\S+")
 _VIDEO_SUFFIX = re.compile(r"\.(?:mp4|webm|mov|m3u8)(?![\w.])", re.IGNORECASE)
 _NOT_IN_LINK = frozenset(" \t\r\n()[]<>\"'")
 _MAX_LINK = 2048
@@ -120,7 +120,8 @@ def unique(images: Iterable[GeneratedImage]) -> list[GeneratedImage]:
 
 
 def _bare_link(text: str) -> list[str]:
-    """The text itself when it is one link and nothing else, as some gateways answer."""
+    """The text itself when it is one link (or ``data:`` URL) and nothing else, as some gateways
+    answer."""
     return [text] if _BARE_LINK.fullmatch(text) else []
 
 
