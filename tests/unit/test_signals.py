@@ -131,12 +131,22 @@ def test_a_type_alone_decides_nothing() -> None:
 
 @pytest.mark.parametrize(
     "message",
-    ["The model 'dall-e-3' does not exist.", "model gpt-x is not supported", "模型 gpt-x 不存在"],
+    [
+        "The model 'dall-e-3' does not exist.",
+        "model gpt-x is not supported",
+        "模型 gpt-x 不存在",
+        "models/gpt-x-1.5 is not found for API version v1beta",
+    ],
 )
 def test_a_model_named_as_absent_is_model_not_found(message: str) -> None:
     error = error_from_response(400, json.dumps(openai(message, "invalid_value")).encode())
     assert type(error) is ModelNotFoundError
-    assert message.split()[1].strip("'") in describe_failure(error) or "gpt-x" in describe_failure(error)
+    assert "dall-e-3" in describe_failure(error) or "gpt-x" in describe_failure(error)
+
+
+def test_a_model_word_in_another_sentence_decides_nothing() -> None:
+    message = "The model is overloaded. The resource was not found."
+    assert type(error_from_response(500, json.dumps(openai(message, None)).encode())) is RateLimitError
 
 
 def test_early_one_api_saturation_under_a_billing_code_stays_a_rate_limit() -> None:

@@ -164,11 +164,13 @@ EXCEPTIONS = (
     FieldException(frozenset({"billing_not_active"}), ("负载已饱和", "负载饱和"), RateLimitError),
 )
 
-# "The model 'dall-e-3' does not exist", "model gpt-x is not supported", "模型 x 不存在": the
-# model named, then its absence (OpenAI's and the relays' words).
+# "The model 'dall-e-3' does not exist", "models/gemini-1.5-pro is not found" (Google),
+# "model gpt-x is not supported", "模型 x 不存在": the model named, then its absence, in one
+# sentence (a dot inside a name does not end it).
 MODEL_ABSENT = re.compile(
-    r"\bmodel\b[^.\n]{0,80}?(?:does not exist|doesn't exist|not found|is not supported|not supported|"
-    r"is not available|not available|unknown|requires an image model)"
+    r"\bmodels?\b(?:[^.\n]|\.(?=\S)){0,80}?"
+    r"(?:does not exist|doesn't exist|not found|is not supported|not supported|is not available|"
+    r"not available|unknown|requires an image model)"
     r"|\bunknown model\b|\bunsupported model\b|模型[^。\n]{0,40}?(?:不存在|不支持|不可用)",
     re.IGNORECASE,
 )
