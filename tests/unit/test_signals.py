@@ -315,3 +315,38 @@ def test_a_data_url_is_an_inline_image_wherever_it_stands() -> None:
     (image,) = cut.images
     assert image.url is None and image.b64_json is None and image.save_error
     assert png[:20] not in describe_result(cut) and "expire" not in describe_result(cut)
+
+
+def google_retry(message: str, code: str | None) -> dict[str, Any]:
+    body = google(message, code)
+    retry_info = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "20s"}
+    body["error"]["details"].append(retry_info)
+    return body
+
+
+def google_retry_in_a_relay(message: str, code: str | None) -> dict[str, Any]:
+    inner = json.dumps(google_retry(message, code), indent=2)
+    return {"error": {"message": f"All accounts exhausted. Last error: HTTP 429: {inner}", "code": 429}}
+
+
+@pytest.mark.parametrize(
+    ("shape", "headers", "message"),
+    [
+        (openai, {}, "Rate limit reached for images. Please try again in 20s."),
+        (new_api, {}, "当前分组上游负载已饱和，请 20 秒后重试"),
+        (litellm, {"llm_provider-retry-after": "20"}, "RateLimitError: too many requests"),
+        (openrouter, {"Retry-After": "20"}, "Rate limit exceeded: free-models-per-min"),
+        (google_retry, {}, "Resource has been exhausted (e.g. check quota)."),
+        (
+            lambda message, code: google_in_a_relay("", None) | google_retry(message, code),
+            {},
+            "Quota exhausted",
+        ),
+    ],
+    ids=["openai", "new-api", "litellm", "openrouter", "google", "google-in-a-relay"],
+)
+def test_a_wait_is_read_in_every_providers_shape(shape: Body, headers: dict[str, str], message: str) -> None:
+    body = json.dumps(shape(message, "rate_limit_exceeded"), ensure_ascii=False).encode()
+    error = error_from_response(429, body, headers)
+    assert isinstance(error, RateLimitError) and error.retry_after == 20.0, (body, error)
+    assert "20 seconds" in describe_failure(error)
