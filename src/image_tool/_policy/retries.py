@@ -9,6 +9,7 @@ import time
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._wire.gateways import DRAWN_BEHIND_GATEWAY
 from ..errors import (
     APIConnectionError,
     APIError,
@@ -73,10 +74,6 @@ _call_deadline: ContextVar[Deadline | None] = ContextVar("image_tool_call_deadli
 def current_deadline() -> Deadline | None:
     """The deadline of the call running in this thread or task, if any."""
     return _call_deadline.get()
-
-
-DRAWN_BEHIND_GATEWAY = frozenset({520, 524})
-"""Cloudflare's pages for a request the relay had (an unreadable answer, no answer in time)."""
 
 
 def may_have_drawn(error: APIError) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from .._policy.budget import BudgetExceededError
-from .._policy.retries import DRAWN_BEHIND_GATEWAY
+from .._wire.gateways import DRAWN_BEHIND_GATEWAY
 from .._wire.signals import stream_unsupported
 from ..errors import (
     APIConnectionError,

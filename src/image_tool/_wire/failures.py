@@ -16,25 +16,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import APIConnectionError, APIError, APIStatusError, APITimeoutError
+from .gateways import DRAWN_BEHIND_GATEWAY, MAY_BE_DRAWN, UNREACHED
 from .relay_text import codes_of, error_object, reason_phrase, text_of, unwrapped
 from .signals import RATE_LIMIT, REFUSAL, kind_of
 from .waits import wait_from
 
 MAX_MESSAGE = 500
 
-# Cloudflare's pages in front of a relay (its 5xx error reference): whether the relay got the
-# request, and so whether the image may be drawn (and billed) all the same.
-_UNREACHED = {
-    521: "the relay's server refused the connection (Cloudflare 521)",
-    522: "the connection to the relay's server timed out (Cloudflare 522)",
-    523: "the relay's server could not be reached (Cloudflare 523)",
-}
-_MAY_BE_DRAWN = {
-    520: "the relay's server answered its gateway with something it could not read (Cloudflare 520)",
-    524: "the relay's gateway gave up waiting for its answer (Cloudflare 524, about 100 s)",
-}
 _GATEWAY_TITLE = re.compile(r"\b(52[0-4]):")
-MAY_BE_BILLED = "The relay had the request: the image may still be drawn, and billed."
+_MAY_BE_BILLED = "The relay had the request: the image may still be drawn, and billed."
 
 
 def error_from_response(status_code: int, body: bytes, headers: Mapping[str, str] | None = None) -> APIError:
@@ -91,14 +81,16 @@ def _build(
 def _gateway_error(status_code: int, page: str) -> APIError | None:
     """A Cloudflare page's error, by its status (or the status its title names)."""
     titled = _GATEWAY_TITLE.search(page)
-    status = status_code if status_code in (*_UNREACHED, *_MAY_BE_DRAWN) else int(titled[1]) if titled else 0
-    if status in _UNREACHED:
+    status = (
+        status_code if status_code in (*UNREACHED, *DRAWN_BEHIND_GATEWAY) else int(titled[1]) if titled else 0
+    )
+    if status in UNREACHED:
         return APIConnectionError(
-            f"{page or reason_phrase(status)}: {_UNREACHED[status]}.", status_code=status
+            f"{page or reason_phrase(status)}: {UNREACHED[status]}.", status_code=status
         )
-    if status in _MAY_BE_DRAWN:
+    if status in MAY_BE_DRAWN:
         kind = APITimeoutError if status == 524 else APIStatusError
-        message = f"{page or reason_phrase(status)}: {_MAY_BE_DRAWN[status]}. {MAY_BE_BILLED}"
+        message = f"{page or reason_phrase(status)}: {MAY_BE_DRAWN[status]}. {_MAY_BE_BILLED}"
         return kind(message, status_code=status)
     return None
 
