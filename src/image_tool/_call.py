@@ -65,6 +65,7 @@ class Call:
     mask: str | None
     on_progress: ProgressCallback | None
     max_images: int | None = None
+    on_sending: Callable[[], object] | None = None
 
     @property
     def kept_at_most(self) -> int:
@@ -84,6 +85,7 @@ class Call:
             mask=arguments["mask"],
             on_progress=arguments["on_progress"],
             max_images=arguments["max_images"],
+            on_sending=arguments["on_sending"],
         )
 
 

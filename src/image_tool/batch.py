@@ -3,14 +3,18 @@
 The output directory holds:
 
 - ``images/``: every image, saved as it arrives;
-- ``journal.jsonl``: a line written (and synced to disk) before each request goes out, and one
-  when it ends, holding its result or its error;
+- ``journal.jsonl``: a line written (and synced to disk) right before a prompt's request goes out
+  (after any wait for a slot or a rate limit's pause), and one when it ends, holding its result or
+  its error;
 - ``results.jsonl``: one line per prompt, in the order of the input, rewritten from the journal
   at the end of each run.
 
 The same run started again does only what is left: a prompt whose request ended is not sent
-again, and a prompt whose request went out but whose end was never written (a crash, Ctrl-C) is
-reported as ``lost``, never resent: it may have been generated and billed.
+again, a prompt still waiting when the run stopped is sent, and a prompt whose request went out
+but whose end was never written (a crash, Ctrl-C) is reported as ``lost``, never resent: it may
+have been generated and billed. A line the journal holds only in part (the run stopped while
+writing it) is dropped when the journal is opened again; an unreadable line before the last is an
+error naming it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any, Literal
 
 from .catalog import OPTION_NAMES
 from .client import ImageClient
-from .errors import ImageToolError
+from .errors import ConfigurationError, ImageToolError
 from .models import ImageGenerationResult
 
 Status = Literal["ok", "failed", "lost"]
@@ -76,6 +80,10 @@ class BatchSummary:
     lost: int
     cost: float
     results: Path
+    unsaved: list[str] = field(default_factory=list)
+    """Why each image generated but not saved was not (its link is in the results)."""
+    invalid_lines: list[str] = field(default_factory=list)
+    """Why each prompt line that could not be used was not (never sent)."""
 
 
 @dataclass(frozen=True)
@@ -143,9 +151,12 @@ async def arun_batch(
 async def _generate(client: ImageClient, journal: _Journal, item: _Prompt) -> dict[str, Any]:
     if item.problem is not None:
         return journal.end(item, _failed(item, "InvalidLine", item.problem))
-    await asyncio.to_thread(journal.send, item)  # on disk before the request goes out
+
+    async def sending() -> None:  # on disk before the request's bytes go
+        await asyncio.to_thread(journal.send, item)
+
     try:
-        result = await client.agenerate(item.prompt, **item.options)
+        result = await client.agenerate(item.prompt, **item.options, on_sending=sending)
     except ImageToolError as error:
         return journal.end(item, _failed(item, type(error).__name__, str(error)))
     return journal.end(item, _succeeded(item, result))
@@ -212,12 +223,17 @@ class _Journal:
     """The append-only record of a run: ``{"id", "sent"}`` before a request, the result line after."""
 
     def __init__(self, path: Path) -> None:
+        _drop_torn_line(path)
         self.started = set(self.read(path))
         self._file = path.open("a", encoding="utf-8")
         self._lock = threading.Lock()  # sends are written from worker threads
+        self._sent: set[str] = set()
 
     def send(self, item: _Prompt) -> None:
-        self._write({"id": item.id, "sent": time.time()}, sync=True)
+        """Record that ``item``'s request goes out now (once: retries go out under the same)."""
+        if item.id not in self._sent:
+            self._sent.add(item.id)
+            self._write({"id": item.id, "sent": time.time()}, sync=True)
 
     def end(self, item: _Prompt, line: dict[str, Any]) -> dict[str, Any]:
         self._write(line, sync=False)
@@ -240,20 +256,46 @@ class _Journal:
         if not path.exists():
             return entries
         with path.open(encoding="utf-8") as lines:
-            for text in lines:
+            for number, text in enumerate(lines, 1):
                 try:
                     entry = json.loads(text)
-                except ValueError:
-                    continue  # a line cut by a crash: its request's end is unknown
+                except ValueError as error:
+                    raise ConfigurationError(
+                        f"{path}, line {number}, cannot be read ({error}): the journal was changed "
+                        "by hand or by another program. Mend or remove that line, or start a fresh --out."
+                    ) from None
                 if isinstance(entry, dict) and isinstance(entry.get("id"), str):
                     entries[entry["id"]] = entry if "status" in entry else entries.get(entry["id"])
         return entries
+
+
+def _drop_torn_line(path: Path) -> None:
+    """Cut a last line the journal holds only in part (the run stopped while writing it): a
+    sending never finished was never followed by its request, and a result never finished leaves
+    its prompt lost, never resent. Whatever is written next starts on a line of its own."""
+    if not path.exists() or (size := path.stat().st_size) == 0:
+        return
+    with path.open("rb+") as journal:
+        journal.seek(size - 1)
+        if journal.read(1) == b"\n":
+            return
+        end = size  # back a block at a time to the last line break: the journal may be large
+        while end > 0:
+            start = max(0, end - 65536)
+            journal.seek(start)
+            if (found := journal.read(end - start).rfind(b"\n")) != -1:
+                journal.truncate(start + found + 1)
+                return
+            end = start
+        journal.truncate(0)
 
 
 def _write_results(items: list[_Prompt], ended: dict[str, dict[str, Any] | None], path: Path) -> BatchSummary:
     """``results.jsonl`` from the journal, in the input's order (written whole, then renamed)."""
     counts: dict[Status, int] = {"ok": 0, "failed": 0, "lost": 0}
     cost = 0.0
+    unsaved: list[str] = []
+    invalid_lines: list[str] = []
     temporary = path.with_suffix(".tmp")
     with temporary.open("w", encoding="utf-8") as results:
         for item in items:
@@ -267,6 +309,9 @@ def _write_results(items: list[_Prompt], ended: dict[str, dict[str, Any] | None]
             }
             counts[line["status"]] += 1
             cost += line.get("cost") or 0.0
+            unsaved += line.get("save_errors") or []
+            if (line.get("error") or {}).get("kind") == "InvalidLine":
+                invalid_lines.append(line["error"]["message"])
             results.write(json.dumps(line, ensure_ascii=False) + "\n")
     temporary.replace(path)
-    return BatchSummary(counts["ok"], counts["failed"], counts["lost"], cost, path)
+    return BatchSummary(counts["ok"], counts["failed"], counts["lost"], cost, path, unsaved, invalid_lines)

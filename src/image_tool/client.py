@@ -4,7 +4,7 @@ that runs it (``_async/generation.py``, and ``_sync/`` made from it)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 import httpx2
@@ -169,6 +169,7 @@ class ImageClient(ClientSettings):
         mask: str | None = None,
         on_progress: ProgressCallback | None = None,
         max_images: int | None = None,
+        on_sending: Callable[[], object] | None = None,
     ) -> ImageGenerationResult:
         """Generate ``n`` images for ``prompt``.
 
@@ -181,9 +182,12 @@ class ImageClient(ClientSettings):
         ``on_progress`` receives each ``GenerationProgress`` while the relay works, previews
         included. A relay may draw more than ``n`` images, and bill them: up to four times ``n``
         are kept (at most 16), or ``max_images`` when it is lower; ``dropped_images`` counts the
-        rest, which are never downloaded. With ``save_dir``, every image kept is saved before this
-        returns; an image that could not be saved keeps its link and says why in ``save_error``.
-        Raises only the errors of ``image_tool.errors``.
+        rest, which are never downloaded. ``on_sending`` is called right before each attempt's
+        request goes out, after any wait for a slot or a rate limit's pause (a durable batch
+        records it: from then on the image may be billed); an exception from it stops the call,
+        nothing sent. With ``save_dir``, every image kept is saved before this returns; an image
+        that could not be saved keeps its link and says why in ``save_error``. Raises only the
+        errors of ``image_tool.errors``.
         """
         return self._sync.generate(Call.of(locals()))
 
@@ -205,10 +209,11 @@ class ImageClient(ClientSettings):
         mask: str | None = None,
         on_progress: ProgressCallback | None = None,
         max_images: int | None = None,
+        on_sending: Callable[[], object] | None = None,
     ) -> ImageGenerationResult:
         """Async twin of ``generate``, on httpx2's AsyncClient: it never blocks the event loop.
 
-        ``on_progress`` may be a plain function or a coroutine function.
+        ``on_progress`` and ``on_sending`` may be plain functions or coroutine functions.
         """
         return await self._async.generate(Call.of(locals()))
 

@@ -3,6 +3,7 @@ sending any prompt twice, bad lines reported, failover and spend inside a run.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from image_tool import Fallback
+from image_tool import ConfigurationError, Fallback, ImageClient
 from image_tool.batch import BatchProgress, run_batch
 from image_tool.cli import main
 from image_tool.testing import FakeRelay, Reply
@@ -211,3 +212,70 @@ def test_a_rate_limited_relay_slows_the_run_instead_of_failing_it(tmp_path: Path
     assert sorted(generated) == sorted(f"A cat number {index}" for index in range(40))  # each once
     assert refused < 20  # the limit backs off: at most one 429 for two prompts (3 to 10 seen)
     assert elapsed < 40 / 20 * 10  # a guard only (~1.3 s seen): no back-off far beyond the relay's pace
+
+
+def test_a_torn_last_line_is_cut_never_glued_to(fake_relay: FakeRelay, tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    # The run stopped while writing p1's sending: it never went out.
+    (out / "journal.jsonl").write_text(json.dumps({"id": "p0", "sent": 1.0}) + '\n{"id": "p1", "se')
+    summary = run_batch(prompts, out, **settings(fake_relay))
+    journal = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]  # all whole
+    assert journal[0] == {"id": "p0", "sent": 1.0}
+    assert (summary.ok, summary.lost) == (2, 1)
+    assert sorted(sent_prompts(fake_relay)) == ["A cat number 1", "A cat number 2"]
+
+
+def test_an_unreadable_line_before_the_last_is_an_error_naming_it(
+    fake_relay: FakeRelay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "journal.jsonl").write_text('{"id": "p0", "sent": 1.0}\nnot json\n{"id": "p1", "sent": 2.0}\n')
+    with pytest.raises(ConfigurationError, match=r"line 2, cannot be read"):
+        run_batch(prompts, out, **settings(fake_relay))
+    monkeypatch.setenv("IMAGE_TOOL_API_KEY", fake_relay.api_key)
+    monkeypatch.setenv("IMAGE_TOOL_BASE_URL", fake_relay.base_url)
+    assert main(["batch", str(prompts), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "line 2, cannot be read" in err and "Traceback" not in err
+    assert sent_prompts(fake_relay) == Counter()
+
+
+async def test_a_prompt_is_recorded_as_sent_only_when_its_bytes_go(fake_relay: FakeRelay) -> None:
+    """A call waiting for a slot is not yet sending: the hook runs once the wait is over."""
+    fake_relay.default_reply = Reply.success(delay=0.1)
+    received_at_sending: list[int] = []
+
+    async def sending() -> None:
+        received_at_sending.append(len(fake_relay.requests))
+
+    async with ImageClient(**settings(fake_relay), max_concurrency=1) as client:
+        await asyncio.gather(*(client.agenerate(f"Cat {index}", on_sending=sending) for index in range(3)))
+    assert received_at_sending == [0, 1, 2]  # each once the one before it had been answered
+
+
+def test_the_batch_command_says_each_failure_in_a_line(
+    fake_relay: FakeRelay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IMAGE_TOOL_API_KEY", fake_relay.api_key)
+    monkeypatch.setenv("IMAGE_TOOL_BASE_URL", fake_relay.base_url)
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 2)
+    # An output directory that cannot be written: one line, nothing sent.
+    unwritable = tmp_path / "a-file"
+    unwritable.write_text("")
+    assert main(["batch", str(prompts), "--out", str(unwritable / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write to --out" in err, err
+    assert sent_prompts(fake_relay) == Counter()
+    # Images that were generated but not saved (private addresses, not allowed): exit 12, and why.
+    with prompts.open("a") as lines:
+        lines.write("not json\n")
+    assert main(["batch", str(prompts), "--out", str(tmp_path / "out")]) == 12
+    out, err = capsys.readouterr()
+    assert "2 ok, 1 failed, 0 lost" in out
+    assert "2 image(s) were not saved" in err and "--allow-private-downloads" in err, err
+    assert "1 prompt line(s) could not be used: line 3 is not JSON" in err
+    assert "Traceback" not in err

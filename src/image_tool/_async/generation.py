@@ -79,7 +79,7 @@ class AsyncGeneration:
         client = self.client
         request = self.relay.request(call)
         with Deadline(client.total_timeout) as deadline:
-            attempt = functools.partial(self._attempt, request, deadline, call.on_progress)
+            attempt = functools.partial(self._attempt, request, deadline, call)
             result, attempts = await retried(attempt, client.max_retries, deadline)
             result = finished(self.relay, result, call, attempts)
             if client.save_dir is not None and result.images:
@@ -96,14 +96,15 @@ class AsyncGeneration:
         for relay in self.relays[1:]:
             await relay.aclose()
 
-    async def _attempt(
-        self, request: ImageRequest, deadline: Deadline, on_progress: ProgressCallback | None
-    ) -> ImageGenerationResult:
+    async def _attempt(self, request: ImageRequest, deadline: Deadline, call: Call) -> ImageGenerationResult:
         """One request: the answer read as it arrives, whole or as a stream of events."""
+        on_progress = call.on_progress
         pool, exchange = await self.pools.current(), Exchange(self.relay, deadline)
         arguments = exchange.request(request.body(), request.path)
         async with self.adaptive.slot() if self.adaptive else nullcontext() as slot, pool.slots:
             with exchange.failures(slot), pool.http() as http:
+                if call.on_sending is not None:  # every wait is over: the bytes go next
+                    await AsyncRuntime.call(call.on_sending)
                 response = await pool.send(http, http.build_request(**arguments), within=deadline.remaining())
                 try:
                     answer = exchange.reader(response)

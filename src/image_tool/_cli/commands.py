@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import json
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -129,6 +130,12 @@ def batch(args: argparse.Namespace) -> int:
     if not args.prompts.is_file():
         print(f"image-tool: no such file: {args.prompts}", file=sys.stderr)
         return 2
+    try:  # checked before anything is sent
+        args.out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=args.out).close()
+    except OSError as error:
+        print(f"image-tool: cannot write to --out {args.out}: {error.strerror or error}", file=sys.stderr)
+        return 2
     try:
         with BatchDisplay(sys.stderr) as display:
             summary = run_batch(
@@ -138,10 +145,27 @@ def batch(args: argparse.Namespace) -> int:
         message = NOT_CONFIGURED if "No image relay is configured" in str(error) else str(error)
         print(message, file=sys.stderr)
         return 2
+    except OSError as error:  # the output directory: unwritable, or a full disk
+        print(
+            f"image-tool: could not write to --out {args.out}: {error.strerror or error}. What was "
+            "written is kept: the same command goes on from there.",
+            file=sys.stderr,
+        )
+        return 2
     print(
         f"{summary.ok} ok, {summary.failed} failed, {summary.lost} lost"
         f"{f', cost {summary.cost:g}' if summary.cost else ''}: {summary.results}"
     )
+    if summary.invalid_lines:
+        shown = "; ".join(summary.invalid_lines[:3])
+        print(
+            f"image-tool: {len(summary.invalid_lines)} prompt line(s) could not be used: {shown}",
+            file=sys.stderr,
+        )
+    if summary.unsaved:
+        reason = in_cli_terms(summary.unsaved[0])
+        print(f"image-tool: {len(summary.unsaved)} image(s) were not saved: {reason}", file=sys.stderr)
+        return exit_code(errors.SaveError())
     return 0 if summary.failed == summary.lost == 0 else 1
 
 

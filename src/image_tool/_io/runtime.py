@@ -52,9 +52,9 @@ class AsyncRuntime:
         next ``await``, so there is nothing to check."""
 
     @staticmethod
-    async def call(callback: Callable[[T], object], value: T) -> None:
-        """``callback(value)``; awaited when the callback is a coroutine function."""
-        outcome = callback(value)
+    async def call(callback: Callable[..., object], *args: Any) -> None:
+        """``callback(*args)``; awaited when the callback is a coroutine function."""
+        outcome = callback(*args)
         if inspect.isawaitable(outcome):
             await outcome
 
@@ -105,8 +105,8 @@ class SyncRuntime:
             raise CancelledError
 
     @staticmethod
-    def call(callback: Callable[[T], object], value: T) -> None:
-        callback(value)
+    def call(callback: Callable[..., object], *args: Any) -> None:
+        callback(*args)
 
     @staticmethod
     def resolve(host: str, port: int) -> list[tuple[Any, ...]]:

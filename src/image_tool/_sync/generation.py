@@ -80,7 +80,7 @@ class SyncGeneration:
         client = self.client
         request = self.relay.request(call)
         with Deadline(client.total_timeout) as deadline:
-            attempt = functools.partial(self._attempt, request, deadline, call.on_progress)
+            attempt = functools.partial(self._attempt, request, deadline, call)
             result, attempts = retried(attempt, client.max_retries, deadline)
             result = finished(self.relay, result, call, attempts)
             if client.save_dir is not None and result.images:
@@ -97,14 +97,15 @@ class SyncGeneration:
         for relay in self.relays[1:]:
             relay.close()
 
-    def _attempt(
-        self, request: ImageRequest, deadline: Deadline, on_progress: ProgressCallback | None
-    ) -> ImageGenerationResult:
+    def _attempt(self, request: ImageRequest, deadline: Deadline, call: Call) -> ImageGenerationResult:
         """One request: the answer read as it arrives, whole or as a stream of events."""
+        on_progress = call.on_progress
         pool, exchange = self.pools.current(), Exchange(self.relay, deadline)
         arguments = exchange.request(request.body(), request.path)
         with self.adaptive.slot() if self.adaptive else nullcontext() as slot, pool.slots:
             with exchange.failures(slot), pool.http() as http:
+                if call.on_sending is not None:  # every wait is over: the bytes go next
+                    SyncRuntime.call(call.on_sending)
                 response = pool.send(http, http.build_request(**arguments), within=deadline.remaining())
                 try:
                     answer = exchange.reader(response)
