@@ -5,23 +5,25 @@ The output directory holds:
 - ``images/``: every image, saved as it arrives;
 - ``journal.jsonl``: a line written (and synced to disk) right before a prompt's request goes out
   (after any wait for a slot or a rate limit's pause), and one when it ends, holding its result or
-  its error;
+  its error (``_io/journal.py``);
 - ``results.jsonl``: one line per prompt, in the order of the input, rewritten from the journal
   at the end of each run.
 
+The promise: after Ctrl-C, every prompt exactly once; after a kill or a power cut, never twice.
+The first Ctrl-C starts no more prompts and lets those in flight finish; a second abandons them.
 The same run started again does only what is left: a prompt whose request ended is not sent
-again, a prompt still waiting when the run stopped is sent, and a prompt whose request went out
-but whose end was never written (a crash, Ctrl-C) is reported as ``lost``, never resent: it may
-have been generated and billed. A line the journal holds only in part (the run stopped while
-writing it) is dropped when the journal is opened again; an unreadable line before the last is an
-error naming it.
+again, a prompt not yet sent is sent, and a prompt whose request went out but whose end was never
+written is reported as ``lost`` (it may have been generated and billed), sent again only when
+asked (``resend_lost=True``, ``--resend-lost``). One run at a time holds an output directory; a
+prompts file whose id now asks for another prompt than the journal recorded is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ._io.journal import Journal, digest
 from .catalog import OPTION_NAMES
 from .client import ImageClient
 from .errors import ConfigurationError, ImageToolError
@@ -57,6 +60,10 @@ class BatchProgress:
     """Ended in an earlier run of the same output directory."""
     cost: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    in_flight: int = 0
+    stopping: bool = False
+    """Ctrl-C was pressed: no more prompts start; those in flight finish (another Ctrl-C
+    abandons them)."""
 
     @property
     def rate(self) -> float:
@@ -80,6 +87,8 @@ class BatchSummary:
     lost: int
     cost: float
     results: Path
+    not_started: int = 0
+    """Prompts a stopped run did not start: the same run, again, does them."""
     unsaved: list[str] = field(default_factory=list)
     """Why each image generated but not saved was not (its link is in the results)."""
     invalid_lines: list[str] = field(default_factory=list)
@@ -94,6 +103,10 @@ class _Prompt:
     problem: str | None = None
     """Why the line cannot be sent (it is reported as failed, never sent)."""
 
+    @property
+    def digest(self) -> str:
+        return digest(self.prompt, self.options)
+
 
 def run_batch(
     prompts: str | Path,
@@ -101,14 +114,18 @@ def run_batch(
     *,
     concurrency: int = 16,
     on_progress: Callable[[BatchProgress], object] | None = None,
+    resend_lost: bool = False,
     **settings: Any,
 ) -> BatchSummary:
     """Generate every prompt of the JSONL file ``prompts`` into ``out`` (see the module's
     docstring), at most ``concurrency`` at a time; ``settings`` are ``ImageClient``'s
     (``save_dir`` is ``out/images``). Unless told otherwise, the run finds the rate a relay allows
     (``adaptive_concurrency``) and retries a throttled prompt up to ``BATCH_RETRIES`` times.
-    Resumable: run it again with the same ``out`` after a crash."""
-    run = arun_batch(prompts, out, concurrency=concurrency, on_progress=on_progress, **settings)
+    Resumable: run it again with the same ``out`` after a crash or Ctrl-C; ``resend_lost`` sends
+    the prompts an earlier run lost again (they may be billed twice)."""
+    run = arun_batch(
+        prompts, out, concurrency=concurrency, on_progress=on_progress, resend_lost=resend_lost, **settings
+    )
     return asyncio.run(run)
 
 
@@ -118,48 +135,140 @@ async def arun_batch(
     *,
     concurrency: int = 16,
     on_progress: Callable[[BatchProgress], object] | None = None,
+    resend_lost: bool = False,
     **settings: Any,
 ) -> BatchSummary:
     """Async twin of ``run_batch``."""
-    out = Path(out)
+    out, prompts = Path(out), Path(prompts)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    items = list(_read_prompts(Path(prompts)))
-    journal = _Journal(out / "journal.jsonl")
-    progress = BatchProgress(total=len(items), skipped=len(journal.started & {item.id for item in items}))
-    todo = [item for item in items if item.id not in journal.started]
-    slots = asyncio.Semaphore(concurrency)
-    defaults = {"adaptive_concurrency": True, "max_retries": BATCH_RETRIES, "max_concurrency": concurrency}
-    async with ImageClient(**{**defaults, **settings, "save_dir": out / "images"}) as client:
-
-        async def generate(item: _Prompt) -> None:
-            async with slots:
-                line = await _generate(client, journal, item)
-            progress.done += line["status"] == "ok"
-            progress.failed += line["status"] != "ok"
-            progress.cost += line.get("cost") or 0.0
-            if on_progress is not None:
-                on_progress(progress)
-
+    journal = Journal(out)
+    try:
+        _check_bindings(prompts, journal)
+        done_before = set(journal.ended) | (set() if resend_lost else journal.sent)
+        progress = BatchProgress(total=0)
+        for item in _read_prompts(prompts):
+            progress.total += 1
+            progress.skipped += item.id in done_before
+        report = on_progress or (lambda progress: None)
+        defaults = {
+            "adaptive_concurrency": True,
+            "max_retries": BATCH_RETRIES,
+            "max_concurrency": concurrency,
+        }
         try:
-            await asyncio.gather(*(generate(item) for item in todo))
+            async with ImageClient(**{**defaults, **settings, "save_dir": out / "images"}) as client:
+                await _run(client, journal, prompts, done_before, concurrency, progress, report)
         finally:
-            journal.close()
-            summary = _write_results(items, _Journal.read(out / "journal.jsonl"), out / "results.jsonl")
+            summary = _write_results(prompts, journal, out / "results.jsonl")
+    finally:
+        journal.close()
     return summary
 
 
-async def _generate(client: ImageClient, journal: _Journal, item: _Prompt) -> dict[str, Any]:
+async def _run(
+    client: ImageClient,
+    journal: Journal,
+    prompts: Path,
+    done_before: set[str],
+    concurrency: int,
+    progress: BatchProgress,
+    report: Callable[[BatchProgress], object],
+) -> None:
+    """Start each prompt not done before, ``concurrency`` at a time, until they are all done or
+    Ctrl-C."""
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def generate(item: _Prompt) -> None:
+        line = await _generate(client, journal, item)
+        progress.in_flight -= 1
+        progress.done += line["status"] == "ok"
+        progress.failed += line["status"] != "ok"
+        progress.cost += line.get("cost") or 0.0
+        report(progress)
+
+    with _interrupts(progress, report) as stopping:
+        try:
+            for item in _read_prompts(prompts):
+                if stopping.is_set():
+                    break
+                if item.id in done_before:
+                    continue
+                while len(in_flight) >= concurrency:
+                    _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                progress.in_flight += 1
+                in_flight.add(asyncio.create_task(generate(item)))
+            if in_flight:
+                await asyncio.gather(*in_flight)
+        except asyncio.CancelledError:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            raise KeyboardInterrupt from None  # the second Ctrl-C: the run is abandoned
+
+
+@contextlib.contextmanager
+def _interrupts(
+    progress: BatchProgress, report: Callable[[BatchProgress], object]
+) -> Iterator[asyncio.Event]:
+    """The first Ctrl-C sets the event (no more prompts start); a second cancels the run. Where
+    the loop cannot take over Ctrl-C (another thread, Windows), it interrupts as before."""
+    stopping = asyncio.Event()
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+
+    def interrupted() -> None:
+        if stopping.is_set():
+            if task is not None:
+                task.cancel()
+            return
+        stopping.set()
+        progress.stopping = True
+        report(progress)
+
+    taken = threading.current_thread() is threading.main_thread()
+    if taken:
+        try:
+            loop.add_signal_handler(signal.SIGINT, interrupted)
+        except (NotImplementedError, RuntimeError):
+            taken = False
+    try:
+        yield stopping
+    finally:
+        if taken:
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+async def _generate(client: ImageClient, journal: Journal, item: _Prompt) -> dict[str, Any]:
     if item.problem is not None:
-        return journal.end(item, _failed(item, "InvalidLine", item.problem))
+        return _ended(journal, _failed(item, "InvalidLine", item.problem))
 
     async def sending() -> None:  # on disk before the request's bytes go
-        await asyncio.to_thread(journal.send, item)
+        await asyncio.to_thread(journal.send, item.id, item.digest)
 
     try:
         result = await client.agenerate(item.prompt, **item.options, on_sending=sending)
     except ImageToolError as error:
-        return journal.end(item, _failed(item, type(error).__name__, str(error)))
-    return journal.end(item, _succeeded(item, result))
+        return _ended(journal, _failed(item, type(error).__name__, str(error)))
+    return _ended(journal, _succeeded(item, result))
+
+
+def _ended(journal: Journal, line: dict[str, Any]) -> dict[str, Any]:
+    journal.end(line)
+    return line
+
+
+def _check_bindings(prompts: Path, journal: Journal) -> None:
+    """Refuse a prompts file whose ids now ask for other prompts than the journal recorded."""
+    moved = [
+        item.id
+        for item in _read_prompts(prompts)
+        if item.problem is None and journal.digests.get(item.id, item.digest) != item.digest
+    ]
+    if moved:
+        named = ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else "")
+        raise ConfigurationError(
+            f"{journal.path.parent} holds results for other prompts under the ids {named}: the prompts "
+            "file changed. Give this run a fresh --out (or restore the prompts file)."
+        )
 
 
 def _read_prompts(path: Path) -> Iterator[_Prompt]:
@@ -170,9 +279,12 @@ def _read_prompts(path: Path) -> Iterator[_Prompt]:
             if not text.strip():
                 continue
             item = _prompt_of(number, text)
-            if item.id in seen:
+            if item.id in seen:  # reported under a name of its own, never another prompt's
                 problem = f"line {number} repeats the id {item.id!r}"
-                item = _Prompt(f"{item.id}@line-{number}", item.prompt, {}, problem)
+                renamed = f"{item.id}@line-{number}"
+                while renamed in seen:
+                    renamed += "+"
+                item = _Prompt(renamed, item.prompt, {}, problem)
             seen.add(item.id)
             yield item
 
@@ -219,89 +331,19 @@ def _failed(item: _Prompt, kind: str, message: str) -> dict[str, Any]:
     return {"id": item.id, "prompt": item.prompt, "status": "failed", "error": error}
 
 
-class _Journal:
-    """The append-only record of a run: ``{"id", "sent"}`` before a request, the result line after."""
-
-    def __init__(self, path: Path) -> None:
-        _drop_torn_line(path)
-        self.started = set(self.read(path))
-        self._file = path.open("a", encoding="utf-8")
-        self._lock = threading.Lock()  # sends are written from worker threads
-        self._sent: set[str] = set()
-
-    def send(self, item: _Prompt) -> None:
-        """Record that ``item``'s request goes out now (once: retries go out under the same)."""
-        if item.id not in self._sent:
-            self._sent.add(item.id)
-            self._write({"id": item.id, "sent": time.time()}, sync=True)
-
-    def end(self, item: _Prompt, line: dict[str, Any]) -> dict[str, Any]:
-        self._write(line, sync=False)
-        return line
-
-    def close(self) -> None:
-        self._file.close()
-
-    def _write(self, entry: dict[str, Any], *, sync: bool) -> None:
-        with self._lock:
-            self._file.write(json.dumps(entry, ensure_ascii=False) + "\n")
-            self._file.flush()
-            if sync:
-                os.fsync(self._file.fileno())
-
-    @staticmethod
-    def read(path: Path) -> dict[str, dict[str, Any] | None]:
-        """Each id the journal holds: its result line, or ``None`` while only its sending is known."""
-        entries: dict[str, dict[str, Any] | None] = {}
-        if not path.exists():
-            return entries
-        with path.open(encoding="utf-8") as lines:
-            for number, text in enumerate(lines, 1):
-                try:
-                    entry = json.loads(text)
-                except ValueError as error:
-                    raise ConfigurationError(
-                        f"{path}, line {number}, cannot be read ({error}): the journal was changed "
-                        "by hand or by another program. Mend or remove that line, or start a fresh --out."
-                    ) from None
-                if isinstance(entry, dict) and isinstance(entry.get("id"), str):
-                    entries[entry["id"]] = entry if "status" in entry else entries.get(entry["id"])
-        return entries
-
-
-def _drop_torn_line(path: Path) -> None:
-    """Cut a last line the journal holds only in part (the run stopped while writing it): a
-    sending never finished was never followed by its request, and a result never finished leaves
-    its prompt lost, never resent. Whatever is written next starts on a line of its own."""
-    if not path.exists() or (size := path.stat().st_size) == 0:
-        return
-    with path.open("rb+") as journal:
-        journal.seek(size - 1)
-        if journal.read(1) == b"\n":
-            return
-        end = size  # back a block at a time to the last line break: the journal may be large
-        while end > 0:
-            start = max(0, end - 65536)
-            journal.seek(start)
-            if (found := journal.read(end - start).rfind(b"\n")) != -1:
-                journal.truncate(start + found + 1)
-                return
-            end = start
-        journal.truncate(0)
-
-
-def _write_results(items: list[_Prompt], ended: dict[str, dict[str, Any] | None], path: Path) -> BatchSummary:
+def _write_results(prompts: Path, journal: Journal, path: Path) -> BatchSummary:
     """``results.jsonl`` from the journal, in the input's order (written whole, then renamed)."""
     counts: dict[Status, int] = {"ok": 0, "failed": 0, "lost": 0}
-    cost = 0.0
+    cost, not_started = 0.0, 0
     unsaved: list[str] = []
     invalid_lines: list[str] = []
     temporary = path.with_suffix(".tmp")
     with temporary.open("w", encoding="utf-8") as results:
-        for item in items:
-            if item.id not in ended:
-                continue  # not started: a later run does it
-            line = ended[item.id] or {
+        for item in _read_prompts(prompts):
+            if item.id not in journal.sent:
+                not_started += 1  # a later run does it
+                continue
+            line = journal.result(item.id) or {
                 "id": item.id,
                 "prompt": item.prompt,
                 "status": "lost",
@@ -314,4 +356,6 @@ def _write_results(items: list[_Prompt], ended: dict[str, dict[str, Any] | None]
                 invalid_lines.append(line["error"]["message"])
             results.write(json.dumps(line, ensure_ascii=False) + "\n")
     temporary.replace(path)
-    return BatchSummary(counts["ok"], counts["failed"], counts["lost"], cost, path, unsaved, invalid_lines)
+    return BatchSummary(
+        counts["ok"], counts["failed"], counts["lost"], cost, path, not_started, unsaved, invalid_lines
+    )

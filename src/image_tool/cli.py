@@ -145,6 +145,11 @@ def _parser() -> argparse.ArgumentParser:
         default=16,
         help="requests at once, at most (default 16)",
     )
+    batch.add_argument(
+        "--resend-lost",
+        action="store_true",
+        help="send again the prompts an earlier run sent but lost (they may be billed twice)",
+    )
     _add_settings(batch, "model", "api", *_CALL_SETTINGS)
     batch.set_defaults(run=commands.batch)
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from image_tool import ConfigurationError, Fallback, ImageClient
+from image_tool._io.journal import Journal
 from image_tool.batch import BatchProgress, run_batch
 from image_tool.cli import main
 from image_tool.testing import FakeRelay, Reply
@@ -146,26 +147,31 @@ def test_failover_inside_a_run(tmp_path: Path) -> None:
     assert sorted(refused_then_moved) == [f"A cat number {index}" for index in range(3)]
 
 
-def test_ctrl_c_then_the_same_command_finishes_without_sending_twice(tmp_path: Path) -> None:
+def batch_command(relay: FakeRelay, prompts: Path, out: Path) -> tuple[list[str], dict[str, str]]:
+    environment = {**os.environ, "IMAGE_TOOL_API_KEY": relay.api_key, "IMAGE_TOOL_BASE_URL": relay.base_url}
+    command = [sys.executable, "-m", "image_tool.cli", "batch", str(prompts), "--out", str(out)]
+    return [*command, "--concurrency", "4", "--allow-private-downloads"], environment
+
+
+@pytest.mark.parametrize("presses", [1, 2], ids=["drained", "abandoned"])
+def test_ctrl_c_then_the_same_command_sends_every_prompt_once(tmp_path: Path, presses: int) -> None:
+    """One Ctrl-C lets the prompts in flight finish: none is lost, and the same command sends the
+    rest, each once. A second abandons those in flight: they are lost, never sent again."""
     prompts = write_prompts(tmp_path / "prompts.jsonl", 40)
     out = tmp_path / "out"
-    with FakeRelay(default_reply=Reply.success(delay=0.2)) as relay:
-        environment = {
-            **os.environ,
-            "IMAGE_TOOL_API_KEY": relay.api_key,
-            "IMAGE_TOOL_BASE_URL": relay.base_url,
-        }
-        command = [sys.executable, "-m", "image_tool.cli", "batch", str(prompts), "--out", str(out)]
-        command += ["--concurrency", "4", "--allow-private-downloads"]
+    with FakeRelay(default_reply=Reply.success(delay=0.5)) as relay:
+        command, environment = batch_command(relay, prompts, out)
         with ctrl_c_enabled():
             process = subprocess.Popen(  # noqa: S603  # our own command line, no shell
                 command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
-        wait_until(lambda: len(relay.requests) >= 12, "the batch never got going")
-        process.send_signal(signal.SIGINT)
+        wait_until(lambda: len(relay.requests) >= 6, "the batch never got going")
+        for _ in range(presses):
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.1)
         _, interrupted = process.communicate(timeout=30)
         assert process.returncode == 130, interrupted
-        assert b"Traceback" not in interrupted
+        assert b"Traceback" not in interrupted and b"Stopping" in interrupted
         assert len(results_of(out)) < 40  # stopped part way
         first_sent = sent_prompts(relay)
         finished = subprocess.run(  # noqa: S603  # our own command line, no shell
@@ -176,12 +182,41 @@ def test_ctrl_c_then_the_same_command_finishes_without_sending_twice(tmp_path: P
     assert [line["id"] for line in results] == [f"p{index}" for index in range(40)]
     assert max(every_sent.values()) == 1  # no prompt was ever sent twice
     lost = [line["id"] for line in results if line["status"] == "lost"]
-    assert lost and len(lost) + sum(line["status"] == "ok" for line in results) == 40
-    assert all(
-        f"A cat number {name[1:]}" in first_sent for name in lost
-    )  # lost ones went out in the first run
+    assert (lost == []) is (presses == 1), lost
+    assert all(f"A cat number {name[1:]}" in first_sent for name in lost)  # lost ones went out first
+    assert len(lost) + sum(line["status"] == "ok" for line in results) == 40
     assert finished.returncode == (1 if lost else 0)
     assert f"{40 - len(lost)} ok, 0 failed, {len(lost)} lost" in finished.stdout
+
+
+def test_two_runs_on_one_out_and_a_changed_prompts_file_are_refused(
+    fake_relay: FakeRelay, tmp_path: Path
+) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = Journal(out)  # another run holds the directory
+    try:
+        with pytest.raises(ConfigurationError, match=rf"in use by another batch run \(PID {os.getpid()}\)"):
+            run_batch(prompts, out, **settings(fake_relay))
+    finally:
+        holder.close()
+    run_batch(prompts, out, **settings(fake_relay))
+    (tmp_path / "prompts.jsonl").write_text(json.dumps({"id": "p1", "prompt": "A different dog"}) + "\n")
+    with pytest.raises(ConfigurationError, match="under the ids p1: the prompts file changed"):
+        run_batch(prompts, out, **settings(fake_relay))
+    assert sum(sent_prompts(fake_relay).values()) == 2
+
+
+def test_lost_prompts_are_sent_again_only_when_asked(fake_relay: FakeRelay, tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "journal.jsonl").write_text(json.dumps({"id": "p0", "sent": 1.0}) + "\n")
+    assert run_batch(prompts, out, **settings(fake_relay)).lost == 1
+    summary = run_batch(prompts, out, resend_lost=True, **settings(fake_relay))
+    assert (summary.ok, summary.lost) == (2, 0)
+    assert sent_prompts(fake_relay) == Counter({"A cat number 0": 1, "A cat number 1": 1})
 
 
 def test_the_batch_command_shows_progress_without_rich(

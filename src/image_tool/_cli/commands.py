@@ -139,7 +139,12 @@ def batch(args: argparse.Namespace) -> int:
     try:
         with BatchDisplay(sys.stderr) as display:
             summary = run_batch(
-                args.prompts, args.out, concurrency=args.concurrency, on_progress=display.update, **settings
+                args.prompts,
+                args.out,
+                concurrency=args.concurrency,
+                on_progress=display.update,
+                resend_lost=args.resend_lost,
+                **settings,
             )
     except errors.ConfigurationError as error:
         message = NOT_CONFIGURED if "No image relay is configured" in str(error) else str(error)
@@ -162,10 +167,21 @@ def batch(args: argparse.Namespace) -> int:
             f"image-tool: {len(summary.invalid_lines)} prompt line(s) could not be used: {shown}",
             file=sys.stderr,
         )
+    if summary.lost:
+        print(
+            f"image-tool: {summary.lost} prompt(s) went out but their answers were not recorded; they "
+            "may have been generated and billed. --resend-lost sends them again.",
+            file=sys.stderr,
+        )
     if summary.unsaved:
         reason = in_cli_terms(summary.unsaved[0])
         print(f"image-tool: {len(summary.unsaved)} image(s) were not saved: {reason}", file=sys.stderr)
         return exit_code(errors.SaveError())
+    if summary.not_started:
+        print(
+            f"image-tool: stopped; {summary.not_started} prompt(s) not started: run the same command to go on"
+        )
+        return exit_code(KeyboardInterrupt())
     return 0 if summary.failed == summary.lost == 0 else 1
 
 

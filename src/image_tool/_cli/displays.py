@@ -83,6 +83,7 @@ class BatchDisplay:
     seconds: done, failed, rate, time left, spend."""
 
     EVERY = 2.0
+    _stopping = False
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -116,6 +117,12 @@ class BatchDisplay:
 
     def update(self, progress: BatchProgress) -> None:
         ended = progress.skipped + progress.done + progress.failed
+        if progress.stopping and not self._stopping:
+            self._stopping = True
+            self._say(
+                f"Stopping: no more prompts start; {progress.in_flight} in flight finish "
+                "(Ctrl-C again abandons them)."
+            )
         if self._bar is not None:
             self._bar.update(
                 self._task,
@@ -136,3 +143,10 @@ class BatchDisplay:
             f"spend {progress.cost:g}\n"
         )
         self._stream.flush()
+
+    def _say(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(text)
+        else:
+            self._stream.write(text + "\n")
+            self._stream.flush()
