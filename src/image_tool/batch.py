@@ -34,7 +34,7 @@ from typing import Any, Literal
 from ._io.journal import Journal, digest
 from .catalog import OPTION_NAMES
 from .client import ImageClient
-from .errors import ConfigurationError, ImageToolError
+from .errors import ConfigurationError, ImageToolError, RateLimitError
 from .models import ImageGenerationResult
 
 Status = Literal["ok", "failed", "lost"]
@@ -43,6 +43,11 @@ LINE_OPTIONS = ("n", *OPTION_NAMES)
 BATCH_RETRIES = 10
 """Retries of a throttled or failed-in-transit prompt in a batch: a rate-limited relay slows the
 run down rather than failing its prompts."""
+REQUEUES = 20
+REQUEUE_SECONDS = 600.0
+"""A prompt still rate-limited after its retries waits and goes again, up to ``REQUEUES`` times
+and ``REQUEUE_SECONDS`` in all; then it fails with the ``RateLimitError`` (a relay whose every
+account is spent does not recover)."""
 LOST = (
     "The request went out but its answer was never recorded (the run stopped while it was in "
     "flight); it is not sent again, as it may have been generated and billed."
@@ -120,7 +125,8 @@ def run_batch(
     """Generate every prompt of the JSONL file ``prompts`` into ``out`` (see the module's
     docstring), at most ``concurrency`` at a time; ``settings`` are ``ImageClient``'s
     (``save_dir`` is ``out/images``). Unless told otherwise, the run finds the rate a relay allows
-    (``adaptive_concurrency``) and retries a throttled prompt up to ``BATCH_RETRIES`` times.
+    (``adaptive_concurrency``), retries a throttled prompt up to ``BATCH_RETRIES`` times, then
+    sends it again after each wait up to ``REQUEUES`` times.
     Resumable: run it again with the same ``out`` after a crash or Ctrl-C; ``resend_lost`` sends
     the prompts an earlier run lost again (they may be billed twice)."""
     run = arun_batch(
@@ -244,11 +250,19 @@ async def _generate(client: ImageClient, journal: Journal, item: _Prompt) -> dic
     async def sending() -> None:  # on disk before the request's bytes go
         await asyncio.to_thread(journal.send, item.id, item.digest)
 
-    try:
-        result = await client.agenerate(item.prompt, **item.options, on_sending=sending)
-    except ImageToolError as error:
-        return _ended(journal, _failed(item, type(error).__name__, str(error)))
-    return _ended(journal, _succeeded(item, result))
+    requeues, since = 0, time.monotonic()
+    while True:
+        try:
+            result = await client.agenerate(item.prompt, **item.options, on_sending=sending)
+        except RateLimitError as error:
+            if requeues < REQUEUES and time.monotonic() - since < REQUEUE_SECONDS:
+                requeues += 1
+                await asyncio.sleep(error.retry_after or 1.0)
+                continue
+            return _ended(journal, _failed(item, type(error).__name__, str(error)))
+        except ImageToolError as error:
+            return _ended(journal, _failed(item, type(error).__name__, str(error)))
+        return _ended(journal, _succeeded(item, result))
 
 
 def _ended(journal: Journal, line: dict[str, Any]) -> dict[str, Any]:

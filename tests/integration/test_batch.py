@@ -314,3 +314,20 @@ def test_the_batch_command_says_each_failure_in_a_line(
     assert "2 image(s) were not saved" in err and "--allow-private-downloads" in err, err
     assert "1 prompt line(s) could not be used: line 3 is not JSON" in err
     assert "Traceback" not in err
+
+
+def test_a_rate_limit_past_the_retries_requeues_the_prompt(tmp_path: Path) -> None:
+    """With no retries left, a prompt the relay refuses for load waits its Retry-After and goes
+    again: none fails, none is generated twice."""
+    with FakeRelay(rate_limit=4, default_reply=Reply.success(delay=0.05)) as relay:
+        summary = run_batch(
+            write_prompts(tmp_path / "prompts.jsonl", 12),
+            tmp_path / "out",
+            concurrency=12,
+            **settings(relay, max_retries=0, adaptive_concurrency=False),
+        )
+        refused = sum(request.path.endswith("/completions") for request in relay.requests) - 12
+        generated = relay.generated_prompts
+    assert (summary.ok, summary.failed) == (12, 0)
+    assert refused > 0  # the relay did refuse some: they were requeued, not failed
+    assert sorted(generated) == sorted(f"A cat number {index}" for index in range(12))
