@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -159,13 +160,14 @@ def test_ctrl_c_then_the_same_command_sends_every_prompt_once(tmp_path: Path, pr
     rest, each once. A second abandons those in flight: they are lost, never sent again."""
     prompts = write_prompts(tmp_path / "prompts.jsonl", 40)
     out = tmp_path / "out"
-    with FakeRelay(default_reply=Reply.success(delay=0.5)) as relay:
+    # Generations of 1.5 s: the second Ctrl-C, 0.1 s after the first, finds requests in flight.
+    with FakeRelay(default_reply=Reply.success(delay=1.5)) as relay:
         command, environment = batch_command(relay, prompts, out)
         with ctrl_c_enabled():
             process = subprocess.Popen(  # noqa: S603  # our own command line, no shell
                 command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
-        wait_until(lambda: len(relay.requests) >= 6, "the batch never got going")
+        wait_until(lambda: len(relay.requests) >= 4, "the batch never got going")
         for _ in range(presses):
             process.send_signal(signal.SIGINT)
             time.sleep(0.1)
@@ -331,3 +333,33 @@ def test_a_rate_limit_past_the_retries_requeues_the_prompt(tmp_path: Path) -> No
     assert (summary.ok, summary.failed) == (12, 0)
     assert refused > 0  # the relay did refuse some: they were requeued, not failed
     assert sorted(generated) == sorted(f"A cat number {index}" for index in range(12))
+
+
+def test_kill_9_at_random_points_never_sends_a_prompt_twice(tmp_path: Path) -> None:
+    """The real command, killed (SIGKILL: no clean-up at all) three times at random points, then
+    run to its end: no prompt was sent twice, and each is ok or reported lost."""
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 30)
+    out = tmp_path / "out"
+    chance = random.Random(2026)  # noqa: S311 - when to kill, not a secret
+    with FakeRelay(default_reply=Reply.success(delay=0.2)) as relay:
+        command, environment = batch_command(relay, prompts, out)
+        for _ in range(3):
+            process = subprocess.Popen(  # noqa: S603  # our own command line, no shell
+                command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            before = len(relay.requests)
+            wait_until(lambda: len(relay.requests) > before, "the batch never got going")  # noqa: B023
+            time.sleep(chance.uniform(0.0, 0.6))
+            process.kill()
+            process.wait(timeout=30)
+        finished = subprocess.run(  # noqa: S603  # our own command line, no shell
+            command, env=environment, capture_output=True, text=True, timeout=120
+        )
+        every_sent = sent_prompts(relay)
+    results = results_of(out)
+    assert [line["id"] for line in results] == [f"p{index}" for index in range(30)], finished.stderr
+    assert max(every_sent.values()) == 1
+    assert {line["status"] for line in results} <= {"ok", "lost"}
+    assert len(every_sent) == 30 - sum(
+        line["status"] == "lost" and line["prompt"] not in every_sent for line in results
+    )
