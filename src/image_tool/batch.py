@@ -26,7 +26,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -149,12 +149,8 @@ async def arun_batch(
     (out / "images").mkdir(parents=True, exist_ok=True)
     journal = Journal(out)
     try:
-        _check_bindings(prompts, journal)
-        done_before = set(journal.ended) | (set() if resend_lost else journal.sent)
-        progress = BatchProgress(total=0)
-        for item in _read_prompts(prompts):
-            progress.total += 1
-            progress.skipped += item.id in done_before
+        done_before = journal.sent if not resend_lost else journal.ended.keys()
+        progress = _survey(prompts, journal, done_before)
         report = on_progress or (lambda progress: None)
         defaults = {
             "adaptive_concurrency": True,
@@ -175,7 +171,7 @@ async def _run(
     client: ImageClient,
     journal: Journal,
     prompts: Path,
-    done_before: set[str],
+    done_before: Collection[str],
     concurrency: int,
     progress: BatchProgress,
     report: Callable[[BatchProgress], object],
@@ -270,19 +266,23 @@ def _ended(journal: Journal, line: dict[str, Any]) -> dict[str, Any]:
     return line
 
 
-def _check_bindings(prompts: Path, journal: Journal) -> None:
-    """Refuse a prompts file whose ids now ask for other prompts than the journal recorded."""
-    moved = [
-        item.id
-        for item in _read_prompts(prompts)
-        if item.problem is None and journal.digests.get(item.id, item.digest) != item.digest
-    ]
+def _survey(prompts: Path, journal: Journal, done_before: Collection[str]) -> BatchProgress:
+    """How many prompts there are and how many ended before; a prompts file whose ids now ask for
+    other prompts than the journal recorded is refused, naming them."""
+    progress, moved = BatchProgress(total=0), []
+    for item in _read_prompts(prompts):
+        progress.total += 1
+        progress.skipped += item.id in done_before
+        recorded = journal.digests.get(item.id)
+        if recorded is not None and item.problem is None and recorded != item.digest:
+            moved.append(item.id)
     if moved:
         named = ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else "")
         raise ConfigurationError(
             f"{journal.path.parent} holds results for other prompts under the ids {named}: the prompts "
             "file changed. Give this run a fresh --out (or restore the prompts file)."
         )
+    return progress
 
 
 def _read_prompts(path: Path) -> Iterator[_Prompt]:
@@ -352,12 +352,12 @@ def _write_results(prompts: Path, journal: Journal, path: Path) -> BatchSummary:
     unsaved: list[str] = []
     invalid_lines: list[str] = []
     temporary = path.with_suffix(".tmp")
-    with temporary.open("w", encoding="utf-8") as results:
+    with temporary.open("w", encoding="utf-8") as results, journal.results() as result_of:
         for item in _read_prompts(prompts):
             if item.id not in journal.sent:
                 not_started += 1  # a later run does it
                 continue
-            line = journal.result(item.id) or {
+            line = result_of(item.id) or {
                 "id": item.id,
                 "prompt": item.prompt,
                 "status": "lost",

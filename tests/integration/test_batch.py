@@ -154,6 +154,7 @@ def batch_command(relay: FakeRelay, prompts: Path, out: Path) -> tuple[list[str]
     return [*command, "--concurrency", "4", "--allow-private-downloads"], environment
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("presses", [1, 2], ids=["drained", "abandoned"])
 def test_ctrl_c_then_the_same_command_sends_every_prompt_once(tmp_path: Path, presses: int) -> None:
     """One Ctrl-C lets the prompts in flight finish: none is lost, and the same command sends the
@@ -335,6 +336,7 @@ def test_a_rate_limit_past_the_retries_requeues_the_prompt(tmp_path: Path) -> No
     assert sorted(generated) == sorted(f"A cat number {index}" for index in range(12))
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_points_never_sends_a_prompt_twice(tmp_path: Path) -> None:
     """The real command, killed (SIGKILL: no clean-up at all) three times at random points, then
     run to its end: no prompt was sent twice, and each is ok or reported lost."""

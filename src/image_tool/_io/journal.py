@@ -12,13 +12,14 @@ its digest; a result line is read back from the file when the results are writte
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -70,15 +71,22 @@ class Journal:
             self.ended[line["id"]] = self.path.stat().st_size
             self._write(line, sync=False)
 
-    def result(self, id_: str) -> dict[str, Any] | None:
-        """The result line of ``id_``, or ``None`` while only its sending is known."""
-        offset = self.ended.get(id_)
-        if offset is None:
-            return None
+    @contextlib.contextmanager
+    def results(self) -> Iterator[Callable[[str], dict[str, Any] | None]]:
+        """A look-up of each id's result line (``None`` while only its sending is known), on one
+        reading of the file."""
+        self._file.flush()
         with self.path.open("rb") as journal:
-            journal.seek(offset)
-            line: dict[str, Any] = json.loads(journal.readline())
-        return line
+
+            def result(id_: str) -> dict[str, Any] | None:
+                offset = self.ended.get(id_)
+                if offset is None:
+                    return None
+                journal.seek(offset)
+                line: dict[str, Any] = json.loads(journal.readline())
+                return line
+
+            yield result
 
     def close(self) -> None:
         self._file.close()
