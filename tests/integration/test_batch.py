@@ -177,6 +177,7 @@ def test_ctrl_c_then_the_same_command_sends_every_prompt_once(tmp_path: Path, pr
         assert b"Traceback" not in interrupted and b"Stopping" in interrupted
         assert len(results_of(out)) < 40  # stopped part way
         first_sent = sent_prompts(relay)
+        relay.default_reply = Reply.success(delay=0.05)  # the rest, quickly
         finished = subprocess.run(  # noqa: S603  # our own command line, no shell
             command, env=environment, capture_output=True, text=True, timeout=60
         )
