@@ -196,16 +196,22 @@ async def _run(
                 if item.id in done_before:
                     continue
                 while len(in_flight) >= concurrency:
-                    _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    # A journal that cannot be written (a full disk) stops the run.
+                    ended = [task for task in done if not task.cancelled()]
+                    if failures := [error for task in ended if (error := task.exception())]:
+                        raise failures[0]
                 progress.in_flight += 1
                 in_flight.add(asyncio.create_task(generate(item)))
             if in_flight:
                 await asyncio.gather(*in_flight)
-        except asyncio.CancelledError:
+        except BaseException as error:
             for task in in_flight:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
-            raise KeyboardInterrupt from None  # the second Ctrl-C: the run is abandoned
+            if isinstance(error, asyncio.CancelledError):
+                raise KeyboardInterrupt from None  # the second Ctrl-C: the run is abandoned
+            raise
 
 
 @contextlib.contextmanager

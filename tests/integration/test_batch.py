@@ -4,6 +4,7 @@ sending any prompt twice, bad lines reported, failover and spend inside a run.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -40,11 +41,14 @@ def results_of(out: Path) -> list[dict[str, Any]]:
 
 
 def sent_prompts(relay: FakeRelay) -> Counter[str]:
-    return Counter(
-        request.json["messages"][-1]["content"]
-        for request in relay.requests
-        if request.path.endswith("/completions")
-    )
+    """The prompts the relay received whole (a request cut off mid-body, by a stopped run, asked
+    for nothing)."""
+    prompts: Counter[str] = Counter()
+    for request in relay.requests:
+        if request.path.endswith("/completions"):
+            with contextlib.suppress(ValueError, TypeError):
+                prompts[request.json["messages"][-1]["content"]] += 1
+    return prompts
 
 
 def settings(relay: FakeRelay, **extra: Any) -> dict[str, Any]:
@@ -366,3 +370,55 @@ def test_kill_9_at_random_points_never_sends_a_prompt_twice(tmp_path: Path) -> N
     assert len(every_sent) == 30 - sum(
         line["status"] == "lost" and line["prompt"] not in every_sent for line in results
     )
+
+
+@pytest.mark.slow
+def test_a_second_process_on_the_same_out_is_refused(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 8)
+    out = tmp_path / "out"
+    with FakeRelay(default_reply=Reply.success(delay=1.0)) as relay:
+        command, environment = batch_command(relay, prompts, out)
+        first = subprocess.Popen(  # noqa: S603  # our own command line, no shell
+            command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            wait_until(lambda: len(relay.requests) >= 1, "the first run never got going")
+            second = subprocess.run(  # noqa: S603  # our own command line, no shell
+                command, env=environment, capture_output=True, text=True, timeout=60
+            )
+        finally:
+            first.wait(timeout=60)
+        every_sent = sent_prompts(relay)
+    assert second.returncode == 2
+    assert f"in use by another batch run (PID {first.pid})" in second.stderr
+    assert first.returncode == 0 and max(every_sent.values()) == 1 and len(every_sent) == 8
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_and_the_next_run_sends_nothing_twice(tmp_path: Path) -> None:
+    """Files may not grow past 3 KB (as on a full disk, writes fail): the run stops with one line,
+    and the same command, with room again, finishes without sending a prompt twice."""
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 20)
+    out = tmp_path / "out"
+
+    # The limit is set in the child itself (a preexec_fn is unsafe in a process with threads).
+    small_files = (
+        "import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000)); sys.argv = sys.argv[1:]; "
+        "runpy.run_module('image_tool.cli', run_name='__main__')"
+    )
+    with FakeRelay() as relay:
+        command, environment = batch_command(relay, prompts, out)
+        limited = [sys.executable, "-c", small_files, "image-tool", *command[3:]]
+        full = subprocess.run(  # noqa: S603  # our own command line, no shell
+            limited, env=environment, capture_output=True, text=True, timeout=60
+        )
+        finished = subprocess.run(  # noqa: S603  # our own command line, no shell
+            command, env=environment, capture_output=True, text=True, timeout=60
+        )
+        every_sent = sent_prompts(relay)
+    assert full.returncode == 2, full.stderr
+    assert "could not write to --out" in full.stderr and "Traceback" not in full.stderr
+    assert finished.returncode in (0, 1, 12), finished.stderr  # 12: images the full disk kept out
+    assert max(every_sent.values()) == 1
+    assert [line["id"] for line in results_of(out)] == [f"p{index}" for index in range(20)]
