@@ -13,10 +13,10 @@ its digest; a result line is read back from the file when the results are writte
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -125,7 +125,7 @@ def _hold(path: Path) -> BinaryIO:
     process ends, a kill included); a second run is refused, naming the first one's PID."""
     lock = path.open("a+b")
     try:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _lock_now(lock)
     except OSError:
         lock.seek(0)
         holder = lock.read().decode(errors="replace").strip() or "unknown"
@@ -139,6 +139,19 @@ def _hold(path: Path) -> BinaryIO:
     lock.write(str(os.getpid()).encode())
     lock.flush()
     return lock
+
+
+def _lock_now(lock: BinaryIO) -> None:
+    """Lock ``lock`` for this process, or raise ``OSError`` at once when another holds it."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        lock.seek(0)
+        msvcrt.locking(lock.fileno(), msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def _drop_torn_line(path: Path) -> None:
