@@ -17,9 +17,9 @@ from pydantic import (
     model_validator,
 )
 
-from ._call import Call, ProgressCallback
+from ._call import Call, ProgressCallback, Relay
 from ._io.connection import refuse_httpx, resolve_connection
-from ._io.pooling import AsyncPools, SyncPools
+from ._io.pooling import AsyncPools, SyncPool
 from ._policy.failover import Cooldowns, fallbacks_from_environment, most_per_image, settings_of
 from ._policy.limits import AdaptiveLimit
 from .catalog import ModelFamily, family_of
@@ -120,14 +120,14 @@ class ImageClient(ClientSettings):
             shared = [name for name in ClientSettings.model_fields if name not in _PER_RELAY]
             inherited = {name: getattr(self, name) for name in shared}
             fallbacks = [ImageClient(**settings_of(fallback, inherited)) for fallback in self.fallbacks]
-        limit, cooldowns = self.max_concurrency, Cooldowns()
+        limit, cooldowns, relay = self.max_concurrency, Cooldowns(), Relay(self)
         adaptive = AdaptiveLimit(initial=min(8, limit), maximum=limit) if self.adaptive_concurrency else None
-        sync_pools = SyncPools(max_concurrency=limit, injected=self.http_client)
+        sync_pools = SyncPool(max_concurrency=limit, injected=self.http_client)
         sync_fallbacks = [fallback._sync for fallback in fallbacks]
-        self._sync = SyncGeneration(self, sync_pools, sync_fallbacks, cooldowns, adaptive)
+        self._sync = SyncGeneration(relay, sync_pools, sync_fallbacks, cooldowns, adaptive)
         async_pools = AsyncPools(max_concurrency=limit, injected=self.http_async_client)
         async_fallbacks = [fallback._async for fallback in fallbacks]
-        self._async = AsyncGeneration(self, async_pools, async_fallbacks, cooldowns, adaptive)
+        self._async = AsyncGeneration(relay, async_pools, async_fallbacks, cooldowns, adaptive)
 
     @property
     def display_name(self) -> str:

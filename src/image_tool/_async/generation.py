@@ -7,7 +7,7 @@ import functools
 import logging
 from collections.abc import Iterable
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from .._call import (
     OFF_LOOP_BYTES,
@@ -32,9 +32,6 @@ from ..errors import APIStatusError, ImageToolError, InvalidRequestError
 from ..models import GenerationProgress, ImageGenerationResult
 from .saving import save_images
 
-if TYPE_CHECKING:
-    from ..client import ImageClient
-
 logger = logging.getLogger("image_tool")
 
 T = TypeVar("T")
@@ -46,14 +43,14 @@ class AsyncGeneration:
 
     def __init__(
         self,
-        client: ImageClient,
+        relay: Relay,
         pools: AsyncPools,
         fallbacks: list[AsyncGeneration],
         cooldowns: Cooldowns,
         adaptive: AdaptiveLimit | None,
     ) -> None:
-        self.client = client
-        self.relay = Relay(client)
+        self.client = relay.client
+        self.relay = relay
         self.pools = pools
         self.relays = [self, *fallbacks]
         self.cooldowns = cooldowns

@@ -65,8 +65,7 @@ class Journal:
             self._write({"id": id_, "sent": time.time(), "digest": prompt_digest}, sync=True)
 
     def end(self, line: dict[str, Any]) -> None:
-        with self._lock:
-            self._file.flush()
+        with self._lock:  # every write is flushed: the file's size is where this line starts
             self.sent.add(line["id"])
             self.ended[line["id"]] = self.path.stat().st_size
             self._write(line, sync=False)
@@ -74,8 +73,7 @@ class Journal:
     @contextlib.contextmanager
     def results(self) -> Iterator[Callable[[str], dict[str, Any] | None]]:
         """A look-up of each id's result line (``None`` while only its sending is known), on one
-        reading of the file."""
-        self._file.flush()
+        reading of the file (every write is flushed: each line is there)."""
         with self.path.open("rb") as journal:
 
             def result(id_: str) -> dict[str, Any] | None:

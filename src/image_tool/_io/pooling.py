@@ -1,7 +1,7 @@
 """The connections an ImageClient holds: one pooled httpx2 client for sync calls, and for async calls
 a few AsyncClients per event loop, closed with their loop.
 
-    pools = AsyncPools(max_concurrency=512, injected=None)     # SyncPools: the same, sync
+    pools = AsyncPools(max_concurrency=512, injected=None)     # SyncPool: the same, sync
     pool = await pools.current()
     async with pool.slots:
         with pool.http() as http:
@@ -110,10 +110,6 @@ class SyncPool:
         for client in clients:
             if client is not None:
                 client.close()
-
-
-SyncPools = SyncPool
-"""The sync side holds one pool for every thread: it is its own ``current()``."""
 
 
 class _Senders:

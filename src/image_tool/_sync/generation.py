@@ -8,7 +8,7 @@ import functools
 import logging
 from collections.abc import Iterable
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from .._call import (
     OFF_LOOP_BYTES,
@@ -21,7 +21,7 @@ from .._call import (
     last_relay_failure,
     only_image_tool_errors,
 )
-from .._io.pooling import SyncPools
+from .._io.pooling import SyncPool
 from .._io.runtime import SyncAttempt, SyncRuntime
 from .._io.storage import SaveOptions
 from .._policy.failover import Cooldowns, fails_over
@@ -32,9 +32,6 @@ from .._wire.request import ImageRequest
 from ..errors import APIStatusError, ImageToolError, InvalidRequestError
 from ..models import GenerationProgress, ImageGenerationResult
 from .saving import save_images
-
-if TYPE_CHECKING:
-    from ..client import ImageClient
 
 logger = logging.getLogger("image_tool")
 
@@ -47,14 +44,14 @@ class SyncGeneration:
 
     def __init__(
         self,
-        client: ImageClient,
-        pools: SyncPools,
+        relay: Relay,
+        pools: SyncPool,
         fallbacks: list[SyncGeneration],
         cooldowns: Cooldowns,
         adaptive: AdaptiveLimit | None,
     ) -> None:
-        self.client = client
-        self.relay = Relay(client)
+        self.client = relay.client
+        self.relay = relay
         self.pools = pools
         self.relays = [self, *fallbacks]
         self.cooldowns = cooldowns

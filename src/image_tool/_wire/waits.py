@@ -112,8 +112,7 @@ def _from_words(words: str) -> float | None:
         return duration(found.group(1).replace(" ", "").lower())
     if found := simple.search(words) or chinese.search(words):
         unit = found.group(2).lower()
-        name = _UNIT_NAMES.get(unit) or _UNIT_NAMES.get(unit.rstrip("s"), "s")
-        return _sensible(float(found.group(1)) * _UNITS[name])
+        return _sensible(float(found.group(1)) * _UNITS[_UNIT_NAMES[unit]])
     return None
 
 
