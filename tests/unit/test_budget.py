@@ -25,3 +25,17 @@ def test_money_bounds_the_room_by_the_dearest_image() -> None:
     with budget.spending(1) as spending:
         assert spending.room() == 3  # 0.3 reserved + 0.7 left: three images at 0.3
     assert Budget(max_images=None, max_cost=None, per_image=0.3).spending(1).room() is None
+
+
+@pytest.mark.parametrize(("max_cost", "per_image", "images"), [(0.9, 0.3, 3), (0.3, 0.1, 3), (0.7, 0.1, 7)])
+def test_money_that_buys_a_whole_number_of_images_buys_them_all(
+    max_cost: float, per_image: float, images: int
+) -> None:
+    """0.9 / 0.3 is 2.9999999999999996 in floating point: the room is still three images."""
+    budget = Budget(max_images=None, max_cost=max_cost, per_image=per_image)
+    with budget.spending(1) as spending:
+        assert spending.room() == images
+    with pytest.raises(BudgetExceededError, match=f"allows {images} more image"), budget.spending(images + 1):
+        pass
+    with budget.spending(images):
+        pass

@@ -74,7 +74,7 @@ class Budget:
                 rooms.append(spending.images + max(0, self.max_images - self.images))
             if self.max_cost is not None and self.per_image:
                 rooms.append(
-                    int((spending.cost + max(0.0, self.max_cost - self.cost)) // self.per_image + 1e-9)
+                    int((spending.cost + max(0.0, self.max_cost - self.cost)) / self.per_image + 1e-9)
                 )
         return min(rooms, default=None)
 
@@ -97,7 +97,7 @@ class Budget:
             raise BudgetExceededError(
                 f"Only {images_left} more image(s) may be generated here; ask for n={images_left} or fewer."
             )
-        affordable = int((cost_left or 0.0) // self.per_image) if self.per_image else 0
+        affordable = int((cost_left or 0.0) / self.per_image + 1e-9) if self.per_image else 0
         if affordable <= 0:
             raise BudgetExceededError(
                 f"The spending limit of {self.max_cost:g} is reached. Do not call generate_image again; "
