@@ -67,12 +67,34 @@ class Plan:
     crowd_latency: float
     crowd_rounds: int
     images_api_megabytes: int  # the inline images of one Images API answer, base64
+    rates: tuple[
+        tuple[float, float, int], ...
+    ]  # relays' rates: (requests a second, seconds a generation, prompts)
 
 
 FULL = Plan(
-    5, 200, (1, 10, 100, 500, 1000), (1, 10, 100), 1.0, (2, 4, 8), 32, 41, 300, 20.0, 500, 1000, 10.0, 3, 10
+    *(
+        5,
+        200,
+        (1, 10, 100, 500, 1000),
+        (1, 10, 100),
+        1.0,
+        (2, 4, 8),
+        32,
+        41,
+        300,
+        20.0,
+        500,
+        1000,
+        10.0,
+        3,
+        10,
+    ),
+    rates=((10.0, 0.2, 600), (3.0, 2.0, 180), (50.0, 1.0, 3000)),  # a minute each at the rate
 )
-QUICK = Plan(2, 5, (1, 5), (1, 5), 0.05, (1, 2), 2, 1, 12, 20.0, 10, 20, 0.05, 1, 1)
+QUICK = Plan(
+    2, 5, (1, 5), (1, 5), 0.05, (1, 2), 2, 1, 12, 20.0, 10, 20, 0.05, 1, 1, rates=((20.0, 0.05, 12),)
+)
 
 
 @dataclass(frozen=True)
@@ -737,6 +759,54 @@ def bulk(plan: Plan) -> str:
     )
 
 
+def rates(plan: Plan) -> str:
+    """Batch runs (the defaults, concurrency 100) against relays that allow a number of requests a
+    second, each refusal a 429 with new-api's words and a Retry-After: the share of the rate the
+    run drew, and what the relay saw (none failed, none generated twice)."""
+    rows = []
+    logger = logging.getLogger("image_tool")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # the retries are counted here, not logged
+    for rate, seconds, count in plan.rates:
+        with (
+            contextlib.ExitStack() as restore,
+            TemporaryDirectory() as directory,
+            FakeRelay(rate_limit=rate, default_reply=Reply.success(delay=seconds)) as relay,
+        ):
+            restore.callback(logger.setLevel, level)
+            prompts = Path(directory) / "prompts.jsonl"
+            prompts.write_text(
+                "\n".join(json.dumps({"prompt": f"{PROMPT} {index}"}) for index in range(count))
+            )
+            started = time.perf_counter()
+            summary = run_batch(
+                prompts,
+                Path(directory) / "out",
+                concurrency=100,
+                api_key=relay.api_key,
+                base_url=relay.base_url,
+            )
+            elapsed = time.perf_counter() - started
+            generated = relay.generated_prompts
+            posts = len([request for request in relay.requests if request.method == "POST"])
+            rows.append(
+                (
+                    f"{rate:g}/s, {seconds:g} s each",
+                    f"{summary.ok}/{count}",
+                    str(summary.failed + summary.lost),
+                    str(len(generated) - len(set(generated))),
+                    str(posts - len(generated)),
+                    f"{elapsed:.1f} s",
+                    f"{summary.ok / elapsed:.2f}/s ({summary.ok / elapsed / rate:.0%})",
+                )
+            )
+    return table(
+        "Rate-limited relays: a batch run's draw of the rate each allows (goal: 90%, none failed or twice)",
+        ("relay", "generated", "failed or lost", "generated twice", "429s", "wall time", "prompts a second"),
+        rows,
+    )
+
+
 def per_call_costs(plan: Plan) -> str:
     """Memory held per call in flight and CPU per call, the client beside raw httpx2."""
     rows = []
@@ -806,6 +876,7 @@ SECTIONS: dict[str, Callable[..., str]] = {
     "big": big_answers,
     "images-api": images_api_answer,
     "bulk": bulk,
+    "rates": rates,
     "costs": per_call_costs,
     "imports": import_times,
 }

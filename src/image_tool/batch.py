@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._io.journal import Journal, digest
+from ._policy.retries import wait_before
 from .catalog import OPTION_NAMES
 from .client import ImageClient
 from .errors import ConfigurationError, ImageToolError, RateLimitError
@@ -41,12 +42,12 @@ Status = Literal["ok", "failed", "lost"]
 LINE_OPTIONS = ("n", *OPTION_NAMES)
 """What a prompt line may set beside ``id`` and ``prompt``."""
 BATCH_RETRIES = 10
-"""Retries of a throttled or failed-in-transit prompt in a batch: a rate-limited relay slows the
-run down rather than failing its prompts."""
+"""Retries of a prompt whose request failed on its way (a connection, a 502)."""
 REQUEUES = 20
 REQUEUE_SECONDS = 600.0
-"""A prompt still rate-limited after its retries waits and goes again, up to ``REQUEUES`` times
-and ``REQUEUE_SECONDS`` in all; then it fails with the ``RateLimitError`` (a relay whose every
+"""A prompt the relay refuses for load (a 429, saturation) spends none of its retries: it waits
+(the relay's Retry-After, else a backoff) and goes again, up to ``REQUEUES`` times and
+``REQUEUE_SECONDS`` in all; then it fails with the ``RateLimitError`` (a relay whose every
 account is spent does not recover)."""
 LOST = (
     "The request went out but its answer was never recorded (the run stopped while it was in "
@@ -125,8 +126,9 @@ def run_batch(
     """Generate every prompt of the JSONL file ``prompts`` into ``out`` (see the module's
     docstring), at most ``concurrency`` at a time; ``settings`` are ``ImageClient``'s
     (``save_dir`` is ``out/images``). Unless told otherwise, the run finds the rate a relay allows
-    (``adaptive_concurrency``), retries a throttled prompt up to ``BATCH_RETRIES`` times, then
-    sends it again after each wait up to ``REQUEUES`` times.
+    (``adaptive_concurrency``), retries a prompt that failed on its way up to ``BATCH_RETRIES``
+    times, and sends one the relay refused for load again after each wait, up to ``REQUEUES``
+    times.
     Resumable: run it again with the same ``out`` after a crash or Ctrl-C; ``resend_lost`` sends
     the prompts an earlier run lost again (they may be billed twice)."""
     run = arun_batch(
@@ -155,6 +157,7 @@ async def arun_batch(
         defaults = {
             "adaptive_concurrency": True,
             "max_retries": BATCH_RETRIES,
+            "retry_rate_limits": False,  # requeued here instead
             "max_concurrency": concurrency,
         }
         try:
@@ -259,7 +262,7 @@ async def _generate(client: ImageClient, journal: Journal, item: _Prompt) -> dic
         except RateLimitError as error:
             if requeues < REQUEUES and time.monotonic() - since < REQUEUE_SECONDS:
                 requeues += 1
-                await asyncio.sleep(error.retry_after or 1.0)
+                await asyncio.sleep(wait_before(requeues, error))
                 continue
             return _ended(journal, _failed(item, type(error).__name__, str(error)))
         except ImageToolError as error:

@@ -117,12 +117,18 @@ class ClientSettings(BaseModel):
     max_retries: int = Field(default=2, ge=0)
     """Retries of failures that are safe to retry (connection failures, timeouts before any
     answer, 429, 502/503/504), with exponential backoff and jitter, or the relay's Retry-After."""
+    retry_rate_limits: bool = True
+    """Retry a 429 or a saturated relay within the call; ``False`` raises ``RateLimitError`` at
+    once, for a caller that requeues the work itself (batch runs do, so a rate limit spends none
+    of a prompt's retries)."""
     max_concurrency: int = Field(default=512, ge=1)
     """Requests this client runs at once (per event loop); more wait for a free slot."""
     adaptive_concurrency: bool = False
     """Find the concurrency a rate-limited relay allows instead of failing: from 8 requests at once
-    (up to ``max_concurrency``), one more per round of successes, half as many after a 429 or
-    saturation, none while its Retry-After runs (``image_tool._policy.limits``). On for batch runs."""
+    (up to ``max_concurrency``), doubling each round of successes until the first 429, then one
+    more per round, 70% as many after a 429 or saturation, starts spread over the time a
+    generation takes, none while its Retry-After runs (``image_tool.AdaptiveLimit``). On for
+    batch runs."""
     default_headers: dict[str, str] = Field(default_factory=dict)
     """Extra headers sent with every request."""
     stream: bool = False

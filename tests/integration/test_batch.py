@@ -341,6 +341,19 @@ def test_a_rate_limit_past_the_retries_requeues_the_prompt(tmp_path: Path) -> No
     assert sorted(generated) == sorted(f"A cat number {index}" for index in range(12))
 
 
+def test_a_rate_limit_spends_none_of_a_prompts_retries(tmp_path: Path) -> None:
+    """Refused for load three times, then a 502, with one retry: the refusals were requeued, so
+    the retry is still there for the 502."""
+    with FakeRelay() as relay:
+        relay.queue(*[Reply.rate_limited(retry_after=0.01)] * 3, Reply.bad_gateway())
+        summary = run_batch(
+            write_prompts(tmp_path / "prompts.jsonl", 1), tmp_path / "out", **settings(relay, max_retries=1)
+        )
+        posts = sum(request.path.endswith("/completions") for request in relay.requests)
+    assert (summary.ok, summary.failed, posts) == (1, 0, 5)
+    assert relay.generated_prompts == ["A cat number 0"]
+
+
 @pytest.mark.slow
 def test_kill_9_at_random_points_never_sends_a_prompt_twice(tmp_path: Path) -> None:
     """The real command, killed (SIGKILL: no clean-up at all) three times at random points, then

@@ -17,6 +17,7 @@ def test_the_quick_benchmark_prints_every_figure(capsys: pytest.CaptureFixture[s
         "Concurrent calls",
         "Big answers",
         "Bulk runs",
+        "Rate-limited relays",
         "Per call: memory",
         "Import time",
     ):

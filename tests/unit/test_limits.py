@@ -1,10 +1,11 @@
-"""AdaptiveLimit: additive increase, multiplicative decrease once per round, Retry-After pauses, and
-waiting that works from threads and from any number of event loops."""
+"""AdaptiveLimit: slow start, additive increase, multiplicative decrease once per round, paced
+starts, Retry-After pauses, and waiting that works from threads and from any number of event loops."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import threading
 import time
 from collections import deque
@@ -75,17 +76,35 @@ def test_refuses_bounds_that_do_not_hold(initial: int, minimum: int, maximum: in
         AdaptiveLimit(initial=initial, minimum=minimum, maximum=maximum)
 
 
-def test_grows_by_one_per_round_of_successes() -> None:
+def after_slow_start(limit: AdaptiveLimit) -> AdaptiveLimit:
+    """``limit`` past its slow start: one throttle (cutting it), then one success (so its
+    request time is known)."""
+    with limit.sync_slot() as slot:
+        slot.throttled()
+    with limit.sync_slot():
+        pass
+    return limit
+
+
+def test_slow_start_doubles_the_limit_each_round() -> None:
     limit = AdaptiveLimit(initial=4)
-    seen = full_rounds(limit, 1 + 4 + 5 + 6)
+    seen = full_rounds(limit, 1 + 4 + 8)
     # The first request started alone (1 of 4 in flight: the limit was not what held the caller
-    # back), so it does not count; then 4 successes make 5, 5 more make 6, 6 more make 7.
-    assert seen == [4] * 4 + [5] * 5 + [6] * 6 + [7]
+    # back), so it does not count; then each success adds one: 4 make 8, 8 more make 16.
+    assert seen == [4, *range(5, 17)]
+
+
+def test_past_slow_start_grows_by_one_per_round_of_successes() -> None:
+    limit = after_slow_start(AdaptiveLimit(initial=6))
+    assert limit.limit == 4
+    # The first request of the pipeline starts alone and does not count; then 4 make 5, 5 make 6.
+    assert full_rounds(limit, 1 + 4 + 5) == [4] * 4 + [5] * 5 + [6]
     assert limit.in_flight == 0
 
 
 def test_a_caller_below_half_the_limit_does_not_grow_it() -> None:
-    limit = AdaptiveLimit(initial=8)
+    limit = after_slow_start(AdaptiveLimit(initial=12))
+    assert limit.limit == 8
     for _ in range(100):
         with limit.sync_slot(), limit.sync_slot(), limit.sync_slot():  # 3 at a time, below 8 / 2
             pass
@@ -101,26 +120,41 @@ def test_never_grows_past_the_maximum() -> None:
     assert full_rounds(limit, 50)[-1] == 4
 
 
-def test_a_throttle_halves_the_limit_once_per_round() -> None:
+def test_a_throttle_cuts_the_limit_once_per_round() -> None:
     limit = AdaptiveLimit(initial=16)
     pipeline = Pipeline(limit)
     pipeline.fill()
     pipeline.throttle_oldest()
-    assert limit.limit == 8
+    assert limit.limit == 11  # 16 * 0.7, rounded
     for _ in range(10):  # the rest of that round was sent under 16: their throttles are old news
         pipeline.throttle_oldest()
-    assert limit.limit == 8
+    assert limit.limit == 11
     pipeline.close_all()
-    pipeline.fill()  # a new round, under 8
+    pipeline.fill()  # a new round, under 11
     pipeline.throttle_oldest()
-    assert limit.limit == 4
+    assert limit.limit == 8
     pipeline.close_all()
     assert limit.in_flight == 0
 
 
-def test_halving_stops_at_the_minimum() -> None:
-    limit = AdaptiveLimit(initial=5, minimum=2)
-    for expected in (2, 2, 2):
+def test_before_any_success_only_the_first_throttle_cuts() -> None:
+    """Until a request has succeeded, starts cannot be paced: the retries a pause releases go
+    together, and their throttles say nothing new of the limit."""
+    limit = AdaptiveLimit(initial=8)
+    for _ in range(3):
+        with limit.sync_slot() as slot:
+            slot.throttled()
+    assert limit.limit == 6
+    with limit.sync_slot():
+        pass
+    with limit.sync_slot() as slot:
+        slot.throttled()
+    assert limit.limit == 4
+
+
+def test_cutting_stops_at_the_minimum() -> None:
+    limit = after_slow_start(AdaptiveLimit(initial=5, minimum=3))
+    for expected in (3, 3, 3):
         with limit.sync_slot() as slot:
             slot.throttled()
         assert limit.limit == expected
@@ -130,20 +164,22 @@ def test_successes_of_an_older_round_do_not_count_after_a_decrease() -> None:
     limit = AdaptiveLimit(initial=8)
     pipeline = Pipeline(limit)
     pipeline.fill()
-    pipeline.throttle_oldest()  # 8 -> 4, with 7 requests of the old round still in flight
+    pipeline.throttle_oldest()  # 8 -> 6, with 7 requests of the old round still in flight
     pipeline.close_all()  # 7 successes, but sent under 8: no growth from them
-    assert limit.limit == 4
-    assert full_rounds(limit, 1 + 4)[-1] == 5  # a round under 4 grows it
+    assert limit.limit == 6
+    # A round under 6 grows it (the pipeline's first two start below half the limit: not counted).
+    assert full_rounds(limit, 2 + 6)[-2:] == [6, 7]
 
 
 def test_a_throttle_resets_the_count_toward_growth() -> None:
-    limit = AdaptiveLimit(initial=4)
+    limit = after_slow_start(AdaptiveLimit(initial=6))
     assert full_rounds(limit, 1 + 3) == [4, 4, 4, 4]  # 3 of the 4 successes a round needs
     with limit.sync_slot() as slot:
         slot.throttled()
-    assert limit.limit == 2
-    # Counting on from 3, the first success would grow it; counting afresh, the second does.
-    assert full_rounds(limit, 2) == [2, 3]
+    assert limit.limit == 3
+    # The first success of the pipeline starts alone and does not count. Counting on from 3, the
+    # next would grow the limit; counting afresh, the third after it does.
+    assert full_rounds(limit, 1 + 3) == [3, 3, 3, 4]
 
 
 def test_an_exception_is_neither_success_nor_throttle() -> None:
@@ -164,7 +200,7 @@ def test_a_throttle_stands_when_an_exception_follows_it() -> None:
 
     with pytest.raises(RuntimeError, match="429"):
         refused()
-    assert (limit.limit, limit.in_flight) == (4, 0)
+    assert (limit.limit, limit.in_flight) == (6, 0)
 
 
 def test_throttled_outside_its_block_is_a_mistake() -> None:
@@ -292,6 +328,40 @@ def test_the_longest_retry_after_wins() -> None:
     pipeline.close_all()
     with limit.sync_slot():
         assert time.monotonic() - began >= 0.15
+
+
+def test_starts_are_spread_over_the_time_a_request_takes() -> None:
+    """Requests of 0.4 s under a limit of 4, past slow start: one start every 0.4 / (1.25 * 4)
+    = 0.08 s at least, rather than four at once (pacing only adds to a slow machine's waits)."""
+    limit = AdaptiveLimit(initial=6, maximum=4 * 6)
+    with limit.sync_slot() as slot:
+        slot.throttled()  # 6 -> 4, the end of slow start
+    assert limit._resume_at == 0  # no request time known yet: nothing is paced
+    with limit.sync_slot():
+        time.sleep(0.4)
+    starts = []
+    for _ in range(4):
+        with limit.sync_slot():
+            starts.append(time.monotonic())
+    # Each quick success pulls the smoothed time down by an eighth: 0.4 * (7 / 8) ** 3 at least.
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.4 * (7 / 8) ** 3 / (1.25 * 4) * 0.95, gaps
+
+
+async def test_paced_coroutines_start_one_by_one_in_order() -> None:
+    limit = AdaptiveLimit(initial=4, maximum=4)
+    async with limit.slot():
+        await asyncio.sleep(0.2)  # the request time: 0.2 s; in slow start, a start each 0.025 s
+    starts: list[tuple[float, int]] = []
+
+    async def work(number: int) -> None:
+        async with limit.slot():
+            starts.append((time.monotonic(), number))
+
+    await asyncio.gather(*(work(number) for number in range(4)))
+    assert [number for _, number in starts] == [0, 1, 2, 3]
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.2 * (7 / 8) ** 3 / (2 * 4) * 0.95, gaps
 
 
 # --- waiting: event loops --------------------------------------------------------------------------

@@ -77,7 +77,7 @@ class AsyncGeneration:
         request = self.relay.request(call)
         with Deadline(client.total_timeout) as deadline:
             attempt = functools.partial(self._attempt, request, deadline, call)
-            result, attempts = await retried(attempt, client.max_retries, deadline)
+            result, attempts = await retried(attempt, client.max_retries, deadline, client.retry_rate_limits)
             result = finished(self.relay, result, call, attempts)
             if client.save_dir is not None and result.images:
                 await _report(call.on_progress, [SAVING])
@@ -132,7 +132,9 @@ class AsyncGeneration:
             )
 
 
-async def retried(attempt: AsyncAttempt[T], max_retries: int, deadline: Deadline) -> tuple[T, int]:
+async def retried(
+    attempt: AsyncAttempt[T], max_retries: int, deadline: Deadline, rate_limits: bool = True
+) -> tuple[T, int]:
     """What ``attempt()`` returns, tried again (up to ``max_retries`` times) on a retryable
     failure, waiting ``Retry-After`` or a backoff between tries; and the attempts it took.
 
@@ -141,11 +143,11 @@ async def retried(attempt: AsyncAttempt[T], max_retries: int, deadline: Deadline
     try:
         return await attempt(), 1
     except Exception as error:
-        wait = first_wait(error, max_retries, deadline)
+        wait = first_wait(error, max_retries, deadline, rate_limits)
     await AsyncRuntime.sleep(wait)
     from tenacity import AsyncRetrying  # loaded by the first retry, not by the import
 
-    retrying = AsyncRetrying(**retry_policy(max_retries, deadline))
+    retrying = AsyncRetrying(**retry_policy(max_retries, deadline, rate_limits))
     return await retrying(attempt), 1 + retrying.statistics["attempt_number"]
 
 

@@ -101,32 +101,35 @@ def is_retryable(error: BaseException) -> bool:
     )
 
 
-def first_wait(error: Exception, max_retries: int, deadline: Deadline) -> float:
-    """The wait after a failed first try; the error itself when it is not to be retried."""
-    if max_retries < 1 or not _retries(error, deadline):
+def first_wait(error: Exception, max_retries: int, deadline: Deadline, rate_limits: bool = True) -> float:
+    """The wait after a failed first try; the error itself when it is not to be retried
+    (``rate_limits`` False: nor is a ``RateLimitError``, for a caller that requeues it)."""
+    if max_retries < 1 or not _retries(error, deadline, rate_limits):
         raise error
-    wait = _wait(error, 1, deadline)
+    wait = wait_before(1, error, deadline)
     _log_retry(1, error, wait)
     return wait
 
 
-def _retries(error: BaseException | None, deadline: Deadline) -> bool:
-    return error is not None and is_retryable(error) and not deadline.expired()
+def _retries(error: BaseException | None, deadline: Deadline, rate_limits: bool) -> bool:
+    if error is None or not is_retryable(error) or deadline.expired():
+        return False
+    return rate_limits or not isinstance(error, RateLimitError)
 
 
-def _wait(error: BaseException | None, attempt: int, deadline: Deadline) -> float:
-    """Retry-After when the relay gave one, else exponential backoff with jitter; never past
-    the deadline."""
+def wait_before(attempt: int, error: BaseException | None, deadline: Deadline | None = None) -> float:
+    """Seconds to wait before try ``attempt + 1``: Retry-After when the relay gave one, else
+    exponential backoff with jitter; never past the deadline."""
     if isinstance(error, APIStatusError) and error.retry_after:
         chosen = error.retry_after
     else:
         jitter = random.uniform(0, BACKOFF_INITIAL)  # noqa: S311 (spreads retries, guards nothing)
         chosen = min(BACKOFF_INITIAL * 2 ** (attempt - 1), BACKOFF_MAX) + jitter
-    remaining = deadline.remaining()
+    remaining = deadline.remaining() if deadline else None
     return chosen if remaining is None else min(chosen, remaining)
 
 
-def retry_policy(max_retries: int, deadline: Deadline) -> dict[str, Any]:
+def retry_policy(max_retries: int, deadline: Deadline, rate_limits: bool = True) -> dict[str, Any]:
     """Tenacity's settings for the tries after the first: its attempt 1 is the call's second."""
     from tenacity import stop_after_attempt
 
@@ -139,8 +142,8 @@ def retry_policy(max_retries: int, deadline: Deadline) -> dict[str, Any]:
 
     return {
         "stop": stop_after_attempt(max_retries),
-        "wait": lambda state: _wait(failure(state), state.attempt_number + 1, deadline),
-        "retry": lambda state: _retries(failure(state), deadline),
+        "wait": lambda state: wait_before(state.attempt_number + 1, failure(state), deadline),
+        "retry": lambda state: _retries(failure(state), deadline, rate_limits),
         "before_sleep": log,
         "reraise": True,
     }

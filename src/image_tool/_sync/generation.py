@@ -78,7 +78,7 @@ class SyncGeneration:
         request = self.relay.request(call)
         with Deadline(client.total_timeout) as deadline:
             attempt = functools.partial(self._attempt, request, deadline, call)
-            result, attempts = retried(attempt, client.max_retries, deadline)
+            result, attempts = retried(attempt, client.max_retries, deadline, client.retry_rate_limits)
             result = finished(self.relay, result, call, attempts)
             if client.save_dir is not None and result.images:
                 _report(call.on_progress, [SAVING])
@@ -133,7 +133,9 @@ class SyncGeneration:
             )
 
 
-def retried(attempt: SyncAttempt[T], max_retries: int, deadline: Deadline) -> tuple[T, int]:
+def retried(
+    attempt: SyncAttempt[T], max_retries: int, deadline: Deadline, rate_limits: bool = True
+) -> tuple[T, int]:
     """What ``attempt()`` returns, tried again (up to ``max_retries`` times) on a retryable
     failure, waiting ``Retry-After`` or a backoff between tries; and the attempts it took.
 
@@ -142,11 +144,11 @@ def retried(attempt: SyncAttempt[T], max_retries: int, deadline: Deadline) -> tu
     try:
         return attempt(), 1
     except Exception as error:
-        wait = first_wait(error, max_retries, deadline)
+        wait = first_wait(error, max_retries, deadline, rate_limits)
     SyncRuntime.sleep(wait)
     from tenacity import Retrying  # loaded by the first retry, not by the import
 
-    retrying = Retrying(**retry_policy(max_retries, deadline))
+    retrying = Retrying(**retry_policy(max_retries, deadline, rate_limits))
     return retrying(attempt), 1 + retrying.statistics["attempt_number"]
 
 
