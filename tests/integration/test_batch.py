@@ -241,20 +241,30 @@ def test_the_batch_command_shows_progress_without_rich(
     assert main(["batch", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "out")]) == 2
 
 
-def test_a_rate_limited_relay_slows_the_run_instead_of_failing_it(tmp_path: Path) -> None:
-    with FakeRelay(rate_limit=20, default_reply=Reply.success(delay=0.1)) as relay:
+@pytest.mark.parametrize(
+    ("rate", "seconds", "count"),
+    [(20, 0.1, 40), (5, 0.6, 15)],
+    ids=["fast-generations", "slow-generations-strict-rate"],
+)
+def test_a_rate_limited_relay_slows_the_run_instead_of_failing_it(
+    tmp_path: Path, rate: float, seconds: float, count: int
+) -> None:
+    with FakeRelay(rate_limit=rate, default_reply=Reply.success(delay=seconds)) as relay:
         started = time.monotonic()
         summary = run_batch(
-            write_prompts(tmp_path / "prompts.jsonl", 40), tmp_path / "out", concurrency=32, **settings(relay)
+            write_prompts(tmp_path / "prompts.jsonl", count),
+            tmp_path / "out",
+            concurrency=32,
+            **settings(relay),
         )
         elapsed = time.monotonic() - started
         generated = relay.generated_prompts
         refused = len([request for request in relay.requests if request.method == "POST"]) - len(generated)
     # Counted, not timed: how fast the run went depends on the machine, what the relay saw does not.
-    assert (summary.ok, summary.failed) == (40, 0)
-    assert sorted(generated) == sorted(f"A cat number {index}" for index in range(40))  # each once
-    assert refused < 20  # the limit backs off: at most one 429 for two prompts (3 to 10 seen)
-    assert elapsed < 40 / 20 * 10  # a guard only (~1.3 s seen): no back-off far beyond the relay's pace
+    assert (summary.ok, summary.failed) == (count, 0)
+    assert sorted(generated) == sorted(f"A cat number {index}" for index in range(count))  # each once
+    assert refused < count / 2  # the limit backs off: at most one 429 for two prompts (3 to 10 seen)
+    assert elapsed < count / rate * 10  # a guard only: no back-off far beyond the relay's pace
 
 
 def test_a_torn_last_line_is_cut_never_glued_to(fake_relay: FakeRelay, tmp_path: Path) -> None:
