@@ -38,6 +38,7 @@ REPLACEMENTS = {
     "AsyncRetrying": "Retrying",
     # image-tool's own async names
     "araw_chunks": "raw_chunks",
+    "atrace": "trace",
     "AsyncPools": "SyncPool",  # the sync side has one pool for every thread: its own current()
 }
 PACKAGE_DOCSTRING = '"""The sync core of a call, made from ``_async/`` by ``scripts/make_sync.py``."""\n'

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
+from ._io.logs import hide_in_logs
 from ._policy.failover import cost_of
 from ._policy.retries import Deadline
 from ._version import __version__
@@ -96,6 +97,7 @@ class Relay:
     def __init__(self, client: ImageClient) -> None:
         self.client = client
         self.secret = client.api_key.get_secret_value()
+        hide_in_logs(self.secret)  # a relay may echo it in a header, which httpcore2 logs
         self.headers = httpx2.Headers(
             {
                 "User-Agent": f"image-tool/{__version__}",
@@ -122,16 +124,54 @@ class Relay:
         )
 
 
+UNANSWERED = (
+    "The relay had the request whole, so the image may have been generated (and billed): it was "
+    "not sent again. ImageClient(retry_unanswered=True) retries such requests."
+)
+
+
 @dataclass
 class Exchange:
-    """One request of a call, as far as it got: the status, and whether a successful answer had
-    begun (a 2xx arrived: the generation may be billed, so it is never retried)."""
+    """One request of a call, as far as it got: whether its body went out whole, the status, and
+    whether a successful answer had begun (a 2xx arrived: the generation may be billed, so it is
+    never retried)."""
 
     relay: Relay
     deadline: Deadline
     status_code: int | None = None
     answered: bool = False
+    traced: bool = False
+    """httpx2's transport reported the request's steps (an injected transport may not)."""
+    body_sent: bool = False
     url: httpx2.URL = field(init=False)
+
+    def trace(self, step: str, info: object) -> None:
+        """httpcore2's ``trace`` extension: each step of the request as it happens."""
+        self.traced = True
+        self.body_sent = self.body_sent or step.endswith("send_request_body.complete")
+
+    async def atrace(self, step: str, info: object) -> None:
+        self.trace(step, info)
+
+    def _unanswered(self, failure: APIError, error: Exception) -> APIError:
+        """``failure``, marked (and, unless such requests are retried, explained) when the relay
+        had the request whole."""
+        if not self.sent_unanswered(error):
+            return failure
+        if not self.relay.client.retry_unanswered:
+            failure = type(failure)(f"{failure.message} {UNANSWERED}")
+        failure.sent_unanswered = True
+        return failure
+
+    def sent_unanswered(self, error: Exception) -> bool:
+        """Whether ``error`` came after the request went out whole, with no status back: the
+        relay may have drawn (and billed) the image. Judged by the transport's steps, or, where
+        it reported none, by the phase the error names (reading the answer)."""
+        if self.status_code is not None:
+            return False
+        if self.traced:
+            return self.body_sent
+        return isinstance(error, httpx2.ReadTimeout | httpx2.ReadError | httpx2.RemoteProtocolError)
 
     def request(self, body: Mapping[str, Any], path: str) -> dict[str, Any]:
         """``build_request``'s arguments: the endpoint, the body, the headers, and each timeout
@@ -198,9 +238,12 @@ class Exchange:
                 if self.deadline.expired()
                 else (_timeout_hit(error, self.relay.client.timeout), "timeout")
             )
-            return APITimeoutError(
-                f"The relay at {base_url} did not answer in time ({limit}). Generations can take "
-                f"minutes: raise ImageClient({setting}=...) if this one needs longer."
+            return self._unanswered(
+                APITimeoutError(
+                    f"The relay at {base_url} did not answer in time ({limit}). Generations can take "
+                    f"minutes: raise ImageClient({setting}=...) if this one needs longer."
+                ),
+                error,
             )
         reason = str(error) or type(error).__name__
         if isinstance(error, httpx2.TransportError):
@@ -209,6 +252,9 @@ class Exchange:
                     f"The connection to the relay at {base_url} broke and its answer was cut "
                     f"before it finished: {reason}"
                 )
+            if self.sent_unanswered(error):
+                message = f"The relay at {base_url} received the request, then the connection ended: {reason}"
+                return self._unanswered(APIConnectionError(message), error)
             return APIConnectionError(f"Could not reach the relay at {base_url}: {reason}")
         if isinstance(error, httpx2.HTTPError):  # a body httpx2 itself could not decode, say
             return MalformedResponseError(

@@ -13,8 +13,9 @@ The promise: after Ctrl-C, every prompt exactly once; after a kill or a power cu
 The first Ctrl-C starts no more prompts and lets those in flight finish; a second abandons them.
 The same run started again does only what is left: a prompt whose request ended is not sent
 again, a prompt not yet sent is sent, and a prompt whose request went out but whose end was never
-written is reported as ``lost`` (it may have been generated and billed), sent again only when
-asked (``resend_lost=True``, ``--resend-lost``). One run at a time holds an output directory; a
+written, or that the relay had whole and never answered (docs/reliability.md, paid work), is
+reported as ``lost`` (it may have been generated and billed), sent again only when asked
+(``resend_lost=True``, ``--resend-lost``). One run at a time holds an output directory; a
 prompts file whose id now asks for another prompt than the journal recorded is refused.
 """
 
@@ -32,10 +33,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._io.journal import Journal, digest
-from ._policy.retries import wait_before
+from ._policy.retries import may_have_drawn, wait_before
 from .catalog import OPTION_NAMES
 from .client import ImageClient
-from .errors import ConfigurationError, ImageToolError, RateLimitError
+from .errors import APIError, ConfigurationError, ImageToolError, RateLimitError
 from .models import ImageGenerationResult
 
 Status = Literal["ok", "failed", "lost"]
@@ -62,6 +63,8 @@ class BatchProgress:
     total: int
     done: int = 0
     failed: int = 0
+    lost: int = 0
+    """Reached the relay and went unanswered: it may have been generated (not sent again unasked)."""
     skipped: int = 0
     """Ended in an earlier run of the same output directory."""
     cost: float = 0.0
@@ -75,12 +78,12 @@ class BatchProgress:
     def rate(self) -> float:
         """Prompts ended a second, in this run."""
         elapsed = time.monotonic() - self.started
-        return (self.done + self.failed) / elapsed if elapsed > 0 else 0.0
+        return (self.done + self.failed + self.lost) / elapsed if elapsed > 0 else 0.0
 
     @property
     def eta(self) -> float | None:
         """Seconds until every prompt has ended, at the current rate."""
-        left = self.total - self.skipped - self.done - self.failed
+        left = self.total - self.skipped - self.done - self.failed - self.lost
         return left / self.rate if self.rate else None
 
 
@@ -151,7 +154,7 @@ async def arun_batch(
     (out / "images").mkdir(parents=True, exist_ok=True)
     journal = Journal(out)
     try:
-        done_before = journal.sent if not resend_lost else journal.ended.keys()
+        done_before = journal.sent if not resend_lost else journal.ended.keys() - journal.lost
         progress = _survey(prompts, journal, done_before)
         report = on_progress or (lambda progress: None)
         defaults = {
@@ -187,7 +190,8 @@ async def _run(
         line = await _generate(client, journal, item)
         progress.in_flight -= 1
         progress.done += line["status"] == "ok"
-        progress.failed += line["status"] != "ok"
+        progress.failed += line["status"] == "failed"
+        progress.lost += line["status"] == "lost"
         progress.cost += line.get("cost") or 0.0
         report(progress)
 
@@ -266,7 +270,10 @@ async def _generate(client: ImageClient, journal: Journal, item: _Prompt) -> dic
                 continue
             return _ended(journal, _failed(item, type(error).__name__, str(error)))
         except ImageToolError as error:
-            return _ended(journal, _failed(item, type(error).__name__, str(error)))
+            lost = isinstance(error, APIError) and may_have_drawn(error)
+            return _ended(
+                journal, _failed(item, type(error).__name__, str(error), "lost" if lost else "failed")
+            )
         return _ended(journal, _succeeded(item, result))
 
 
@@ -349,9 +356,9 @@ def _first_revised_prompt(result: ImageGenerationResult) -> str | None:
     return next((image.revised_prompt for image in result.images if image.revised_prompt), None)
 
 
-def _failed(item: _Prompt, kind: str, message: str) -> dict[str, Any]:
+def _failed(item: _Prompt, kind: str, message: str, status: Status = "failed") -> dict[str, Any]:
     error = {"kind": kind, "message": message}
-    return {"id": item.id, "prompt": item.prompt, "status": "failed", "error": error}
+    return {"id": item.id, "prompt": item.prompt, "status": status, "error": error}
 
 
 def _write_results(prompts: Path, journal: Journal, path: Path) -> BatchSummary:

@@ -82,6 +82,10 @@ class APIError(ImageToolError):
         self.answer_started = answer_started
         """Whether a successful answer had begun when this failed: such a generation may be
         billed, and is never retried."""
+        self.sent_unanswered = False
+        """Whether the request had gone out whole and no answer came (a dropped connection, a
+        read timeout): the relay may have drawn (and billed) the image, so it is retried only
+        with ``retry_unanswered=True``."""
 
     @property
     def summary(self) -> str:

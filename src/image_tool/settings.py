@@ -56,7 +56,8 @@ else:
 class Fallback(BaseModel):
     """A relay to try when the ones before it cannot serve a call. Unset fields are the client's."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input_in_errors: a misspelled field's value (``apikey=...``) may be the key.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     base_url: str
     api_key: Accepts[str | SecretStr | None, SecretStr | None] = Field(
@@ -93,7 +94,7 @@ class ClientSettings(BaseModel):
     """How to reach the relay, how long to wait, how often to retry, where to save images."""
 
     # Validators are built by the first instance, not by the import (docs/performance.md).
-    model_config = ConfigDict(arbitrary_types_allowed=True, defer_build=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, defer_build=True, hide_input_in_errors=True)
 
     # validate_default: an Accepts default is read as a given value would be (which is also what
     # lets type checkers take a default of the kept type).
@@ -121,6 +122,10 @@ class ClientSettings(BaseModel):
     """Retry a 429 or a saturated relay within the call; ``False`` raises ``RateLimitError`` at
     once, for a caller that requeues the work itself (batch runs do, so a rate limit spends none
     of a prompt's retries)."""
+    retry_unanswered: bool = False
+    """Retry (or fail over) a request the relay received whole but never answered: a dropped
+    connection, a read timeout, a gateway's 520 or 524. It may have been drawn, and a retry may
+    be billed again; off by default, so the error says so instead."""
     max_concurrency: int = Field(default=512, ge=1)
     """Requests this client runs at once (per event loop); more wait for a free slot."""
     adaptive_concurrency: bool = False

@@ -184,7 +184,12 @@ class ImageGenerationTool(BaseTool):
             prompt, keywords = self._with_references(call)
             room, user = spending.room(), self._user(config)
             result = self.client.generate(
-                prompt, **keywords, user=user, on_progress=on_progress, max_images=room
+                prompt,
+                **keywords,
+                user=user,
+                on_progress=on_progress,
+                max_images=room,
+                on_sending=spending.sending,
             )
             result = _kept(result, spending.settle(len(result.images), result.cost))
         return self._content(result), result
@@ -206,7 +211,12 @@ class ImageGenerationTool(BaseTool):
             )
             room, user = spending.room(), self._user(config)
             result = await self.client.agenerate(
-                prompt, **keywords, user=user, on_progress=on_progress, max_images=room
+                prompt,
+                **keywords,
+                user=user,
+                on_progress=on_progress,
+                max_images=room,
+                on_sending=spending.sending,
             )
             result = _kept(result, spending.settle(len(result.images), result.cost))
         return self._content(result), result

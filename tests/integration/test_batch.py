@@ -227,6 +227,27 @@ def test_lost_prompts_are_sent_again_only_when_asked(fake_relay: FakeRelay, tmp_
     assert sent_prompts(fake_relay) == Counter({"A cat number 0": 1, "A cat number 1": 1})
 
 
+def test_a_prompt_the_relay_had_but_never_answered_is_lost_not_resent(tmp_path: Path) -> None:
+    """The connection ended after the request went out (the relay drew it): reported lost with
+    the reason, never sent again by a plain resume, sent again with --resend-lost."""
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 3)
+    out = tmp_path / "out"
+    with FakeRelay() as relay:
+        relay.queue(Reply.transport_fault("drop_unanswered"))
+        updates: list[BatchProgress] = []
+        summary = run_batch(prompts, out, concurrency=1, on_progress=updates.append, **settings(relay))
+        assert (summary.ok, summary.failed, summary.lost) == (2, 0, 1)
+        assert updates[-1].lost == 1
+        lost = [json.loads(line) for line in summary.results.read_text().splitlines() if '"lost"' in line]
+        assert lost[0]["error"]["kind"] == "APIConnectionError"
+        assert "may have been generated" in lost[0]["error"]["message"]
+        assert run_batch(prompts, out, **settings(relay)).lost == 1
+        assert sum(request.method == "POST" for request in relay.requests) == 3  # the resume sent nothing
+        summary = run_batch(prompts, out, resend_lost=True, **settings(relay))
+        assert (summary.ok, summary.lost) == (3, 0)
+        assert relay.generated == 4  # the lost prompt was drawn twice: what --resend-lost allows
+
+
 def test_the_batch_command_shows_progress_without_rich(
     fake_relay: FakeRelay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

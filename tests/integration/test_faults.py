@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from image_tool import (
     APITimeoutError,
     AuthenticationError,
     ContentPolicyError,
+    Fallback,
     ImageClient,
     ImageGenerationTool,
     MalformedResponseError,
@@ -131,6 +133,62 @@ def test_a_long_retry_after_is_not_waited_for(relay: FakeRelay) -> None:
     assert generations(relay) == 1
 
 
+# --- Paid work: a request the relay had whole is not sent again unasked ---
+
+
+def test_a_drop_after_the_request_went_out_is_not_sent_again(relay: FakeRelay) -> None:
+    """The relay read the request and drew it, then the connection ended with no answer: one
+    generation, and an error saying it may have been billed and how to allow a retry."""
+    relay.queue(Reply.transport_fault("drop_unanswered"), Reply.success())
+    with client_for(relay, max_retries=10) as client, pytest.raises(APIConnectionError) as caught:
+        client.generate("A cat")
+    assert caught.value.sent_unanswered
+    assert "may have been generated" in str(caught.value) and "retry_unanswered=True" in str(caught.value)
+    assert (generations(relay), relay.generated) == (1, 1)
+
+
+async def test_a_drop_after_the_request_went_out_is_not_sent_again_async(relay: FakeRelay) -> None:
+    relay.queue(Reply.transport_fault("drop_unanswered"), Reply.success())
+    async with client_for(relay, max_retries=10) as client:
+        with pytest.raises(APIConnectionError) as caught:
+            await client.agenerate("A cat")
+    assert caught.value.sent_unanswered
+    assert (generations(relay), relay.generated) == (1, 1)
+
+
+def test_retry_unanswered_sends_it_again_with_consent(relay: FakeRelay) -> None:
+    relay.queue(Reply.transport_fault("drop_unanswered"))
+    with client_for(relay, retry_unanswered=True) as client:
+        result = client.generate("A cat")
+    assert (result.attempts, relay.generated) == (2, 2)  # drawn twice: what the setting allows
+
+
+@pytest.mark.parametrize("retry_unanswered", [False, True])
+def test_a_drop_fails_over_only_when_allowed(relay: FakeRelay, retry_unanswered: bool) -> None:
+    relay.queue(Reply.transport_fault("drop_unanswered"))
+    with FakeRelay() as second:
+        fallback = Fallback(base_url=second.base_url, api_key=second.api_key)
+        client = client_for(relay, fallbacks=[fallback], retry_unanswered=retry_unanswered, max_retries=0)
+        if retry_unanswered:
+            assert client.generate("A cat").target == "127.0.0.1"
+        else:
+            with pytest.raises(APIConnectionError):
+                client.generate("A cat")
+        assert generations(second) == int(retry_unanswered)
+
+
+def test_a_refused_connection_never_reached_the_relay_and_is_retried(logs: pytest.LogCaptureFixture) -> None:
+    """Nothing listens: the request never left, so it is retried (and the error says so)."""
+    with FakeRelay() as gone:
+        base_url = gone.base_url
+    client = ImageClient(api_key=KEY, base_url=base_url, max_retries=1)
+    with client, pytest.raises(APIConnectionError, match="Could not reach") as caught:
+        client.generate("A cat")
+    assert not caught.value.sent_unanswered
+    assert "may have been generated" not in str(caught.value)
+    assert "Attempt 1 failed with APIConnectionError" in logs.text
+
+
 # --- Never retried: the user sees the error at once ---
 
 
@@ -179,17 +237,22 @@ def test_unsafe_failures_are_not_retried(relay: FakeRelay, failure: Reply, kind:
 # --- Timeouts: the user sees which limit was hit, and how to raise it ---
 
 
-def test_slow_answers_time_out_and_are_retried(relay: FakeRelay) -> None:
-    """No answer before the read timeout: retried, then APITimeoutError naming the limit."""
+@pytest.mark.parametrize("retry_unanswered", [False, True])
+def test_slow_answers_time_out_and_are_retried_only_when_allowed(
+    relay: FakeRelay, retry_unanswered: bool
+) -> None:
+    """No answer before the read timeout: APITimeoutError naming the limit. The relay had the
+    request whole (it may be drawing it), so it is sent again only with ``retry_unanswered``."""
     relay.queue(*[Reply.slow(5)] * 2)
-    client = client_for(relay, timeout=0.2, max_retries=1)
+    client = client_for(relay, timeout=0.2, max_retries=1, retry_unanswered=retry_unanswered)
     with (
         client,
         pytest.raises(APITimeoutError, match=r"read timeout of 0\.2 s.*ImageClient\(timeout=") as caught,
     ):
         client.generate("A cat")
-    assert not caught.value.answer_started
-    assert generations(relay) == 2
+    assert caught.value.sent_unanswered and not caught.value.answer_started
+    assert generations(relay) == (2 if retry_unanswered else 1)
+    assert ("may have been generated" in str(caught.value)) is not retry_unanswered
 
 
 def test_a_stalled_stream_is_not_retried(relay: FakeRelay) -> None:
@@ -222,7 +285,7 @@ async def test_an_endless_stream_async(relay: FakeRelay) -> None:
 def test_the_total_timeout_bounds_retries_too(relay: FakeRelay) -> None:
     """Slow answers with many retries allowed still end at the total timeout."""
     relay.queue(*[Reply.slow(5)] * 10)
-    client = client_for(relay, timeout=0.3, total_timeout=0.5, max_retries=9)
+    client = client_for(relay, timeout=0.3, total_timeout=0.5, max_retries=9, retry_unanswered=True)
     with client, pytest.raises(APITimeoutError, match=r"total timeout of 0\.5 s"):
         client.generate("A cat")
     assert generations(relay) <= 2
@@ -382,6 +445,63 @@ def test_the_image_budget(relay: FakeRelay) -> None:
     assert spent.status == "error"
     assert "The image budget is spent" in spent.content
     assert generations(relay) == 3
+
+
+MAY_BE_BILLED = {
+    "answer_cut": Reply.transport_fault("reset_mid_body"),
+    "dropped_after_sending": Reply.transport_fault("drop_unanswered"),
+    "read_timeout": Reply.slow(5),
+}
+
+
+@pytest.mark.parametrize("failure", list(MAY_BE_BILLED.values()), ids=list(MAY_BE_BILLED))
+def test_a_failure_that_may_be_billed_keeps_its_reservation(relay: FakeRelay, failure: Reply) -> None:
+    """Six calls whose requests reached the relay and failed without a refusal: each may be
+    billed, so a budget of 2 images lets two start, and the rest are told it is spent."""
+    relay.queue(*[failure] * 6)
+    tool = ImageGenerationTool(client=client_for(relay, max_retries=0, timeout=0.3), max_images=2)
+    messages = [tool.invoke(tool_call(prompt=f"Cat {index}")) for index in range(6)]
+    assert [message.status for message in messages] == ["error"] * 6
+    assert all("budget is spent" in message.content for message in messages[2:])
+    assert generations(relay) == 2
+
+
+def test_a_spending_limit_keeps_what_may_be_billed(relay: FakeRelay) -> None:
+    relay.queue(*[Reply.transport_fault("drop_unanswered")] * 4)
+    client = client_for(relay, max_retries=0, price_per_image=0.04)
+    tool = ImageGenerationTool(client=client, max_cost=0.08)
+    messages = [tool.invoke(tool_call(prompt=f"Cat {index}")) for index in range(4)]
+    assert all("spending limit of 0.08 is reached" in message.content for message in messages[2:])
+    assert generations(relay) == 2
+
+
+def test_a_refused_call_gives_its_reservation_back(relay: FakeRelay) -> None:
+    relay.queue(*[Reply.content_policy()] * 3, Reply.rate_limited(retry_after=3600))
+    tool = ImageGenerationTool(client=client_for(relay, max_retries=0), max_images=1)
+    for index in range(4):
+        assert tool.invoke(tool_call(prompt=f"Cat {index}")).status == "error"
+    assert tool.invoke(tool_call(prompt="A cat")).status == "success"  # nothing drawn before
+    assert generations(relay) == 5
+
+
+@pytest.mark.parametrize("racing", ["threads", "tasks"])
+def test_racing_calls_never_start_more_than_the_budget(relay: FakeRelay, racing: str) -> None:
+    """Eight calls at once against a budget of 3, every answer cut: three reach the relay."""
+    relay.queue(*[Reply.transport_fault("reset_mid_body")] * 8)
+    tool = ImageGenerationTool(client=client_for(relay, max_retries=0), max_images=3)
+    calls = [tool_call(prompt=f"Cat {index}") for index in range(8)]
+    if racing == "threads":
+        with ThreadPoolExecutor(8) as pool:
+            messages = list(pool.map(tool.invoke, calls))
+    else:
+
+        async def run() -> list[Any]:
+            return await asyncio.gather(*(tool.ainvoke(call) for call in calls))
+
+        messages = asyncio.run(run())
+    assert sum("budget is spent" in message.content for message in messages) == 5
+    assert generations(relay) == 3
+    assert "budget is spent" in tool.invoke(tool_call(prompt="One more")).content  # all may be billed
 
 
 def test_png_fixture_is_real() -> None:

@@ -19,7 +19,7 @@ import httpx2
 import pytest
 import trustme
 
-from image_tool import APIConnectionError, ImageClient, ImageGenerationResult
+from image_tool import APIConnectionError, APITimeoutError, ImageClient, ImageGenerationResult
 from image_tool._io import pooling
 from image_tool.testing import FakeRelay, Reply
 
@@ -145,3 +145,42 @@ def test_ssl_cert_file_is_trusted_by_image_tool_s_own_clients_and_downloads(
     (image,) = result.images
     assert image.save_error is None
     assert image.path is not None and image.path.read_bytes().startswith(b"\x89PNG")
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A port that accepts connections and never says a word: every TLS handshake stalls."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(server.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+        for connection in held:
+            connection.close()
+
+
+@pytest.mark.usefixtures("quick_backoff")
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_a_stalled_tls_handshake_is_a_timeout_on_both_paths(path: str) -> None:
+    """One kind for one failure: the connect timeout names itself, the request never left (so it
+    was retried), and nothing says it may have been generated."""
+    with silent_server() as port:
+        client = ImageClient(
+            api_key="sk-tls-0123456789abcdef",
+            base_url=f"https://127.0.0.1:{port}/v1",
+            timeout=httpx2.Timeout(5, connect=0.3),
+            max_retries=1,
+        )
+        generate = client.generate if path == "sync" else lambda prompt: asyncio.run(client.agenerate(prompt))
+        with pytest.raises(APITimeoutError, match=r"connect timeout of 0\.3 s") as caught:
+            generate("A cat")
+    assert not caught.value.sent_unanswered
+    assert "may have been generated" not in str(caught.value)

@@ -6,7 +6,7 @@ import pytest
 
 from image_tool import errors
 from image_tool._policy import retries
-from image_tool._policy.retries import Deadline, is_retryable
+from image_tool._policy.retries import Deadline, RetryRules, is_retryable
 from image_tool._sync.generation import retried
 
 
@@ -35,6 +35,40 @@ from image_tool._sync.generation import retried
 )
 def test_retryable(error: BaseException, retried: bool) -> None:
     assert is_retryable(error) is retried
+
+
+def unanswered(error: errors.APIError) -> errors.APIError:
+    error.sent_unanswered = True
+    return error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        unanswered(errors.APIConnectionError("the connection ended after the request went out")),
+        unanswered(errors.APITimeoutError("no answer in time after the request went out")),
+        errors.APITimeoutError("Cloudflare 524", status_code=524),
+        errors.APIStatusError("Cloudflare 520", status_code=520),
+    ],
+)
+def test_a_request_the_relay_had_is_retried_only_when_allowed(error: errors.APIError) -> None:
+    """It may have been drawn: one rule for drops, read timeouts and the gateways' pages."""
+    assert not is_retryable(error)
+    assert is_retryable(error, unanswered=True)
+    assert not RetryRules(5).allow(error, Deadline(None))
+    assert RetryRules(5, unanswered=True).allow(error, Deadline(None))
+
+
+def test_an_answer_that_began_is_never_retried() -> None:
+    error = errors.APIConnectionError("cut", answer_started=True)
+    assert not is_retryable(error, unanswered=True)
+
+
+def test_rate_limits_may_be_left_to_the_caller() -> None:
+    error = errors.RateLimitError("429", status_code=429)
+    assert RetryRules(5).allow(error, Deadline(None))
+    assert not RetryRules(5, rate_limits=False).allow(error, Deadline(None))
+    assert RetryRules(5, rate_limits=False).allow(errors.APIConnectionError("refused"), Deadline(None))
 
 
 def test_deadline() -> None:
@@ -66,7 +100,7 @@ def test_attempts_are_counted_and_backed_off_across_the_first_try(
         return "done"
 
     with caplog.at_level("INFO", logger="image_tool"):
-        assert retried(attempt, 5, Deadline(None)) == ("done", 4)
+        assert retried(attempt, RetryRules(5), Deadline(None)) == ("done", 4)
     assert waits == [1.0, 2.0, 4.0]
     assert [f"Attempt {number} failed" in caplog.text for number in (1, 2, 3)] == [True] * 3
 
@@ -78,7 +112,7 @@ def test_a_failure_not_to_retry_is_raised_from_the_first_try() -> None:
         raise refused
 
     with pytest.raises(errors.ContentPolicyError) as raised:
-        retried(attempt, 5, Deadline(None))
+        retried(attempt, RetryRules(5), Deadline(None))
     assert raised.value is refused
 
 

@@ -47,6 +47,8 @@ class Journal:
             """Every id with a record: sent, and perhaps ended."""
             self.ended: dict[str, int] = {}
             """Each ended id, and where its result line starts in the file."""
+            self.lost: set[str] = set()
+            """Ended ids whose request reached the relay unanswered (status ``lost``)."""
             self.digests: dict[str, str] = {}
             self._index()
             self._file = self.path.open("a", encoding="utf-8")
@@ -66,9 +68,16 @@ class Journal:
 
     def end(self, line: dict[str, Any]) -> None:
         with self._lock:  # every write is flushed: the file's size is where this line starts
-            self.sent.add(line["id"])
-            self.ended[line["id"]] = self.path.stat().st_size
+            self._ended(line["id"], line["status"], self.path.stat().st_size)
             self._write(line, sync=False)
+
+    def _ended(self, id_: str, status: object, offset: int) -> None:
+        self.sent.add(id_)
+        self.ended[id_] = offset
+        if status == "lost":
+            self.lost.add(id_)
+        else:
+            self.lost.discard(id_)
 
     @contextlib.contextmanager
     def results(self) -> Iterator[Callable[[str], dict[str, Any] | None]]:
@@ -112,7 +121,7 @@ class Journal:
                 if isinstance(entry, dict) and isinstance(id_ := entry.get("id"), str):
                     self.sent.add(id_)
                     if "status" in entry:
-                        self.ended[id_] = offset
+                        self._ended(id_, entry["status"], offset)
                     if isinstance(entry.get("digest"), str):
                         self.digests[id_] = entry["digest"]
                 offset += len(raw)

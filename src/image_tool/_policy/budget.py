@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from ..errors import ImageToolError
+from ..errors import APIError, ImageToolError
+from .retries import may_have_drawn
 
 
 class BudgetExceededError(ImageToolError):
@@ -16,13 +17,21 @@ class BudgetExceededError(ImageToolError):
 @dataclass
 class Spending:
     """What one call reserved (on entering the block); ``settle`` it with what the call really
-    used, and what it did not use is given back when the block ends, whatever happened."""
+    used, and what it did not use is given back when the block ends. A call that failed after
+    its request went out keeps its reservation unless the failure shows nothing was drawn (the
+    relay refused it, or the request never reached it): what may be billed stays counted."""
 
     budget: Budget
     images: int
     cost: float
     used_images: int = 0
     used_cost: float | None = 0.0
+    sent: bool = False
+    """A request of the call went out (``sending`` was called)."""
+
+    def sending(self) -> None:
+        """Called as a request's bytes go (``generate``'s ``on_sending``)."""
+        self.sent = True
 
     def room(self) -> int | None:
         """The most images this call may hand out: its reservation and what the budget has left
@@ -42,8 +51,17 @@ class Spending:
         self.budget._reserve(self)
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, *rest: object) -> None:
+        if error is not None and self.sent and not _nothing_drawn(error):
+            self.used_images, self.used_cost = self.images, None  # may be billed: it stands
         self.budget._give_back(self)
+
+
+def _nothing_drawn(error: BaseException) -> bool:
+    """The failure shows the relay drew nothing: it answered with an error, or never had the
+    request. Anything else (a cut answer, a drop after the request went out, a cancellation)
+    may have been billed."""
+    return isinstance(error, APIError) and not may_have_drawn(error)
 
 
 class Budget:

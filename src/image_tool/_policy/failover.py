@@ -30,7 +30,7 @@ from ..errors import (
 )
 from ..models import ImageGenerationResult
 from ..settings import Fallback
-from .retries import may_have_drawn
+from .retries import went_unanswered
 
 FALLBACKS_ENV = "IMAGE_TOOL_FALLBACKS"
 MAX_TOKENS_PER_IMAGE = 6240
@@ -58,10 +58,13 @@ def fallbacks_from_environment(environ: Mapping[str, str] = os.environ) -> list[
         ) from None
 
 
-def fails_over(error: BaseException) -> bool:
-    """Whether another relay should be tried after ``error`` (see the module's docstring)."""
-    if not isinstance(error, APIError) or may_have_drawn(error):
+def fails_over(error: BaseException, *, unanswered: bool = False) -> bool:
+    """Whether another relay should be tried after ``error`` (see the module's docstring); after
+    a request that went unanswered (it may have been drawn) only when ``unanswered`` allows it."""
+    if not isinstance(error, APIError) or error.answer_started:
         return False
+    if went_unanswered(error):
+        return unanswered
     if isinstance(error, (QuotaExceededError, ModelNotFoundError, RateLimitError, AuthenticationError)):
         return True
     if isinstance(error, APIConnectionError):  # timeouts included: no answer had begun

@@ -7,6 +7,7 @@ import logging
 import random
 import time
 from contextvars import ContextVar, Token
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._wire.gateways import DRAWN_BEHIND_GATEWAY
@@ -78,18 +79,28 @@ def current_deadline() -> Deadline | None:
 
 def may_have_drawn(error: APIError) -> bool:
     """Whether the relay may have drawn (and billed) the image although the call failed: a
-    successful answer had begun, or a gateway says the relay had the request."""
-    return error.answer_started or error.status_code in DRAWN_BEHIND_GATEWAY
+    successful answer had begun, or the request reached it and no answer came back."""
+    return error.answer_started or went_unanswered(error)
 
 
-def is_retryable(error: BaseException) -> bool:
-    """Safe to try again: connection failures and timeouts before any answer, 429, 502/503/504.
+def went_unanswered(error: APIError) -> bool:
+    """The request reached the relay and no answer came back: it went out whole and the
+    connection dropped or the read timed out, or a gateway says the relay had it (520, 524)."""
+    return error.sent_unanswered or error.status_code in DRAWN_BEHIND_GATEWAY
 
-    Never when the image may have been drawn (``may_have_drawn``: trying again may pay twice);
+
+def is_retryable(error: BaseException, *, unanswered: bool = False) -> bool:
+    """Safe to try again: a request that never left or was refused before the relay could act
+    (connection failures, 429, 502/503/504 with no generation begun).
+
+    Never when a successful answer had begun; a request that went unanswered (``went_unanswered``:
+    it may have been drawn, and trying again may pay twice) only when ``unanswered`` allows it;
     never a refusal, an authentication failure, a bad request, a spent quota or a missing model.
     """
-    if not isinstance(error, APIError) or may_have_drawn(error):
+    if not isinstance(error, APIError) or error.answer_started:
         return False
+    if went_unanswered(error):
+        return unanswered
     if isinstance(error, APIConnectionError):
         return True
     if isinstance(error, ModelNotFoundError) or not isinstance(error, APIStatusError):
@@ -101,20 +112,29 @@ def is_retryable(error: BaseException) -> bool:
     )
 
 
-def first_wait(error: Exception, max_retries: int, deadline: Deadline, rate_limits: bool = True) -> float:
-    """The wait after a failed first try; the error itself when it is not to be retried
-    (``rate_limits`` False: nor is a ``RateLimitError``, for a caller that requeues it)."""
-    if max_retries < 1 or not _retries(error, deadline, rate_limits):
+@dataclass(frozen=True)
+class RetryRules:
+    """What a client retries: up to ``max_retries`` times, what ``is_retryable`` allows; a
+    ``RateLimitError`` only with ``rate_limits`` (else a caller requeues it); a request that went
+    unanswered only with ``unanswered``."""
+
+    max_retries: int
+    rate_limits: bool = True
+    unanswered: bool = False
+
+    def allow(self, error: BaseException | None, deadline: Deadline) -> bool:
+        if error is None or deadline.expired() or not is_retryable(error, unanswered=self.unanswered):
+            return False
+        return self.rate_limits or not isinstance(error, RateLimitError)
+
+
+def first_wait(error: Exception, rules: RetryRules, deadline: Deadline) -> float:
+    """The wait after a failed first try; the error itself when it is not to be retried."""
+    if rules.max_retries < 1 or not rules.allow(error, deadline):
         raise error
     wait = wait_before(1, error, deadline)
     _log_retry(1, error, wait)
     return wait
-
-
-def _retries(error: BaseException | None, deadline: Deadline, rate_limits: bool) -> bool:
-    if error is None or not is_retryable(error) or deadline.expired():
-        return False
-    return rate_limits or not isinstance(error, RateLimitError)
 
 
 def wait_before(attempt: int, error: BaseException | None, deadline: Deadline | None = None) -> float:
@@ -129,7 +149,7 @@ def wait_before(attempt: int, error: BaseException | None, deadline: Deadline | 
     return chosen if remaining is None else min(chosen, remaining)
 
 
-def retry_policy(max_retries: int, deadline: Deadline, rate_limits: bool = True) -> dict[str, Any]:
+def retry_policy(rules: RetryRules, deadline: Deadline) -> dict[str, Any]:
     """Tenacity's settings for the tries after the first: its attempt 1 is the call's second."""
     from tenacity import stop_after_attempt
 
@@ -141,9 +161,9 @@ def retry_policy(max_retries: int, deadline: Deadline, rate_limits: bool = True)
         _log_retry(state.attempt_number + 1, failure(state), wait)
 
     return {
-        "stop": stop_after_attempt(max_retries),
+        "stop": stop_after_attempt(rules.max_retries),
         "wait": lambda state: wait_before(state.attempt_number + 1, failure(state), deadline),
-        "retry": lambda state: _retries(failure(state), deadline, rate_limits),
+        "retry": lambda state: rules.allow(failure(state), deadline),
         "before_sleep": log,
         "reraise": True,
     }

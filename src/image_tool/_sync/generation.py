@@ -26,7 +26,7 @@ from .._io.runtime import SyncAttempt, SyncRuntime
 from .._io.storage import SaveOptions
 from .._policy.failover import Cooldowns, fails_over
 from .._policy.limits import AdaptiveLimit
-from .._policy.retries import Deadline, first_wait, retry_policy
+from .._policy.retries import Deadline, RetryRules, first_wait, retry_policy
 from .._wire.body import raw_chunks
 from .._wire.request import ImageRequest
 from ..errors import APIStatusError, ImageToolError, InvalidRequestError
@@ -78,7 +78,8 @@ class SyncGeneration:
         request = self.relay.request(call)
         with Deadline(client.total_timeout) as deadline:
             attempt = functools.partial(self._attempt, request, deadline, call)
-            result, attempts = retried(attempt, client.max_retries, deadline, client.retry_rate_limits)
+            rules = RetryRules(client.max_retries, client.retry_rate_limits, client.retry_unanswered)
+            result, attempts = retried(attempt, rules, deadline)
             result = finished(self.relay, result, call, attempts)
             if client.save_dir is not None and result.images:
                 _report(call.on_progress, [SAVING])
@@ -98,7 +99,10 @@ class SyncGeneration:
         """One request: the answer read as it arrives, whole or as a stream of events."""
         on_progress = call.on_progress
         pool, exchange = self.pools.current(), Exchange(self.relay, deadline)
-        arguments = exchange.request(request.body(), request.path)
+        arguments = {
+            **exchange.request(request.body(), request.path),
+            "extensions": {"trace": exchange.trace},
+        }
         with self.adaptive.slot() if self.adaptive else nullcontext() as slot, pool.slots:
             with exchange.failures(slot), pool.http() as http:
                 if call.on_sending is not None:  # every wait is over: the bytes go next
@@ -122,7 +126,7 @@ class SyncGeneration:
         if isinstance(error, InvalidRequestError) and len(self.relays) > 1:
             failures.append(error)
             return
-        if not fails_over(error):
+        if not fails_over(error, unanswered=self.client.retry_unanswered):
             raise error
         failures.append(error)
         retry_after = error.retry_after if isinstance(error, APIStatusError) else None
@@ -133,9 +137,7 @@ class SyncGeneration:
             )
 
 
-def retried(
-    attempt: SyncAttempt[T], max_retries: int, deadline: Deadline, rate_limits: bool = True
-) -> tuple[T, int]:
+def retried(attempt: SyncAttempt[T], rules: RetryRules, deadline: Deadline) -> tuple[T, int]:
     """What ``attempt()`` returns, tried again (up to ``max_retries`` times) on a retryable
     failure, waiting ``Retry-After`` or a backoff between tries; and the attempts it took.
 
@@ -144,11 +146,11 @@ def retried(
     try:
         return attempt(), 1
     except Exception as error:
-        wait = first_wait(error, max_retries, deadline, rate_limits)
+        wait = first_wait(error, rules, deadline)
     SyncRuntime.sleep(wait)
     from tenacity import Retrying  # loaded by the first retry, not by the import
 
-    retrying = Retrying(**retry_policy(max_retries, deadline, rate_limits))
+    retrying = Retrying(**retry_policy(rules, deadline))
     return retrying(attempt), 1 + retrying.statistics["attempt_number"]
 
 

@@ -12,7 +12,7 @@ from ..models import GenerationProgress, ImageGenerationResult
 from .body import BodyDecoder, LineSplitter
 from .failures import error_from_response
 from .parsing import parse_result
-from .redaction import REDACTED, scrub_bytes
+from .redaction import REDACTED, scrub, scrub_bytes, scrub_unfinished
 from .streaming import StreamReader
 
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
@@ -73,4 +73,17 @@ class AnswerReader:
         for line in lines:
             if self._secret and self._secret in line:
                 line = line.replace(self._secret, REDACTED)
-            yield from self._events.feed(line)
+            for update in self._events.feed(line):
+                yield self._scrubbed(update)
+
+    def _scrubbed(self, update: GenerationProgress) -> GenerationProgress:
+        """``update`` without the key. Its text is joined from several events, so a key split
+        between them is whole only here (and a line still arriving may end in its first part)."""
+        text = scrub_unfinished(update.text, self._secret)
+        url = scrub(update.preview_url, self._secret) if update.preview_url else None
+        preview = update.preview_b64
+        if preview and self._secret and self._secret in preview:
+            preview = None  # an image that holds the key as text is not shown
+        if (text, url, preview) == (update.text, update.preview_url, update.preview_b64):
+            return update
+        return update.model_copy(update={"text": text, "preview_url": url, "preview_b64": preview})

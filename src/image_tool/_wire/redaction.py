@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 REDACTED = "[redacted]"
 _KEY_SHAPED = re.compile(r"\bsk-[A-Za-z0-9_-]{16,}")
+_SHORTEST_KEY_START = 4  # "sk-" alone says nothing of a key
 
 
 def scrub(text: str, secret: str = "") -> str:
@@ -18,6 +19,16 @@ def scrub(text: str, secret: str = "") -> str:
     if secret:
         text = text.replace(secret, REDACTED)
     return _KEY_SHAPED.sub(REDACTED, text) if "sk-" in text else text
+
+
+def scrub_unfinished(text: str, secret: str) -> str:
+    """``scrub``, for text that may stop in the middle of the key (a streamed line still
+    arriving): a tail that begins the key is cut too."""
+    text = scrub(text, secret)
+    for size in range(len(secret) - 1, _SHORTEST_KEY_START - 1, -1):
+        if text.endswith(secret[:size]):
+            return text[:-size] + REDACTED
+    return text
 
 
 def scrub_bytes(body: bytes, secret: str) -> bytes:

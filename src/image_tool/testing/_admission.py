@@ -132,7 +132,10 @@ class Admission:
 
 def images_answered(request: GenerationRequest | ImagesRequest, reply: Reply, profile: RelayProfile) -> int:
     """How many images the answer to ``request`` carries when ``reply`` is played under ``profile``:
-    ``request.n`` for a success, 0 for an error, a raw body, text, a transport or stream fault."""
+    ``request.n`` for a success (or an answer dropped after the draw), 0 for an error, a raw body,
+    text, another transport or stream fault."""
+    if reply.fault == "drop_unanswered":
+        return request.n  # drawn; the answer is what is lost
     if reply.body is not None or reply.fault is not None or reply.status != 200:
         return 0
     if reply.stream_fault is not None and request.stream:

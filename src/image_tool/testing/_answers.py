@@ -120,7 +120,7 @@ def vendor_answer(request: GenerationRequest, origin: str, reply: Reply) -> Answ
     model = reply.model or request.model
     if not request.stream:
         return Plain(reply.status, completion_body(content, model), headers)
-    return Stream(stream_events(content, model, reply))
+    return Stream(stream_events(content, model, reply), (*EVENT_STREAM_HEADERS, *headers))
 
 
 def error_body(message: str, error_type: str, code: str | None = None) -> bytes:

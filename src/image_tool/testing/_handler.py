@@ -218,6 +218,9 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(head.encode() + answer[: len(answer) // 2])
             # Linger 0: close() sends a TCP reset instead of an orderly end.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        elif reply.fault == "drop_unanswered":
+            if self._before_last_write is not None:
+                self._before_last_write()  # drawn upstream: the answer is what is lost
         elif reply.fault == "endless_stream":
             pings = iter(lambda: b": PING\n\n", None)
             self._send_stream(Stream(self._paced(pings, reply.pace or 0.05)))

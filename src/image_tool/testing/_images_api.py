@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ._answers import Answer, Plain, Stream
+from ._answers import EVENT_STREAM_HEADERS, Answer, Plain, Stream
 from ._formats import encoded_image
 from ._images_request import ImagesRequest
 from ._png import png_image
@@ -42,7 +42,7 @@ def images_answer(request: ImagesRequest, origin: str, reply: Reply) -> Answer:
     if reply.body is not None:
         return Plain(reply.status, reply.body, headers)
     if request.stream:
-        return Stream(_events(request, reply))
+        return Stream(_events(request, reply), (*EVENT_STREAM_HEADERS, *headers))
     return Plain(reply.status, images_body(request, origin), headers)
 
 

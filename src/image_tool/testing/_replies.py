@@ -15,9 +15,10 @@ Locale = Literal["zh", "en"]
 StreamFault = Literal["error_mid_stream", "done_without_image", "cut_before_done"]
 """How a streamed answer goes wrong: an error object mid-stream, ``[DONE]`` with no image, or the
 connection closed before ``[DONE]``."""
-TransportFault = Literal["reset_mid_body", "endless_stream", "huge_body"]
+TransportFault = Literal["reset_mid_body", "endless_stream", "huge_body", "drop_unanswered"]
 """How the connection itself goes wrong: reset halfway through the body; an event stream that
-never ends (keep-alives only); a body far larger than any answer (256 MiB, written lazily)."""
+never ends (keep-alives only); a body far larger than any answer (256 MiB, written lazily); the
+request read whole and drawn (counted as generated), then the connection closed with no answer."""
 RelayRefusal = Literal["token_spent", "prompt_blocked"]
 """A refusal the relay software makes itself, in its own words: the key's own quota is spent; the
 prompt was blocked (new-api's ``prompt_blocked``)."""
@@ -39,6 +40,7 @@ class Reply:
     body: bytes | None = None
     """A raw body, sent as it is (wins over everything below)."""
     headers: dict[str, str] = field(default_factory=dict)
+    """Headers added to the answer, a streamed one too (a relay echoing the key in one, say)."""
     delay: float = 0.0
     """Seconds to wait before answering."""
     shape: Shape = "images_api"
@@ -73,7 +75,8 @@ class Reply:
 
     @classmethod
     def completion(cls, content: str) -> Reply:
-        """A chat completion (or, streamed, its events) with this content."""
+        """A chat completion (or, streamed, its events) with this content. Streamed, text goes
+        out a dozen characters an event, so a longer word is split across events."""
         return cls(shape="markdown", content=content)
 
     @classmethod
