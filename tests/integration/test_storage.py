@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx2
 import pytest
 
-from image_tool import GeneratedImage, ImageGenerationResult
+from image_tool import (
+    ConfigurationError,
+    GeneratedImage,
+    ImageClient,
+    ImageGenerationResult,
+    ImageGenerationTool,
+)
 from image_tool._io.network import is_public_address
 from image_tool._io.storage import SaveOptions
 from image_tool._sync.saving import save_images
-from image_tool.testing import png_image
+from image_tool.testing import FakeRelay, png_image
+
+from ..helpers import tool_call
 
 
 @pytest.mark.parametrize(
@@ -106,3 +115,36 @@ def test_a_failed_download_leaves_no_part_file(tmp_path: Path) -> None:
     assert image.save_error is not None
     assert "download failed" in image.save_error
     assert not (tmp_path / "images").exists() or list((tmp_path / "images").iterdir()) == []
+
+
+@pytest.mark.parametrize("path", ["sync", "async", "tool"])
+def test_a_folder_that_cannot_be_written_fails_before_anything_is_sent(tmp_path: Path, path: str) -> None:
+    """Its parent is a file (so even root cannot make it): nothing is generated, so nothing is
+    paid for and lost; the error names the folder and the setting."""
+    (tmp_path / "a-file").write_text("not a folder")
+    save_dir = tmp_path / "a-file" / "images"
+    with FakeRelay() as relay:
+        client = ImageClient(api_key=relay.api_key, base_url=relay.base_url, save_dir=save_dir)
+        if path == "tool":
+            message = ImageGenerationTool(client=client).invoke(tool_call(prompt="A cat"))
+            assert message.status == "error"
+            assert "save_dir" in message.content
+        else:
+            generate = (
+                client.generate if path == "sync" else lambda prompt: asyncio.run(client.agenerate(prompt))
+            )
+            with pytest.raises(ConfigurationError, match=r"cannot be saved in .*images.*save_dir="):
+                generate("A cat")
+        assert relay.requests == []
+
+
+def test_a_missing_folder_is_made_before_sending(tmp_path: Path) -> None:
+    with FakeRelay() as relay:
+        client = ImageClient(
+            api_key=relay.api_key,
+            base_url=relay.base_url,
+            save_dir=tmp_path / "new",
+            allow_private_downloads=True,
+        )
+        assert client.generate("A cat").images[0].path is not None
+    assert [child.parent for child in (tmp_path / "new").iterdir()] == [tmp_path / "new"]

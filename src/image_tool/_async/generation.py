@@ -22,7 +22,7 @@ from .._call import (
 )
 from .._io.pooling import AsyncPools
 from .._io.runtime import AsyncAttempt, AsyncRuntime
-from .._io.storage import SaveOptions
+from .._io.storage import SaveOptions, check_writable
 from .._policy.failover import Cooldowns, fails_over
 from .._policy.limits import AdaptiveLimit
 from .._policy.retries import Deadline, RetryRules, first_wait, retry_policy
@@ -60,6 +60,8 @@ class AsyncGeneration:
     async def generate(self, call: Call) -> ImageGenerationResult:
         """``call`` on each relay in turn (resting ones last) until one serves it."""
         with only_image_tool_errors(self.relay.secret):
+            if self.client.save_dir is not None:  # before anything is paid for
+                check_writable(self.client.save_dir)
             failures: list[ImageToolError] = []
             for index in self.cooldowns.order(len(self.relays)):
                 try:

@@ -104,6 +104,20 @@ def _text(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
+def check_writable(save_dir: Path) -> None:
+    """``save_dir`` made if missing, and proven writable (a file made and removed in it), before
+    a generation is paid for; else a ``ConfigurationError`` naming the folder and the setting."""
+    try:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=save_dir):
+            pass
+    except OSError as error:
+        raise ConfigurationError(
+            f"Images cannot be saved in {save_dir} ({error.strerror or error}): nothing was sent. "
+            "Choose a folder you can write to (save_dir=..., or image-tool's --save)."
+        ) from None
+
+
 class ImageSink:
     """Writes an image to a hidden temporary file, hashing it as it goes; ``finish`` renames it to
     ``<sha256 of the content><extension>``, so a crash never leaves a half file. Leaving the

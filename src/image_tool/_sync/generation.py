@@ -23,7 +23,7 @@ from .._call import (
 )
 from .._io.pooling import SyncPool
 from .._io.runtime import SyncAttempt, SyncRuntime
-from .._io.storage import SaveOptions
+from .._io.storage import SaveOptions, check_writable
 from .._policy.failover import Cooldowns, fails_over
 from .._policy.limits import AdaptiveLimit
 from .._policy.retries import Deadline, RetryRules, first_wait, retry_policy
@@ -61,6 +61,8 @@ class SyncGeneration:
     def generate(self, call: Call) -> ImageGenerationResult:
         """``call`` on each relay in turn (resting ones last) until one serves it."""
         with only_image_tool_errors(self.relay.secret):
+            if self.client.save_dir is not None:  # before anything is paid for
+                check_writable(self.client.save_dir)
             failures: list[ImageToolError] = []
             for index in self.cooldowns.order(len(self.relays)):
                 try:

@@ -17,6 +17,7 @@ from ..errors import (
     APIError,
     APITimeoutError,
     AuthenticationError,
+    ConfigurationError,
     ContentPolicyError,
     InvalidRequestError,
     MalformedResponseError,
@@ -71,6 +72,8 @@ def describe_failure(error: Exception) -> str:
         return f"Invalid image_urls: {error}. Pass an image URL or a saved path from this tool."
     if isinstance(error, InvalidRequestError):
         return f"Invalid arguments for generate_image: {error} Correct them and call it again."
+    if isinstance(error, ConfigurationError):
+        return f"The image tool is set up wrongly: {error} Tell the user; do not retry."
     if not isinstance(error, APIError):
         return (
             f"The image tool failed unexpectedly ({type(error).__name__}). Tell the user that image "
