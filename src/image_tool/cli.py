@@ -100,7 +100,9 @@ def _parser() -> argparse.ArgumentParser:
         help="serve the relay emulator on 127.0.0.1, for offline demos",
         description="Serve FakeRelay, image-tool's relay emulator, until Ctrl-C.",
     )
-    relay.add_argument("--port", type=int, default=8765, help="default 8765 (0: any free port)")
+    relay.add_argument(
+        "--port", type=_whole_number(0, 65535), default=8765, help="default 8765 (0: any free port)"
+    )
     relay.add_argument(
         "--shape",
         choices=get_args(Shape),
@@ -108,11 +110,13 @@ def _parser() -> argparse.ArgumentParser:
         help="how it answers (default markdown, with progress text when streamed)",
     )
     relay.add_argument(
-        "--pace", type=float, default=0.05, help="seconds between streamed events (default 0.05)"
+        "--pace", type=_seconds_or_zero, default=0.05, help="seconds between streamed events (default 0.05)"
     )
-    relay.add_argument("--latency", type=float, default=0.0, help="seconds before each answer (default 0)")
     relay.add_argument(
-        "--rate-limit", type=float, metavar="PER_SECOND", help="answer at most this many a second"
+        "--latency", type=_seconds_or_zero, default=0.0, help="seconds before each answer (default 0)"
+    )
+    relay.add_argument(
+        "--rate-limit", type=_per_second, metavar="PER_SECOND", help="answer at most this many a second"
     )
     relay.add_argument(
         "--quota-images", type=_whole_number(0), metavar="N", help="quota spent after N images"
@@ -226,14 +230,25 @@ def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, not {text!r}")
-    return value
+def _number(what: str, *, zero_allowed: bool = False) -> Callable[[str], float]:
+    """A finite number above 0 (or 0 or more), as ``what`` names it."""
+    expected = f"{what}, 0 or more" if zero_allowed else f"{what} above 0"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (value > 0 or (zero_allowed and value == 0))):
+            raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}")
+        return value
+
+    return parse
+
+
+_seconds = _number("a number of seconds")
+_seconds_or_zero = _number("a number of seconds", zero_allowed=True)
+_per_second = _number("a number of requests a second")
 
 
 if __name__ == "__main__":

@@ -258,7 +258,7 @@ def test_the_batch_command_shows_progress_without_rich(
     assert main(["batch", str(prompts), "--out", str(tmp_path / "out"), "--allow-private-downloads"]) == 0
     out, err = capsys.readouterr()
     assert "5 ok, 0 failed, 0 lost" in out
-    assert "5/5 done, 0 failed" in err
+    assert "5/5 done, 0 failed, 0 lost" in err
     assert main(["batch", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "out")]) == 2
 
 

@@ -378,17 +378,18 @@ def test_json_keeps_each_save_error_and_exits_12(
     assert err.startswith("image-tool: image 1 was not saved to ")
 
 
-def test_a_save_directory_that_cannot_be_made_is_reported_and_exits_12(
+def test_a_save_directory_that_cannot_be_made_is_refused_before_anything_is_sent(
     relay: FakeRelay, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Waits for storage to turn an OSError into save_error (it raised out of generate before).
+    # It used to be generated (and billed), then not saved: exit 12. The folder is checked first.
     (tmp_path / "file.txt").write_text("a file, not a directory")
     target = tmp_path / "file.txt" / "sub"
-    assert main(["generate", "A cat", "--save", str(target), "--allow-private-downloads"]) == 12
+    assert main(["generate", "A cat", "--save", str(target), "--allow-private-downloads"]) == 2
     out, err = capsys.readouterr()
-    assert f"{relay.origin}/images/" in out
-    assert err.startswith(f"image-tool: image 1 was not saved to {target} (--save): ")
+    assert out == ""
+    assert err.startswith(f"image-tool: cannot write to --save {target}: ")
     assert err.count("\n") == 1
+    assert relay.requests == []
 
 
 def test_the_progress_line_says_saving_images_while_downloading() -> None:

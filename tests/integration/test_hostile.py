@@ -37,6 +37,7 @@ from image_tool import (
     APIConnectionError,
     APIError,
     APITimeoutError,
+    ConfigurationError,
     ImageClient,
     ImageGenerationResult,
     ImageGenerationTool,
@@ -268,9 +269,23 @@ def read_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize(
-    "place", [full_disk, under_a_file, read_only], ids=["full_disk", "under_a_file", "read_only"]
-)
+@pytest.mark.parametrize("place", [under_a_file, read_only], ids=["under_a_file", "read_only"])
+def test_a_folder_that_cannot_be_written_is_refused_before_anything_is_sent(
+    relay: FakeRelay,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: Mode,
+    place: Callable[[pytest.MonkeyPatch, Path], Path],
+) -> None:
+    settings = {"save_dir": place(monkeypatch, tmp_path), "allow_private_downloads": True}
+    with pytest.raises(ConfigurationError, match="nothing was sent"):
+        generate(client_for(relay.base_url, **settings), mode, n=2)
+    assert relay.requests == []
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("place", [full_disk], ids=["full_disk"])
 def test_a_save_that_fails_keeps_the_generated_image(
     relay: FakeRelay,
     tmp_path: Path,

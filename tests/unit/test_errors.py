@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from image_tool._wire.failures import error_from_payload, error_from_response, error_from_text
+from image_tool._wire.failures import (
+    BASE_URL_ADVICE,
+    KEY_ADVICE,
+    error_from_payload,
+    error_from_response,
+    error_from_text,
+)
 from image_tool.errors import (
     APIError,
     APIStatusError,
@@ -235,7 +241,7 @@ def test_relay_error_bodies(
     error = error_from_response(status, error_body(message, code, error_type))
     assert type(error) is kind
     assert (error.status_code, error.code, error.error_type) == (status, code, error_type)
-    assert error.message == message  # the relay's own words, Chinese included
+    assert error.message.startswith(message)  # the relay's own words, Chinese included
 
 
 @pytest.mark.parametrize(
@@ -261,3 +267,59 @@ def test_error_from_payload_reads_a_stream_error_object() -> None:
     error = error_from_payload(200, {"error": {"message": "upstream timeout", "type": "upstream_error"}})
     assert type(error) is APIStatusError
     assert error.error_type == "upstream_error"
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (401, error_body("Invalid token (request id: 20260311)", "invalid_api_key")),
+        (401, b""),
+        (403, error_body("该令牌无权访问模型 gpt-4o-image")),
+        (200, error_body("API key not valid", "API_KEY_INVALID")),  # in a stream: no status to go by
+    ],
+)
+def test_a_refused_key_names_the_settings_that_hold_it(status: int, body: bytes) -> None:
+    error = error_from_response(status, body)
+    assert type(error) is AuthenticationError
+    assert error.message.endswith(f". {KEY_ADVICE}")
+    for name in ("api_key=", "IMAGE_TOOL_API_KEY", "OPENAI_API_KEY"):
+        assert name in str(error)
+    assert "IMAGE_TOOL_BASE_URL" not in str(error)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        error_body("Invalid URL (POST /chat/completions)", None, "invalid_request_error"),  # OpenAI's
+        b"<html><head><title>404 Not Found</title></head><body>nginx</body></html>",
+        b"404 page not found",  # Go's net/http, as new-api and one-api answer an unknown path
+        b"",
+    ],
+)
+def test_a_404_of_the_endpoint_names_the_base_url_setting(body: bytes) -> None:
+    error = error_from_response(404, body)
+    assert type(error) is APIStatusError
+    assert error.message.endswith(f". {BASE_URL_ADVICE}")
+    for words in ("base_url=", "IMAGE_TOOL_BASE_URL", "/chat/completions", "/images/generations", "/v1"):
+        assert words in str(error)
+    assert "IMAGE_TOOL_API_KEY" not in str(error)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        error_body("The model `dall-e-4` does not exist", "model_not_found", "invalid_request_error"),
+        json.dumps({"error": {"message": "not found", "param": "model"}}).encode(),
+        error_body("当前分组 default 下对于模型 gpt-x 无可用渠道"),
+    ],
+)
+def test_a_404_about_the_model_stays_a_missing_model_without_url_advice(body: bytes) -> None:
+    error = error_from_response(404, body)
+    assert type(error) is ModelNotFoundError
+    assert "IMAGE_TOOL_BASE_URL" not in str(error)
+
+
+@pytest.mark.parametrize("status", [400, 405, 500, 502])
+def test_other_failures_get_no_settings_advice(status: int) -> None:
+    error = error_from_response(status, error_body("Bad thing happened"))
+    assert error.message == "Bad thing happened"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import sys
 import tempfile
@@ -27,11 +28,23 @@ def generate(args: argparse.Namespace) -> int:
         message = NOT_CONFIGURED if "No image relay is configured" in str(error) else str(error)
         print(message, file=sys.stderr)
         return 2
+    # Checked before anything is sent: an image generated (and billed) that cannot be kept is lost.
+    if args.save_dir is not None and (reason := _unwritable(args.save_dir)):
+        flag = SETTING_FLAGS["save_dir"]
+        print(
+            f"image-tool: cannot write to {flag} {args.save_dir}: {reason}. Nothing was sent.",
+            file=sys.stderr,
+        )
+        return 2
     try:
         references = [_reference(value) for value in args.image]
-        mask = _reference(args.mask) if args.mask else None
     except errors.ReferenceImageError as error:
         print(f"image-tool: --image {error}", file=sys.stderr)
+        return 2
+    try:
+        mask = _reference(args.mask) if args.mask else None
+    except errors.ReferenceImageError as error:
+        print(f"image-tool: --mask {error}", file=sys.stderr)
         return 2
     display = ProgressDisplay(sys.stderr, args.save_dir) if sys.stderr.isatty() else None
     options = {name: getattr(args, name) for name in OPTION_NAMES}
@@ -72,6 +85,18 @@ def _report_unsaved(result: ImageGenerationResult, save_dir: Path | None) -> int
     return exit_code(errors.SaveError()) if reasons else 0
 
 
+def _unwritable(folder: Path) -> str | None:
+    """Why files cannot be written in ``folder`` (made if missing), or None when they can."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except FileExistsError:  # mkdir's word for a file standing where the folder should be
+        return "it is a file, not a folder"
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
+
+
 def _reference(value: str) -> str:
     """A local file given on the command line is the user's own: send it as a data URL."""
     from .._io.references import reference_urls
@@ -108,19 +133,36 @@ def fake_relay(args: argparse.Namespace) -> int:
         "max_concurrent": args.max_concurrent,
     }
     relay = FakeRelay(port=args.port, default_reply=reply, profile=args.profile, **limits)
+    try:
+        relay.start()
+    except OSError as error:  # the port is taken, or not this user's to take
+        print(f"image-tool: {_cannot_serve(args.port, error)}", file=sys.stderr)
+        return 2
+    as_relay = "" if args.profile == "vendor" else f", as {args.profile}"
+    banner = (
+        f"FakeRelay is serving {relay.base_url} (answers: {args.shape}{as_relay}). In another terminal:\n"
+        f"  export IMAGE_TOOL_BASE_URL={relay.base_url}\n"
+        f"  export IMAGE_TOOL_API_KEY={relay.api_key}\n"
+        '  image-tool generate "A lighthouse at dawn" --stream --save images --allow-private-downloads\n'
+        "Ctrl-C stops it."
+    )
     # Ctrl-C is a clean stop from the moment the banner can be read, not only once it is waited for.
-    with relay, contextlib.suppress(KeyboardInterrupt):
-        as_relay = "" if args.profile == "vendor" else f", as {args.profile}"
-        print(
-            f"FakeRelay is serving {relay.base_url} (answers: {args.shape}{as_relay}). In another terminal:\n"
-            f"  export IMAGE_TOOL_BASE_URL={relay.base_url}\n"
-            f"  export IMAGE_TOOL_API_KEY={relay.api_key}\n"
-            '  image-tool generate "A lighthouse at dawn" --stream --save images --allow-private-downloads\n'
-            "Ctrl-C stops it.",
-            flush=True,
-        )
-        threading.Event().wait()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            print(banner, flush=True)
+            threading.Event().wait()
+    finally:
+        relay.stop()
     return 0
+
+
+def _cannot_serve(port: int, error: OSError) -> str:
+    problem = (
+        f"port {port} is already in use"
+        if error.errno == errno.EADDRINUSE
+        else f"cannot serve on port {port}: {error.strerror or error}"
+    )
+    return f"{problem}. Pick another with --port PORT, or --port 0 for any free port."
 
 
 def batch(args: argparse.Namespace) -> int:
@@ -130,11 +172,8 @@ def batch(args: argparse.Namespace) -> int:
     if not args.prompts.is_file():
         print(f"image-tool: no such file: {args.prompts}", file=sys.stderr)
         return 2
-    try:  # checked before anything is sent
-        args.out.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=args.out).close()
-    except OSError as error:
-        print(f"image-tool: cannot write to --out {args.out}: {error.strerror or error}", file=sys.stderr)
+    if reason := _unwritable(args.out):  # checked before anything is sent
+        print(f"image-tool: cannot write to --out {args.out}: {reason}", file=sys.stderr)
         return 2
     try:
         with BatchDisplay(sys.stderr) as display:

@@ -80,7 +80,7 @@ class ProgressDisplay:
 
 class BatchDisplay:
     """A progress bar (rich's, when installed: the ``progress`` extra) or a line every few
-    seconds: done, failed, rate, time left, spend."""
+    seconds: done, failed, lost, rate, time left, spend."""
 
     EVERY = 2.0
     _stopping = False
@@ -99,12 +99,13 @@ class BatchDisplay:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn(
-                "{task.fields[failed]} failed  {task.fields[rate]:.1f}/s  spend {task.fields[cost]:g}"
+                "{task.fields[failed]} failed  {task.fields[lost]} lost  {task.fields[rate]:.1f}/s  "
+                "spend {task.fields[cost]:g}"
             ),
             TimeRemainingColumn(),
             console=Console(file=stream),
         )
-        self._task = self._bar.add_task("generating", total=None, failed=0, rate=0.0, cost=0.0)
+        self._task = self._bar.add_task("generating", total=None, failed=0, lost=0, rate=0.0, cost=0.0)
 
     def __enter__(self) -> BatchDisplay:
         if self._bar is not None:
@@ -116,7 +117,7 @@ class BatchDisplay:
             self._bar.stop()
 
     def update(self, progress: BatchProgress) -> None:
-        ended = progress.skipped + progress.done + progress.failed
+        ended = progress.skipped + progress.done + progress.failed + progress.lost
         if progress.stopping and not self._stopping:
             self._stopping = True
             self._say(
@@ -129,6 +130,7 @@ class BatchDisplay:
                 total=progress.total,
                 completed=ended,
                 failed=progress.failed,
+                lost=progress.lost,
                 rate=progress.rate,
                 cost=progress.cost,
             )
@@ -139,7 +141,8 @@ class BatchDisplay:
         self._shown = now
         eta = f", {progress.eta:.0f} s left" if progress.eta is not None else ""
         self._stream.write(
-            f"{ended}/{progress.total} done, {progress.failed} failed, {progress.rate:.1f}/s{eta}, "
+            f"{ended}/{progress.total} done, {progress.failed} failed, {progress.lost} lost, "
+            f"{progress.rate:.1f}/s{eta}, "
             f"spend {progress.cost:g}\n"
         )
         self._stream.flush()

@@ -55,8 +55,11 @@ def exit_code(error: BaseException) -> int:
 
 def in_cli_terms(message: str) -> str:
     """The library's messages name its settings (``ImageClient(total_timeout=...)``,
-    ``allow_private_downloads=True``); here they name the flags."""
+    ``allow_private_downloads=True``); here they name the flags, or the environment variables."""
     for setting, flag in SETTING_FLAGS.items():
         for named in (f"ImageClient({setting}=...)", f"{setting}=True", f"{setting}=..."):
             message = message.replace(named, flag)
+    # The key and the address have no flags: the command reads them from the environment only.
+    for setting in ("api_key", "base_url"):
+        message = message.replace(f"{setting}= or ", "")
     return message

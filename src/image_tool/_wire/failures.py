@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import APIConnectionError, APIError, APIStatusError, APITimeoutError
+from ..errors import APIConnectionError, APIError, APIStatusError, APITimeoutError, AuthenticationError
 from .gateways import DRAWN_BEHIND_GATEWAY, MAY_BE_DRAWN, UNREACHED
 from .relay_text import codes_of, error_object, reason_phrase, text_of, unwrapped
 from .signals import RATE_LIMIT, REFUSAL, kind_of
@@ -25,6 +25,16 @@ MAX_MESSAGE = 500
 
 _GATEWAY_TITLE = re.compile(r"\b(52[0-4]):")
 _MAY_BE_BILLED = "The relay had the request: the image may still be drawn, and billed."
+# The settings that fix a refused key or a wrong address; constant text: never the key itself.
+# (The command line, which has no flags for them, drops the "api_key= or " part.)
+KEY_ADVICE = (
+    "Check the API key: api_key= or IMAGE_TOOL_API_KEY (or OPENAI_API_KEY, paired with OPENAI_BASE_URL)."
+)
+BASE_URL_ADVICE = (
+    "Check the base URL: base_url= or IMAGE_TOOL_BASE_URL (or OPENAI_BASE_URL, paired with "
+    "OPENAI_API_KEY). It should stop before /chat/completions or /images/generations, and "
+    "usually ends with /v1."
+)
 
 
 def error_from_response(status_code: int, body: bytes, headers: Mapping[str, str] | None = None) -> APIError:
@@ -70,12 +80,24 @@ def _build(
     kind = kind_of(status_code, codes, words, text_of(error.get("param")) or None)
     code = text_of(error.get("code")) or text_of(error.get("status")) or None
     return kind(
-        message,
+        _with_advice(message, kind, status_code),
         status_code=status_code,
         code=code,
         error_type=text_of(error.get("type")) or None,
         retry_after=wait_from(headers, [error, *inner.errors], words, status_code),
     )
+
+
+def _with_advice(message: str, kind: type[APIStatusError], status_code: int) -> str:
+    """The message, with the setting to check when the key was refused, or when a 404 says the
+    endpoint is not there (a 404 about a missing model is a ModelNotFoundError, and gets none)."""
+    if issubclass(kind, AuthenticationError):
+        advice = KEY_ADVICE
+    elif kind is APIStatusError and status_code == 404:
+        advice = BASE_URL_ADVICE
+    else:
+        return message
+    return f"{message.rstrip()}{'' if message.rstrip().endswith(('.', '。')) else '.'} {advice}"
 
 
 def _gateway_error(status_code: int, page: str) -> APIError | None:
