@@ -126,7 +126,7 @@ class Relay:
 
 UNANSWERED = (
     "The relay had the request whole, so the image may have been generated (and billed): it was "
-    "not sent again. ImageClient(retry_unanswered=True) retries such requests."
+    "not sent again. retry_unanswered=True retries such requests."
 )
 
 

@@ -171,7 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_CALL_SETTINGS = ("max_retries", "total_timeout", "allow_private_downloads")
+_CALL_SETTINGS = ("max_retries", "retry_unanswered", "total_timeout", "allow_private_downloads")
 
 
 def _add_settings(parser: argparse.ArgumentParser, *names: str) -> None:
@@ -186,6 +186,10 @@ def _add_settings(parser: argparse.ArgumentParser, *names: str) -> None:
             {"type": _whole_number(0, 3)},
         ),
         "max_retries": ("retries of safe failures (default {default})", {"type": _whole_number(0)}),
+        "retry_unanswered": (
+            "also retry a request the relay had whole and never answered (it may be billed twice)",
+            {"action": "store_true"},
+        ),
         "total_timeout": (
             "give up on a call after (default {default:g})",
             {"type": _seconds, "metavar": "SECONDS"},

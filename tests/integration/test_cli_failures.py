@@ -164,3 +164,18 @@ def test_a_refused_key_at_the_command_line_names_the_variable_and_never_the_key(
     assert err.startswith("image-tool: Invalid token. Check the API key: IMAGE_TOOL_API_KEY ")
     assert "api_key=" not in err
     assert wrong_key not in err
+
+
+def test_a_request_the_relay_never_answered_names_the_flag_that_retries_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeRelay() as relay:
+        monkeypatch.setenv("IMAGE_TOOL_API_KEY", relay.api_key)
+        monkeypatch.setenv("IMAGE_TOOL_BASE_URL", relay.base_url)
+        relay.queue(Reply.transport_fault("drop_unanswered"), Reply.transport_fault("drop_unanswered"))
+        assert main(["generate", "A cat"]) == 9  # EXIT_CODES: APIConnectionError
+        err = capsys.readouterr().err
+        assert "may have been generated" in err and "--retry-unanswered retries" in err
+        assert len(err.strip().splitlines()) == 1
+        assert main(["generate", "A cat", "--retry-unanswered"]) == 0
+        assert relay.generated == 3  # one drop, then one drop and a success

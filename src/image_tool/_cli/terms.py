@@ -37,6 +37,7 @@ SETTING_FLAGS = {
     "stream": "--stream",
     "partial_images": "--partial-images",
     "max_retries": "--max-retries",
+    "retry_unanswered": "--retry-unanswered",
     "total_timeout": "--total-timeout",
     "allow_private_downloads": "--allow-private-downloads",
 }
