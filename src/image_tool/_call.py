@@ -173,12 +173,15 @@ class Exchange:
             return self.body_sent
         return isinstance(error, httpx2.ReadTimeout | httpx2.ReadError | httpx2.RemoteProtocolError)
 
-    def request(self, body: Mapping[str, Any], path: str) -> dict[str, Any]:
-        """``build_request``'s arguments: the endpoint, the body, the headers, and each timeout
-        cut to what is left of the call (the deadline is checked between chunks)."""
-        self.url = _endpoint(self.relay.client.base_url, path)
+    def request(
+        self, body: Mapping[str, Any], path: str, *, root: str | None = None, method: str = "POST"
+    ) -> dict[str, Any]:
+        """``build_request``'s arguments: the endpoint (``path`` under ``root``, by default the
+        base URL), the body, the headers, and each timeout cut to what is left of the call (the
+        deadline is checked between chunks)."""
+        self.url = _endpoint(root or self.relay.client.base_url, path)
         return {
-            "method": "POST",
+            "method": method,
             "url": self.url,
             **body,
             "headers": self.relay.headers,

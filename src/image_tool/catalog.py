@@ -14,8 +14,10 @@ from typing import Literal, get_args
 
 from .models import DEFAULT_QUALITY, DEFAULT_SIZE, DEFAULT_STYLE, AspectRatio
 
-Api = Literal["chat", "images"]
-"""``chat``: ``POST /chat/completions``; ``images``: ``POST /images/generations`` (and ``/images/edits``)."""
+Api = Literal["chat", "images", "midjourney"]
+"""``chat``: ``POST /chat/completions``; ``images``: ``POST /images/generations`` (and
+``/images/edits``); ``midjourney``: a task submitted to ``/mj/submit/imagine`` at the relay's root,
+then polled."""
 
 OPTION_NAMES = (
     "size",
@@ -117,6 +119,11 @@ IMAGE_ONLY_GATEWAY = ModelFamily(
     aspect_ratios=GATEWAY_ASPECT_RATIOS,
     modalities=("image",),
 )
+MIDJOURNEY = ModelFamily(
+    "Midjourney through a relay's /mj routes (new-api, midjourney-proxy)",
+    "midjourney",
+    max_n=1,  # one task draws a grid of four: one image
+)
 UNKNOWN = ModelFamily("an unknown model (the options every relay takes)", "chat")
 
 _MATCHES: tuple[tuple[tuple[str, ...], ModelFamily], ...] = (
@@ -125,6 +132,7 @@ _MATCHES: tuple[tuple[tuple[str, ...], ModelFamily], ...] = (
     (("gpt-4o-image", "sora_image", "sora-image"), CHAT_RELAY),
     (("gemini-2.5-flash-image", "gemini-3-pro-image", "gemini-3.1-flash-image", "nano-banana"), GEMINI_IMAGE),
     (("flux", "seedream", "sourceful", "riverflow"), IMAGE_ONLY_GATEWAY),
+    (("mj_", "midjourney", "niji"), MIDJOURNEY),  # new-api's model names: mj_imagine, mj_upscale...
 )
 
 

@@ -40,7 +40,9 @@ from .settings import ClientSettings
 # The cores are loaded by the first client made, not by `import image_tool`.
 if TYPE_CHECKING:
     from ._async.generation import AsyncGeneration
+    from ._async.tasks import AsyncTasks
     from ._sync.generation import SyncGeneration
+    from ._sync.tasks import SyncTasks
 
 __all__ = ["ImageClient", "ProgressCallback"]
 
@@ -73,6 +75,8 @@ class ImageClient(ClientSettings):
 
     _sync: SyncGeneration = PrivateAttr()
     _async: AsyncGeneration = PrivateAttr()
+    _sync_tasks: SyncTasks = PrivateAttr()
+    _async_tasks: AsyncTasks = PrivateAttr()
 
     @model_validator(mode="wrap")
     @classmethod
@@ -112,7 +116,9 @@ class ImageClient(ClientSettings):
 
     def model_post_init(self, context: Any, /) -> None:
         from ._async.generation import AsyncGeneration
+        from ._async.tasks import AsyncTasks
         from ._sync.generation import SyncGeneration
+        from ._sync.tasks import SyncTasks
 
         # Each fallback relay gets a client of its own (its own pools), with this one's settings.
         fallbacks: list[ImageClient] = []
@@ -128,6 +134,8 @@ class ImageClient(ClientSettings):
         async_pools = AsyncPools(max_concurrency=limit, injected=self.http_async_client)
         async_fallbacks = [fallback._async for fallback in fallbacks]
         self._async = AsyncGeneration(relay, async_pools, async_fallbacks, cooldowns, adaptive)
+        self._sync_tasks = SyncTasks(relay, sync_pools, self._sync)
+        self._async_tasks = AsyncTasks(relay, async_pools, self._async)
 
     @property
     def display_name(self) -> str:
@@ -149,6 +157,8 @@ class ImageClient(ClientSettings):
     @property
     def endpoint(self) -> str:
         """The URL a generation is posted to (an Images API edit goes to ``/images/edits``)."""
+        if self.family.api == "midjourney":  # at the relay's root, beside /v1
+            return f"{self.base_url.removesuffix('/v1')}/mj/submit/imagine"
         return f"{self.base_url}/{'chat/completions' if self.family.api == 'chat' else 'images/generations'}"
 
     def generate(
@@ -189,7 +199,24 @@ class ImageClient(ClientSettings):
         that could not be saved keeps its link and says why in ``save_error``. Raises only the
         errors of ``image_tool.errors``.
         """
-        return self._sync.generate(Call.of(locals()))
+        call = Call.of(locals())
+        return (
+            self._sync_tasks.imagine(call) if self.family.api == "midjourney" else self._sync.generate(call)
+        )
+
+    def run_action(
+        self,
+        task_id: str,
+        action: str,
+        *,
+        on_progress: ProgressCallback | None = None,
+        on_sending: Callable[[], object] | None = None,
+    ) -> ImageGenerationResult:
+        """Do ``action`` on the images of the relay's task ``task_id`` (a Midjourney grid's
+        ``result.task_id``), one of its ``result.actions``: ``U1``-``U4`` upscales one image,
+        ``V1``-``V4`` draws variations of one, ``reroll`` draws the grid again. One paid task,
+        polled until it ends, as ``generate``'s."""
+        return self._sync_tasks.act(task_id, action, _action_call(task_id, action, on_progress, on_sending))
 
     async def agenerate(
         self,
@@ -215,7 +242,22 @@ class ImageClient(ClientSettings):
 
         ``on_progress`` and ``on_sending`` may be plain functions or coroutine functions.
         """
-        return await self._async.generate(Call.of(locals()))
+        call = Call.of(locals())
+        if self.family.api == "midjourney":
+            return await self._async_tasks.imagine(call)
+        return await self._async.generate(call)
+
+    async def arun_action(
+        self,
+        task_id: str,
+        action: str,
+        *,
+        on_progress: ProgressCallback | None = None,
+        on_sending: Callable[[], object] | None = None,
+    ) -> ImageGenerationResult:
+        """Async twin of ``run_action``."""
+        call = _action_call(task_id, action, on_progress, on_sending)
+        return await self._async_tasks.act(task_id, action, call)
 
     def close(self) -> None:
         """Close the pooled sync connections (an injected ``http_client`` stays open)."""
@@ -241,3 +283,9 @@ class ImageClient(ClientSettings):
 @functools.lru_cache(maxsize=64)
 def _host(url: str) -> str:
     return httpx2.URL(url).host
+
+
+def _action_call(
+    task_id: str, action: str, on_progress: ProgressCallback | None, on_sending: Callable[[], object] | None
+) -> Call:
+    return Call(f"{action} of task {task_id}", 1, {}, None, (), None, on_progress, on_sending=on_sending)

@@ -98,6 +98,11 @@ class ImageGenerationResult(BaseModel):
     """Which relay answered, by its name, when the client has several (``fallbacks``)."""
     cost: float | None = None
     """What the generation cost, from the answering relay's prices, when they are set."""
+    task_id: str | None = None
+    """The relay's task, for a model drawn as one (Midjourney): what an action on it names."""
+    actions: list[str] = Field(default_factory=list)
+    """What may be done with the images next (``ImageClient.run_action``): ``U1``-``U4`` upscale
+    one image of a Midjourney grid, ``V1``-``V4`` draw variations of one, ``reroll`` draws again."""
 
     @property
     def urls(self) -> list[str]:

@@ -31,7 +31,7 @@ from ._tool.arguments import GenerateImageInput, arguments_for
 from ._wire.imagetypes import base64_mime_type, mime_type
 from .catalog import OPTION_NAMES
 from .client import ImageClient
-from .errors import ConfigurationError, ImageToolError
+from .errors import ConfigurationError, ImageToolError, InvalidRequestError
 from .models import GeneratedImage, GenerationProgress, ImageGenerationResult
 from .settings import ClientSettings
 
@@ -181,16 +181,21 @@ class ImageGenerationTool(BaseTool):
         call = self._call(prompt, arguments)
         on_progress = self._on_progress(config, run_manager, dispatch_custom_event)
         with _failures_as_advice(), self._budget.spending(call.get("n", 1)) as spending:
-            prompt, keywords = self._with_references(call)
-            room, user = spending.room(), self._user(config)
-            result = self.client.generate(
-                prompt,
-                **keywords,
-                user=user,
-                on_progress=on_progress,
-                max_images=room,
-                on_sending=spending.sending,
-            )
+            if task_action := _task_action(call):
+                result = self.client.run_action(
+                    *task_action, on_progress=on_progress, on_sending=spending.sending
+                )
+            else:
+                prompt, keywords = self._with_references(call)
+                room, user = spending.room(), self._user(config)
+                result = self.client.generate(
+                    prompt,
+                    **keywords,
+                    user=user,
+                    on_progress=on_progress,
+                    max_images=room,
+                    on_sending=spending.sending,
+                )
             result = _kept(result, spending.settle(len(result.images), result.cost))
         return self._content(result), result
 
@@ -204,20 +209,27 @@ class ImageGenerationTool(BaseTool):
         call = self._call(prompt, arguments)
         on_progress = self._on_progress(config, run_manager, adispatch_custom_event)
         with _failures_as_advice(), self._budget.spending(call.get("n", 1)) as spending:
-            # Local reference files are read off the event loop.
-            local = call.get("image_urls") or call.get("mask")
-            prompt, keywords = (
-                await asyncio.to_thread(self._with_references, call) if local else self._with_references(call)
-            )
-            room, user = spending.room(), self._user(config)
-            result = await self.client.agenerate(
-                prompt,
-                **keywords,
-                user=user,
-                on_progress=on_progress,
-                max_images=room,
-                on_sending=spending.sending,
-            )
+            if task_action := _task_action(call):
+                result = await self.client.arun_action(
+                    *task_action, on_progress=on_progress, on_sending=spending.sending
+                )
+            else:
+                # Local reference files are read off the event loop.
+                local = call.get("image_urls") or call.get("mask")
+                prompt, keywords = (
+                    await asyncio.to_thread(self._with_references, call)
+                    if local
+                    else self._with_references(call)
+                )
+                room, user = spending.room(), self._user(config)
+                result = await self.client.agenerate(
+                    prompt,
+                    **keywords,
+                    user=user,
+                    on_progress=on_progress,
+                    max_images=room,
+                    on_sending=spending.sending,
+                )
             result = _kept(result, spending.settle(len(result.images), result.cost))
         return self._content(result), result
 
@@ -283,6 +295,16 @@ def _kept(result: ImageGenerationResult, count: int) -> ImageGenerationResult:
         return result
     dropped = result.dropped_images + len(result.images) - count
     return result.model_copy(update={"images": result.images[:count], "dropped_images": dropped})
+
+
+def _task_action(call: dict[str, Any]) -> tuple[str, str] | None:
+    """``(task_id, action)`` when the model asked for an action on a grid (Midjourney)."""
+    action, task_id = call.get("action"), call.get("task_id")
+    if not action:
+        return None
+    if not task_id:
+        raise InvalidRequestError(f"action {action!r} needs the task_id this tool reported for the grid.")
+    return task_id, action
 
 
 @contextmanager

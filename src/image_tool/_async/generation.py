@@ -82,13 +82,18 @@ class AsyncGeneration:
             rules = RetryRules(client.max_retries, client.retry_rate_limits, client.retry_unanswered)
             result, attempts = await retried(attempt, rules, deadline)
             result = finished(self.relay, result, call, attempts)
-            if client.save_dir is not None and result.images:
-                await _report(call.on_progress, [SAVING])
-                pool = await self.pools.current()
-                downloads = functools.partial(pool.downloads, public_only=not client.allow_private_downloads)
-                saving = SaveOptions(client.save_dir, client.max_image_bytes)
-                result = await save_images(result, saving, downloads, pool.download_slots)
-        return result
+            return await self.saved(result, call)
+
+    async def saved(self, result: ImageGenerationResult, call: Call) -> ImageGenerationResult:
+        """``result`` with its images saved, when the client has a ``save_dir``."""
+        client = self.client
+        if client.save_dir is None or not result.images:
+            return result
+        await report(call.on_progress, [SAVING])
+        pool = await self.pools.current()
+        downloads = functools.partial(pool.downloads, public_only=not client.allow_private_downloads)
+        saving = SaveOptions(client.save_dir, client.max_image_bytes)
+        return await save_images(result, saving, downloads, pool.download_slots)
 
     async def aclose(self) -> None:
         """Close this client's pooled connections (those of the running event loop, when async)."""
@@ -112,11 +117,11 @@ class AsyncGeneration:
                 try:
                     answer = exchange.reader(response)
                     async for raw in araw_chunks(response):
-                        await _report(on_progress, answer.feed(raw))
+                        await report(on_progress, answer.feed(raw))
                         deadline.check()
                     large = answer.size > OFF_LOOP_BYTES  # parsed off the event loop
                     updates, result = await AsyncRuntime.off_loop(answer.finish) if large else answer.finish()
-                    await _report(on_progress, updates)
+                    await report(on_progress, updates)
                     return result
                 finally:
                     await response.aclose()
@@ -155,7 +160,7 @@ async def retried(attempt: AsyncAttempt[T], rules: RetryRules, deadline: Deadlin
     return await retrying(attempt), 1 + retrying.statistics["attempt_number"]
 
 
-async def _report(on_progress: ProgressCallback | None, updates: Iterable[GenerationProgress]) -> None:
+async def report(on_progress: ProgressCallback | None, updates: Iterable[GenerationProgress]) -> None:
     """Hands each update to ``on_progress`` (``updates`` is consumed either way: reading the
     answer may be what produces them). A failing callback must not cost the generation: it
     is logged and passed over."""

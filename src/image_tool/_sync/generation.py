@@ -83,13 +83,18 @@ class SyncGeneration:
             rules = RetryRules(client.max_retries, client.retry_rate_limits, client.retry_unanswered)
             result, attempts = retried(attempt, rules, deadline)
             result = finished(self.relay, result, call, attempts)
-            if client.save_dir is not None and result.images:
-                _report(call.on_progress, [SAVING])
-                pool = self.pools.current()
-                downloads = functools.partial(pool.downloads, public_only=not client.allow_private_downloads)
-                saving = SaveOptions(client.save_dir, client.max_image_bytes)
-                result = save_images(result, saving, downloads, pool.download_slots)
-        return result
+            return self.saved(result, call)
+
+    def saved(self, result: ImageGenerationResult, call: Call) -> ImageGenerationResult:
+        """``result`` with its images saved, when the client has a ``save_dir``."""
+        client = self.client
+        if client.save_dir is None or not result.images:
+            return result
+        report(call.on_progress, [SAVING])
+        pool = self.pools.current()
+        downloads = functools.partial(pool.downloads, public_only=not client.allow_private_downloads)
+        saving = SaveOptions(client.save_dir, client.max_image_bytes)
+        return save_images(result, saving, downloads, pool.download_slots)
 
     def close(self) -> None:
         """Close this client's pooled connections (those of the running event loop, when async)."""
@@ -113,11 +118,11 @@ class SyncGeneration:
                 try:
                     answer = exchange.reader(response)
                     for raw in raw_chunks(response):
-                        _report(on_progress, answer.feed(raw))
+                        report(on_progress, answer.feed(raw))
                         deadline.check()
                     large = answer.size > OFF_LOOP_BYTES  # parsed off the event loop
                     updates, result = SyncRuntime.off_loop(answer.finish) if large else answer.finish()
-                    _report(on_progress, updates)
+                    report(on_progress, updates)
                     return result
                 finally:
                     response.close()
@@ -156,7 +161,7 @@ def retried(attempt: SyncAttempt[T], rules: RetryRules, deadline: Deadline) -> t
     return retrying(attempt), 1 + retrying.statistics["attempt_number"]
 
 
-def _report(on_progress: ProgressCallback | None, updates: Iterable[GenerationProgress]) -> None:
+def report(on_progress: ProgressCallback | None, updates: Iterable[GenerationProgress]) -> None:
     """Hands each update to ``on_progress`` (``updates`` is consumed either way: reading the
     answer may be what produces them). A failing callback must not cost the generation: it
     is logged and passed over."""

@@ -55,6 +55,13 @@ def describe_result(result: ImageGenerationResult) -> str:
         )
     if result.urls:
         lines.append("Give the user these links; they expire after a while.")
+    if result.task_id and result.actions:
+        actions = ", ".join(result.actions)
+        lines.append(
+            f"This is Midjourney task {result.task_id}. To act on it, call generate_image with "
+            f"task_id={result.task_id!r} and action one of: {_brief(actions, 200)} (U upscales one image "
+            "of the grid, V draws variations of one, numbered left to right, top to bottom)."
+        )
     return "\n".join(lines)
 
 

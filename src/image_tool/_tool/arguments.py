@@ -122,6 +122,29 @@ _DESCRIPTIONS: dict[str, dict[str, str | None]] = {
 """What each option means for the model, by option and by one value that tells the family."""
 
 
+MIDJOURNEY_ACTIONS = ("U1", "U2", "U3", "U4", "V1", "V2", "V3", "V4", "reroll")
+_TASK_ACTION_FIELDS: dict[str, Any] = {
+    "task_id": (
+        str | None,
+        Field(
+            default=None,
+            description="With action: the Midjourney task id this tool reported for the grid to act on.",
+        ),
+    ),
+    "action": (
+        Literal[MIDJOURNEY_ACTIONS] | None,
+        Field(
+            default=None,
+            description=(
+                "To act on a grid of four this tool drew (with its task_id) instead of drawing a new one: "
+                "'U1' to 'U4' upscale one image (numbered left to right, top to bottom), 'V1' to 'V4' "
+                "draw variations of one, 'reroll' draws the grid again. Leave it out for a new image."
+            ),
+        ),
+    ),
+}
+
+
 @functools.lru_cache(maxsize=32)
 def arguments_for(family: ModelFamily) -> type[BaseModel]:
     """The argument schema of ``generate_image`` for a model of ``family``."""
@@ -145,5 +168,7 @@ def arguments_for(family: ModelFamily) -> type[BaseModel]:
             "same size, transparent where the image should change. Leave it out to let the model choose."
         )
         fields["mask"] = (str | None, Field(default=None, description=description))
+    if family.api == "midjourney":
+        fields |= _TASK_ACTION_FIELDS
     config = ConfigDict(str_strip_whitespace=True, extra="forbid")
     return create_model("GenerateImageInput", __config__=config, __doc__=GenerateImageInput.__doc__, **fields)

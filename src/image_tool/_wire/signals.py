@@ -62,7 +62,17 @@ REFUSAL = Kind(
             "image_prohibited_content",
         }
     ),
-    ("content policy", "safety system", "not allowed by our", "moderation", "违反", "违规", "敏感"),
+    (
+        "content policy",
+        "safety system",
+        "not allowed by our",
+        "moderation",
+        "违反",
+        "违规",
+        "敏感",  # also midjourney-proxy's banned prompt: "可能包含敏感词"
+        "banned prompt",  # Midjourney's "Banned prompt detected" (midjourney-proxy ErrorMessageHandler)
+        "output filters",  # Midjourney's "Request cancelled due to output filters" (trueai-org proxy)
+    ),
 )
 QUOTA = Kind(
     QuotaExceededError,
@@ -79,6 +89,7 @@ QUOTA = Kind(
             "entitlement_total_limit_exceeded",
             "budget_exceeded",  # LiteLLM proxy (ProxyException)
             "billing_disabled",  # Google ErrorInfo reason
+            "quota_not_enough",  # new-api's Midjourney relay (relay/mjproxy_handler.go)
         }
     ),
     (
@@ -139,6 +150,8 @@ RATE_LIMIT = Kind(
         "频率限制",
         "负载已饱和",  # new-api / one-api: "当前分组上游负载已饱和"
         "繁忙",  # "服务繁忙", "系统繁忙"
+        "队列已满",  # midjourney-proxy's queue full (ReturnCode 23)
+        "queue full",  # Midjourney's "Queue full" (trueai-org proxy)
     ),
     frozenset({429}),
 )

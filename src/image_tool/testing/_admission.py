@@ -38,6 +38,8 @@ class Ticket:
     """An admitted request: the images it reserved of the quota."""
 
     reserved: int
+    answering: bool = True
+    """Still being answered: it holds a place of ``max_concurrent``."""
 
 
 class Admission:
@@ -94,15 +96,16 @@ class Admission:
         with self._lock:
             return list(self._prompts)
 
-    def admit(self, n: int) -> Ticket | Plain:
-        """A ticket for a request of ``n`` images, or the answer that refuses it."""
+    def admit(self, n: int, *, quota_refusal: Plain | None = None) -> Ticket | Plain:
+        """A ticket for a request of ``n`` images, or the answer that refuses it (``quota_refusal``
+        when the quota is spent, if given: an endpoint's own words for it)."""
         with self._lock:
             if self.rate_limit is not None:
                 wait = self._take_token(self.rate_limit)
                 if wait is not None:
                     return _rate_limited(self.rate_limit, wait)
             if self.quota_images is not None and self._generated + self._reserved + n > self.quota_images:
-                return _quota_exhausted()
+                return quota_refusal or _quota_exhausted()
             if self.max_concurrent is not None and self._active >= self.max_concurrent:
                 return _saturated()
             self._active += 1
@@ -110,14 +113,25 @@ class Admission:
             self._reserved += reserved
             return Ticket(reserved)
 
+    def leave(self, ticket: Ticket) -> None:
+        """The admitted request was answered, and its images come later (a Midjourney task): its
+        place is given back, its reservation kept until ``finish``."""
+        with self._lock:
+            self._leave(ticket)
+
     def finish(self, ticket: Ticket, prompt: str, images: int) -> None:
         """The admitted request was answered with ``images`` images (0: an error, text, a fault)."""
         with self._lock:
-            self._active -= 1
+            self._leave(ticket)
             self._reserved -= ticket.reserved
             if images:
                 self._generated += images
                 self._prompts.append(prompt)
+
+    def _leave(self, ticket: Ticket) -> None:
+        if ticket.answering:
+            ticket.answering = False
+            self._active -= 1
 
     def _take_token(self, rate: float) -> float | None:
         """None when a token was taken, else the seconds until the next one."""

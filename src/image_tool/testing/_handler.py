@@ -18,6 +18,7 @@ from ._admission import Ticket, images_answered
 from ._answers import Answer, GenerationRequest, Plain, Stream, error_body, images_api_body
 from ._images_api import images_answer, images_body
 from ._images_request import ImagesApiError, ImagesEndpoint, ImagesRequest, read_images_request
+from ._midjourney import MjAnswer, MjRouteKind, MjScript, Submission, midjourney_route, relay_error
 from ._multipart import MultipartForm, is_multipart, read_form
 from ._png import PNG_SIGNATURE, png_image
 from ._replies import Reply
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 _LARGE_IMAGE_PATH = re.compile(r"^/images/large/(\d{1,4})mb/[0-9a-f]{16}\.png$")
 _IMAGE_PATH = re.compile(r"^/images/(\d{2,4})x(\d{2,4})/([0-9a-f]{16})\.png$")
 _MAX_SIDE = 4096
+_MJ_TICKET = '{"code":1,"description":"提交成功","result":"1712000000000000","properties":{}}'.encode()
 _IMAGES_ENDPOINTS: dict[str, ImagesEndpoint] = {
     "/v1/images/generations": "generations",
     "/v1/images/edits": "edits",
@@ -91,6 +93,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._record(b"")
+        if (route := midjourney_route(self.path)) and route[0] == "fetch":
+            self._midjourney(route[0], route[1], b"")
+            return
         if large := _LARGE_IMAGE_PATH.match(self.path):
             self._send_large_image(int(large[1]) * 1024 * 1024)
             return
@@ -104,6 +109,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self._record(body)
+        if (route := midjourney_route(self.path)) and route[0] != "fetch":
+            self._midjourney(route[0], route[1], body)
+            return
         endpoint = _IMAGES_ENDPOINTS.get(self.path)
         if self.path != "/v1/chat/completions" and endpoint is None:
             self._send(404, error_body(f"Invalid URL (POST {self.path})", "invalid_request_error"))
@@ -197,6 +205,73 @@ class Handler(BaseHTTPRequestHandler):
             elif answer.status >= 400:
                 answer = profile.deliver(answer, request.as_generation())
         self._write(answer)
+
+    def _midjourney(self, kind: MjRouteKind, task_id: str, body: bytes) -> None:
+        """new-api's Midjourney routes: TokenAuth reads the key from ``mj-api-secret`` when
+        Authorization is empty (or ``midjourney-proxy``); submits pass the limits, fetches are free."""
+        relay, tasks = self.relay, self.relay._midjourney
+        key = self.headers.get("Authorization") or ""
+        if key in ("", "midjourney-proxy"):
+            key = self.headers.get("mj-api-secret") or ""
+        if key.removeprefix("Bearer ") != relay.api_key:
+            self._write(relay._profile.bad_key())
+            return
+        if kind == "fetch":
+            self._send_mj(tasks.fetch(task_id, relay.origin))
+            return
+        checked = tasks.check(kind, body)
+        if isinstance(checked, MjAnswer):
+            self._send_mj(checked)
+            return
+        quota = relay_error("quota_not_enough")
+        with relay._lock:
+            relay.in_flight += 1
+            relay.max_in_flight = max(relay.max_in_flight, relay.in_flight)
+        try:
+            admitted = relay._admission.admit(1, quota_refusal=Plain(400, quota.body, (), quota.content_type))
+            if isinstance(admitted, Ticket):
+                self._submit_admitted(checked, admitted)
+            else:
+                self._write(admitted)
+        finally:
+            with relay._lock:
+                relay.in_flight -= 1
+
+    def _submit_admitted(self, submission: Submission, ticket: Ticket) -> None:
+        """The next reply played to a submit: a raw body or a transport fault as scripted, else a
+        task (or its refusal). The ticket is settled, or handed to the task, before the answer."""
+        relay = self.relay
+        reply = relay._next_reply()
+        settled = handed = False
+
+        def settle(images: int) -> None:
+            nonlocal settled
+            if not settled:
+                settled = True
+                relay._admission.finish(ticket, submission.prompt, images)
+
+        try:
+            if reply.delay and relay._stopping.wait(reply.delay):
+                return
+            if reply.midjourney is None and reply.body is not None:
+                settle(0)
+                headers = {**reply.headers}
+                content_type = headers.pop("Content-Type", "application/json")
+                self._send(reply.status, reply.body, content_type=content_type, headers=headers.items())
+            elif reply.midjourney is None and reply.fault is not None:
+                settle(0)
+                self._misbehave(reply, _MJ_TICKET)
+            else:
+                answer = relay._midjourney.submit(submission, reply.midjourney or MjScript(), settle)
+                handed = True
+                relay._admission.leave(ticket)
+                self._send_mj(answer, reply.headers.items())
+        finally:
+            if not handed:
+                settle(0)
+
+    def _send_mj(self, answer: MjAnswer, headers: Iterable[tuple[str, str]] = ()) -> None:
+        self._send(answer.status, answer.body, content_type=answer.content_type, headers=headers)
 
     def _record(self, body: bytes) -> None:
         recorded = RecordedRequest(

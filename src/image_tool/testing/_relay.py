@@ -12,6 +12,7 @@ from http.server import ThreadingHTTPServer
 
 from ._admission import Admission
 from ._handler import Handler, RecordedRequest, Server
+from ._midjourney import MidjourneyTasks
 from ._profiles import profile_named
 from ._replies import RelayProfile, Reply
 
@@ -36,6 +37,24 @@ class FakeRelay:
       asked ``output_format`` with usage, and stream ``partial_images`` previews then the image as
       ``image_generation.*`` / ``image_edit.*`` events; ``dall-e-3`` answers links (or base64) with
       a ``revised_prompt``; values OpenAI refuses get its 400 naming the field (``param``).
+
+    At its root (``origin``, beside ``/v1``), and under any mode prefix (``/mj-fast``,
+    ``/mj-turbo``, ``/mj-relax``: new-api strips it), new-api's Midjourney routes, the key as a
+    bearer or, without ``Authorization``, in ``mj-api-secret``:
+
+    - ``POST /mj/submit/imagine`` (``prompt``, ``base64Array``) and ``POST /mj/submit/action``
+      (``customId``, ``taskId``: UPSCALE, VARIATION, REROLL...) answer
+      ``{"code":1,"description":"提交成功","result":"<task id>","properties":{}}``, sent on as
+      new-api does (``text/plain; charset=utf-8`` under ``profile="new-api"``); new-api's own
+      refusals are 400 ``{"code":4,"description":"task_not_found ","type":"upstream_error"}``;
+    - ``GET /mj/task/{id}/fetch``: the task's every field, one step further each fetch (see
+      ``Reply.mj_task``); a grid ends as a 1024x1024 PNG with U1-U4, reroll and V1-V4 buttons, an
+      upscale as one 512x512 PNG, both served by the relay.
+
+    A submit plays the next queued reply (``Reply.mj_*``; a raw ``body`` or a transport fault too,
+    anything else is a task) and takes its place in the limits below; a fetch is free. A task's
+    image is reserved of ``quota_images`` until it ends (past the quota, a submit gets new-api's
+    ``quota_not_enough``), and counts as generated when it succeeds.
 
     Every endpoint plays queued ``Reply`` objects, in order (errors, delays, transport faults, raw
     bodies, pace between events), before falling back to ordinary successes.
@@ -90,6 +109,7 @@ class FakeRelay:
         self.profile: RelayProfile = profile
         """The relay software FakeRelay answers as (``"vendor"``: the replies as scripted)."""
         self._profile = profile_named(profile)
+        self._midjourney = MidjourneyTasks(sniffed=profile == "new-api")
         self._admission = Admission(
             rate_limit=rate_limit, quota_images=quota_images, max_concurrent=max_concurrent, clock=clock
         )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
+
+from ._midjourney import MjScript
 
 Shape = Literal["images_api", "markdown", "inline_data", "content_parts", "json_block"]
 """How a success is written: the documented ``data[]``; a chat completion whose content holds
@@ -59,6 +61,8 @@ class Reply:
     relay_refusal: RelayRefusal | None = None
     """Made by the relay itself, not its upstream: under a relay profile, that software's own words
     for it replace ``body`` (see ``FakeRelay(profile=...)``)."""
+    midjourney: MjScript | None = None
+    """What a Midjourney submit does (``Reply.mj_task`` and its siblings); other endpoints ignore it."""
 
     @classmethod
     def success(
@@ -228,3 +232,54 @@ class Reply:
     def truncated_json(cls) -> Reply:
         """A body cut short by a proxy that still closed it cleanly."""
         return cls(body=b'{"created": 1725000000, "data": [{"url": "https://cdn.exa')
+
+    @classmethod
+    def mj_task(cls, polls: int = 3) -> Reply:
+        """A Midjourney submit answered code 1 with a task id, the task reaching SUCCESS after
+        ``polls`` fetches: each fetch shows the task's state, then moves it one step. The first
+        shows new-api's empty status and ``"0%"``, the second ``SUBMITTED``, the next ones
+        ``IN_PROGRESS`` with a rising percentage and a preview link; from the fetch after the
+        ``polls``-th on, ``SUCCESS``, ``"100%"``, the image's link and its buttons. A large
+        ``polls`` makes a slow task."""
+        if polls < 0:
+            raise ValueError(f"polls must be 0 or more, not {polls!r}")
+        return cls(midjourney=MjScript(polls=polls))
+
+    @classmethod
+    def mj_failed(cls, reason: str, after: int = 2) -> Reply:
+        """A Midjourney task that is ``IN_PROGRESS`` for ``after`` fetches, then ``FAILURE`` with
+        this ``failReason`` and ``"100%"`` (new-api's progress of a failure). A moderation
+        failure reads ``"[Banned prompt detected] Sorry! Our AI moderator thinks this prompt is
+        probably against our community standards."``"""
+        if after < 0:
+            raise ValueError(f"after must be 0 or more, not {after!r}")
+        return cls(midjourney=MjScript(polls=after, fail_reason=reason))
+
+    @classmethod
+    def mj_submit_refused(
+        cls, code: int, description: str, properties: dict[str, Any] | None = None
+    ) -> Reply:
+        """A Midjourney submit refused by the upstream: HTTP 200, this ``code`` and ``description``,
+        ``"result": null`` and no task. midjourney-proxy's codes: 23 (queue full, see
+        ``mj_queue_full``), 24 ``可能包含敏感词`` (a banned word, ``properties``: ``promptEn`` and
+        ``bannedWord``), 4 (a bad request, ``prompt不能为空``), 3 (no account), 9 (its own failure)."""
+        if code == 1:
+            raise ValueError("code 1 is a submitted task: use Reply.mj_task()")
+        return cls(midjourney=MjScript(code=code, description=description, properties=dict(properties or {})))
+
+    @classmethod
+    def mj_queue_full(cls) -> Reply:
+        """midjourney-proxy's queue is full: code 23."""
+        return cls.mj_submit_refused(23, "队列已满，请稍后尝试")
+
+    @classmethod
+    def mj_banned(cls, word: str) -> Reply:
+        """The prompt holds a banned ``word``: code 24 ``可能包含敏感词``, ``properties`` naming the
+        word and the prompt as ``promptEn``."""
+        return cls.mj_submit_refused(24, "可能包含敏感词", {"bannedWord": word})
+
+    @classmethod
+    def mj_quota_not_enough(cls) -> Reply:
+        """new-api's own refusal when the balance cannot pay the submit: HTTP 400, JSON,
+        ``{"code":4,"description":"quota_not_enough ","type":"upstream_error"}``."""
+        return cls(midjourney=MjScript(relay_error="quota_not_enough"))
