@@ -67,6 +67,7 @@ class Call:
     on_progress: ProgressCallback | None
     max_images: int | None = None
     on_sending: Callable[[], object] | None = None
+    on_task: Callable[[str], object] | None = None
 
     @property
     def kept_at_most(self) -> int:
@@ -87,6 +88,7 @@ class Call:
             on_progress=arguments["on_progress"],
             max_images=arguments["max_images"],
             on_sending=arguments["on_sending"],
+            on_task=arguments["on_task"],
         )
 
 

@@ -15,7 +15,9 @@ The same run started again does only what is left: a prompt whose request ended 
 again, a prompt not yet sent is sent, and a prompt whose request went out but whose end was never
 written, or that the relay had whole and never answered (docs/reliability.md, paid work), is
 reported as ``lost`` (it may have been generated and billed), sent again only when asked
-(``resend_lost=True``, ``--resend-lost``). One run at a time holds an output directory; a
+(``resend_lost=True``, ``--resend-lost``). A model drawn as a task (Midjourney) has its task id
+journaled once submitted: a run that stopped before the task ended leaves it to the next run,
+which polls it to its images and never submits it again. One run at a time holds an output directory; a
 prompts file whose id now asks for another prompt than the journal recorded is refused.
 """
 
@@ -32,16 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ._io.journal import Journal, digest
+from ._io.journal import Journal
+from ._io.prompts import Prompt, read_prompts
 from ._policy.retries import may_have_drawn, wait_before
-from .catalog import OPTION_NAMES
 from .client import ImageClient
 from .errors import APIError, ConfigurationError, ImageToolError, RateLimitError
 from .models import ImageGenerationResult
 
 Status = Literal["ok", "failed", "lost"]
-LINE_OPTIONS = ("n", *OPTION_NAMES)
-"""What a prompt line may set beside ``id`` and ``prompt``."""
 BATCH_RETRIES = 10
 """Retries of a prompt whose request failed on its way (a connection, a 502)."""
 REQUEUES = 20
@@ -104,19 +104,6 @@ class BatchSummary:
     """Why each prompt line that could not be used was not (never sent)."""
 
 
-@dataclass(frozen=True)
-class _Prompt:
-    id: str
-    prompt: str
-    options: dict[str, Any]
-    problem: str | None = None
-    """Why the line cannot be sent (it is reported as failed, never sent)."""
-
-    @property
-    def digest(self) -> str:
-        return digest(self.prompt, self.options)
-
-
 def run_batch(
     prompts: str | Path,
     out: str | Path,
@@ -154,7 +141,10 @@ async def arun_batch(
     (out / "images").mkdir(parents=True, exist_ok=True)
     journal = Journal(out)
     try:
-        done_before = journal.sent if not resend_lost else journal.ended.keys() - journal.lost
+        unfinished = journal.unfinished_tasks()  # polled again, not submitted again
+        done_before = (journal.sent if not resend_lost else journal.ended.keys() - journal.lost) - set(
+            unfinished
+        )
         progress = _survey(prompts, journal, done_before)
         report = on_progress or (lambda progress: None)
         defaults = {
@@ -165,7 +155,7 @@ async def arun_batch(
         }
         try:
             async with ImageClient(**{**defaults, **settings, "save_dir": out / "images"}) as client:
-                await _run(client, journal, prompts, done_before, concurrency, progress, report)
+                await _run(client, journal, prompts, done_before, unfinished, concurrency, progress, report)
         finally:
             summary = _write_results(prompts, journal, out / "results.jsonl")
     finally:
@@ -178,6 +168,7 @@ async def _run(
     journal: Journal,
     prompts: Path,
     done_before: Collection[str],
+    unfinished: dict[str, str],
     concurrency: int,
     progress: BatchProgress,
     report: Callable[[BatchProgress], object],
@@ -186,8 +177,8 @@ async def _run(
     Ctrl-C."""
     in_flight: set[asyncio.Task[None]] = set()
 
-    async def generate(item: _Prompt) -> None:
-        line = await _generate(client, journal, item)
+    async def generate(item: Prompt) -> None:
+        line = await _generate(client, journal, item, unfinished.get(item.id))
         progress.in_flight -= 1
         progress.done += line["status"] == "ok"
         progress.failed += line["status"] == "failed"
@@ -197,7 +188,7 @@ async def _run(
 
     with _interrupts(progress, report) as stopping:
         try:
-            for item in _read_prompts(prompts):
+            for item in read_prompts(prompts):
                 if stopping.is_set():
                     break
                 if item.id in done_before:
@@ -252,17 +243,29 @@ def _interrupts(
             loop.remove_signal_handler(signal.SIGINT)
 
 
-async def _generate(client: ImageClient, journal: Journal, item: _Prompt) -> dict[str, Any]:
+async def _generate(
+    client: ImageClient, journal: Journal, item: Prompt, task_id: str | None
+) -> dict[str, Any]:
+    """``item`` generated (or, with the ``task_id`` an earlier run submitted, its task followed)
+    and its end journaled."""
     if item.problem is not None:
         return _ended(journal, _failed(item, "InvalidLine", item.problem))
 
     async def sending() -> None:  # on disk before the request's bytes go
         await asyncio.to_thread(journal.send, item.id, item.digest)
 
+    async def submitted(task_id: str) -> None:  # on disk before the task is polled
+        await asyncio.to_thread(journal.task, item.id, task_id)
+
     requeues, since = 0, time.monotonic()
     while True:
         try:
-            result = await client.agenerate(item.prompt, **item.options, on_sending=sending)
+            if task_id is not None:  # submitted by a run that stopped: polled, not paid again
+                result = await client.afollow_task(task_id)
+            else:
+                result = await client.agenerate(
+                    item.prompt, **item.options, on_sending=sending, on_task=submitted
+                )
         except RateLimitError as error:
             if requeues < REQUEUES and time.monotonic() - since < REQUEUE_SECONDS:
                 requeues += 1
@@ -286,7 +289,7 @@ def _survey(prompts: Path, journal: Journal, done_before: Collection[str]) -> Ba
     """How many prompts there are and how many ended before; a prompts file whose ids now ask for
     other prompts than the journal recorded is refused, naming them."""
     progress, moved = BatchProgress(total=0), []
-    for item in _read_prompts(prompts):
+    for item in read_prompts(prompts):
         progress.total += 1
         progress.skipped += item.id in done_before
         recorded = journal.digests.get(item.id)
@@ -301,43 +304,7 @@ def _survey(prompts: Path, journal: Journal, done_before: Collection[str]) -> Ba
     return progress
 
 
-def _read_prompts(path: Path) -> Iterator[_Prompt]:
-    """Each non-blank line as a prompt; one that cannot be used is kept, to be reported as failed."""
-    seen: set[str] = set()
-    with path.open(encoding="utf-8") as lines:
-        for number, text in enumerate(lines, 1):
-            if not text.strip():
-                continue
-            item = _prompt_of(number, text)
-            if item.id in seen:  # reported under a name of its own, never another prompt's
-                problem = f"line {number} repeats the id {item.id!r}"
-                renamed = f"{item.id}@line-{number}"
-                while renamed in seen:
-                    renamed += "+"
-                item = _Prompt(renamed, item.prompt, {}, problem)
-            seen.add(item.id)
-            yield item
-
-
-def _prompt_of(number: int, text: str) -> _Prompt:
-    """``{"id": ..., "prompt": ..., options}``; the id defaults to ``line-<number>``."""
-    try:
-        entry = json.loads(text)
-    except ValueError as error:
-        return _Prompt(f"line-{number}", "", {}, f"line {number} is not JSON: {error}")
-    if not isinstance(entry, dict):
-        return _Prompt(f"line-{number}", "", {}, f"line {number} is not a JSON object")
-    key, prompt = str(entry.get("id", f"line-{number}")), entry.get("prompt")
-    if not (isinstance(prompt, str) and prompt.strip()):
-        return _Prompt(key, "", {}, f"line {number} has no prompt")
-    if unknown := set(entry) - {"id", "prompt", *LINE_OPTIONS}:
-        return _Prompt(
-            key, prompt, {}, f"line {number} has fields no generation takes: {', '.join(sorted(unknown))}"
-        )
-    return _Prompt(key, prompt, {name: entry[name] for name in LINE_OPTIONS if name in entry})
-
-
-def _succeeded(item: _Prompt, result: ImageGenerationResult) -> dict[str, Any]:
+def _succeeded(item: Prompt, result: ImageGenerationResult) -> dict[str, Any]:
     return {
         "id": item.id,
         "prompt": item.prompt,
@@ -356,7 +323,7 @@ def _first_revised_prompt(result: ImageGenerationResult) -> str | None:
     return next((image.revised_prompt for image in result.images if image.revised_prompt), None)
 
 
-def _failed(item: _Prompt, kind: str, message: str, status: Status = "failed") -> dict[str, Any]:
+def _failed(item: Prompt, kind: str, message: str, status: Status = "failed") -> dict[str, Any]:
     error = {"kind": kind, "message": message}
     return {"id": item.id, "prompt": item.prompt, "status": status, "error": error}
 
@@ -369,7 +336,7 @@ def _write_results(prompts: Path, journal: Journal, path: Path) -> BatchSummary:
     invalid_lines: list[str] = []
     temporary = path.with_suffix(".tmp")
     with temporary.open("w", encoding="utf-8") as results, journal.results() as result_of:
-        for item in _read_prompts(prompts):
+        for item in read_prompts(prompts):
             if item.id not in journal.sent:
                 not_started += 1  # a later run does it
                 continue

@@ -180,6 +180,7 @@ class ImageClient(ClientSettings):
         on_progress: ProgressCallback | None = None,
         max_images: int | None = None,
         on_sending: Callable[[], object] | None = None,
+        on_task: Callable[[str], object] | None = None,
     ) -> ImageGenerationResult:
         """Generate ``n`` images for ``prompt``.
 
@@ -195,7 +196,9 @@ class ImageClient(ClientSettings):
         rest, which are never downloaded. ``on_sending`` is called right before each attempt's
         request goes out, after any wait for a slot or a rate limit's pause (a durable batch
         records it: from then on the image may be billed); an exception from it stops the call,
-        nothing sent. With ``save_dir``, every image kept is saved before this returns; an image
+        nothing sent. ``on_task`` is called with the relay's task id once a model drawn as a task
+        (Midjourney) is submitted: a durable batch records it, to poll it again after a crash
+        (``follow_task``). With ``save_dir``, every image kept is saved before this returns; an image
         that could not be saved keeps its link and says why in ``save_error``. Raises only the
         errors of ``image_tool.errors``.
         """
@@ -218,6 +221,14 @@ class ImageClient(ClientSettings):
         polled until it ends, as ``generate``'s."""
         return self._sync_tasks.act(task_id, action, _action_call(task_id, action, on_progress, on_sending))
 
+    def follow_task(
+        self, task_id: str, *, on_progress: ProgressCallback | None = None
+    ) -> ImageGenerationResult:
+        """Poll the relay's task ``task_id``, submitted earlier (a run that stopped while it was
+        drawn), until it ends, and return its images, saved as ``generate``'s are. Nothing is
+        submitted, so nothing more is paid."""
+        return self._sync_tasks.follow(task_id, _action_call(task_id, "follow", on_progress, None))
+
     async def agenerate(
         self,
         prompt: str,
@@ -237,10 +248,11 @@ class ImageClient(ClientSettings):
         on_progress: ProgressCallback | None = None,
         max_images: int | None = None,
         on_sending: Callable[[], object] | None = None,
+        on_task: Callable[[str], object] | None = None,
     ) -> ImageGenerationResult:
         """Async twin of ``generate``, on httpx2's AsyncClient: it never blocks the event loop.
 
-        ``on_progress`` and ``on_sending`` may be plain functions or coroutine functions.
+        ``on_progress``, ``on_sending`` and ``on_task`` may be plain functions or coroutine functions.
         """
         call = Call.of(locals())
         if self.family.api == "midjourney":
@@ -258,6 +270,12 @@ class ImageClient(ClientSettings):
         """Async twin of ``run_action``."""
         call = _action_call(task_id, action, on_progress, on_sending)
         return await self._async_tasks.act(task_id, action, call)
+
+    async def afollow_task(
+        self, task_id: str, *, on_progress: ProgressCallback | None = None
+    ) -> ImageGenerationResult:
+        """Async twin of ``follow_task``."""
+        return await self._async_tasks.follow(task_id, _action_call(task_id, "follow", on_progress, None))
 
     def close(self) -> None:
         """Close the pooled sync connections (an injected ``http_client`` stays open)."""

@@ -4,11 +4,14 @@ client, the tool in an agent loop, the command line and the MCP server."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain.agents import create_agent
@@ -28,10 +31,11 @@ from image_tool import (
 )
 from image_tool._async import tasks as async_tasks
 from image_tool._sync import tasks as sync_tasks
+from image_tool.batch import run_batch
 from image_tool.cli import main
 from image_tool.testing import FakeRelay, Reply, ScriptedChatModel
 
-from ..helpers import calls_generate_image, tool_call
+from ..helpers import calls_generate_image, tool_call, wait_until
 
 GRID_ACTIONS = ["U1", "U2", "U3", "U4", "reroll", "V1", "V2", "V3", "V4"]
 
@@ -218,3 +222,57 @@ def test_sync_and_async_runs_share_nothing_but_the_relay(relay: FakeRelay) -> No
     results = [client.generate("A lighthouse"), *asyncio.run(both())]
     assert len({result.task_id for result in results}) == 4
     assert relay.generated == 4
+
+
+def journal_tasks(out: Path) -> dict[str, str]:
+    lines = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    return {line["id"]: line["task"] for line in lines if "task" in line}
+
+
+def test_a_batch_that_stopped_mid_poll_polls_again_and_never_resubmits(
+    relay: FakeRelay, tmp_path: Path
+) -> None:
+    """The first run gives up polling (its total timeout): the tasks are journaled; the next run
+    follows them to their images, submitting nothing."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "\n".join(json.dumps({"id": f"p{n}", "prompt": f"A lighthouse {n}"}) for n in range(3))
+    )
+    relay.queue(*[Reply.mj_task(polls=40)] * 3)
+    settings: dict[str, Any] = {"api_key": relay.api_key, "base_url": relay.base_url, "model": "mj_imagine"}
+    out = tmp_path / "out"
+    first = run_batch(prompts, out, total_timeout=0.3, allow_private_downloads=True, **settings)
+    assert (first.ok, first.lost) == (0, 3)
+    assert sorted(journal_tasks(out)) == ["p0", "p1", "p2"]
+    second = run_batch(prompts, out, allow_private_downloads=True, **settings)
+    assert (second.ok, second.failed, second.lost) == (3, 0, 0)
+    assert posts(relay) == ["/mj/submit/imagine"] * 3
+    assert len(list((out / "images").iterdir())) == 3
+
+
+@pytest.mark.slow
+def test_a_batch_killed_mid_poll_resumes_by_polling(relay: FakeRelay, tmp_path: Path) -> None:
+    """The real command, killed (SIGKILL) while its tasks are drawn, then run again: each task is
+    polled to its image, none is submitted twice."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "\n".join(json.dumps({"id": f"p{n}", "prompt": f"A lighthouse {n}"}) for n in range(4))
+    )
+    relay.queue(*[Reply.mj_task(polls=4)] * 4)  # polled a second apart and slower: about 8 s each
+    out = tmp_path / "out"
+    environment = {**os.environ, "IMAGE_TOOL_API_KEY": relay.api_key, "IMAGE_TOOL_BASE_URL": relay.base_url}
+    command = [sys.executable, "-m", "image_tool.cli", "batch", str(prompts), "--out", str(out)]
+    command += ["--model", "mj_imagine", "--allow-private-downloads"]
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    try:
+        wait_until(
+            lambda: len(journal_tasks(out)) == 4 if (out / "journal.jsonl").exists() else False, "no tasks"
+        )
+    finally:
+        process.kill()
+        process.wait(10)
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)  # noqa: S603
+    assert finished.returncode == 0, finished.stderr
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [line["status"] for line in results] == ["ok"] * 4
+    assert posts(relay) == ["/mj/submit/imagine"] * 4

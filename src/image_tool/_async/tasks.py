@@ -15,6 +15,7 @@ from typing import Any
 from .._call import Call, Exchange, Relay, finished, only_image_tool_errors
 from .._io.pooling import AsyncPools
 from .._io.runtime import AsyncRuntime
+from .._io.storage import check_writable
 from .._policy.retries import Deadline, RetryRules
 from .._wire import midjourney
 from .._wire.body import BodyDecoder, araw_chunks, received_encoding
@@ -52,19 +53,29 @@ class AsyncTasks:
             raise InvalidRequestError(f"Task {task_id} has no action {action!r}; it offers: {offered}.")
         return await self._run(call, midjourney.SUBMIT_ACTION, midjourney.action_body(task_id, custom_id))
 
+    async def follow(self, task_id: str, call: Call) -> ImageGenerationResult:
+        """The images of a task submitted earlier, once it ends: polled, never submitted again."""
+        with only_image_tool_errors(self.relay.secret), Deadline(self.relay.client.total_timeout) as deadline:
+            return await self._finish(task_id, deadline, call, attempts=0)
+
     async def _run(self, call: Call, path: str, body: Mapping[str, Any]) -> ImageGenerationResult:
         client = self.relay.client
         with only_image_tool_errors(self.relay.secret), Deadline(client.total_timeout) as deadline:
             if client.save_dir is not None:
-                from .._io.storage import check_writable
-
                 check_writable(client.save_dir)
             submit = functools.partial(self._submit, path, body, deadline, call)
             rules = RetryRules(client.max_retries, client.retry_rate_limits, client.retry_unanswered)
             task_id, attempts = await retried(submit, rules, deadline)
-            task = await self._until_ended(task_id, deadline, call)
-            result = finished(self.relay, midjourney.result_of(task, client.model), call, attempts)
-            return await self.generation.saved(result, call)
+            if call.on_task is not None:
+                await AsyncRuntime.call(call.on_task, task_id)
+            return await self._finish(task_id, deadline, call, attempts)
+
+    async def _finish(
+        self, task_id: str, deadline: Deadline, call: Call, attempts: int
+    ) -> ImageGenerationResult:
+        task = await self._until_ended(task_id, deadline, call)
+        result = finished(self.relay, midjourney.result_of(task, self.relay.client.model), call, attempts)
+        return await self.generation.saved(result, call)
 
     async def _submit(self, path: str, body: Mapping[str, Any], deadline: Deadline, call: Call) -> str:
         if call.on_sending is not None:

@@ -49,6 +49,8 @@ class Journal:
             """Each ended id, and where its result line starts in the file."""
             self.lost: set[str] = set()
             """Ended ids whose request reached the relay unanswered (status ``lost``)."""
+            self.tasks: dict[str, str] = {}
+            """The relay's task of each id drawn as one (Midjourney), once it was submitted."""
             self.digests: dict[str, str] = {}
             self._index()
             self._file = self.path.open("a", encoding="utf-8")
@@ -65,6 +67,21 @@ class Journal:
                 return
             self.sent.add(id_)
             self._write({"id": id_, "sent": time.time(), "digest": prompt_digest}, sync=True)
+
+    def task(self, id_: str, task_id: str) -> None:
+        """Record the relay's task for ``id_``, synced to disk: a run that stops before the task
+        ends polls it again instead of submitting it twice."""
+        with self._lock:
+            self.tasks[id_] = task_id
+            self._write({"id": id_, "task": task_id}, sync=True)
+
+    def unfinished_tasks(self) -> dict[str, str]:
+        """The relay's task of each id whose task was submitted but whose images were not got
+        (a run stopped while it was drawn, or gave up polling): polled again, never resubmitted."""
+        with self._lock:
+            return {
+                id_: task for id_, task in self.tasks.items() if id_ not in self.ended or id_ in self.lost
+            }
 
     def end(self, line: dict[str, Any]) -> None:
         with self._lock:  # every write is flushed: the file's size is where this line starts
@@ -124,6 +141,8 @@ class Journal:
                         self._ended(id_, entry["status"], offset)
                     if isinstance(entry.get("digest"), str):
                         self.digests[id_] = entry["digest"]
+                    if isinstance(entry.get("task"), str):
+                        self.tasks[id_] = entry["task"]
                 offset += len(raw)
 
 
