@@ -148,6 +148,17 @@ def live_client(fake_relay: FakeRelay) -> Iterator[ImageClient]:
 
 
 @pytest.fixture
+def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relay's tasks (Midjourney) polled hundredths of a second apart: the same sequence, sooner."""
+    from image_tool._async import tasks as async_tasks
+    from image_tool._sync import tasks as sync_tasks
+
+    for module in (async_tasks, sync_tasks):
+        monkeypatch.setattr(module, "POLL_FIRST", 0.01)
+        monkeypatch.setattr(module, "POLL_MAX", 0.05)
+
+
+@pytest.fixture
 def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Backoff in hundredths of a second, so retrying suites stay fast; the policy is the same."""
     monkeypatch.setattr(retries, "BACKOFF_INITIAL", 0.01)

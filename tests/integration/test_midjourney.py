@@ -29,23 +29,15 @@ from image_tool import (
     QuotaExceededError,
     RateLimitError,
 )
-from image_tool._async import tasks as async_tasks
-from image_tool._sync import tasks as sync_tasks
 from image_tool.batch import run_batch
 from image_tool.cli import main
 from image_tool.testing import FakeRelay, Reply, ScriptedChatModel
 
 from ..helpers import calls_generate_image, tool_call, wait_until
 
+pytestmark = pytest.mark.usefixtures("quick_polls")
+
 GRID_ACTIONS = ["U1", "U2", "U3", "U4", "reroll", "V1", "V2", "V3", "V4"]
-
-
-@pytest.fixture(autouse=True)
-def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Polls in hundredths of a second: the same sequence, sooner."""
-    for module in (async_tasks, sync_tasks):
-        monkeypatch.setattr(module, "POLL_FIRST", 0.01)
-        monkeypatch.setattr(module, "POLL_MAX", 0.05)
 
 
 @pytest.fixture

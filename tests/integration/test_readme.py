@@ -52,7 +52,7 @@ class FakeChatOpenAI(ScriptedChatModel):
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, quick_polls: None) -> Iterator[None]:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(sys.modules, "langchain_openai", types.SimpleNamespace(ChatOpenAI=FakeChatOpenAI))
     with FakeRelay(default_reply=Reply.success("markdown")) as relay:
