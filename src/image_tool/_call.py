@@ -105,7 +105,11 @@ class Relay:
                 "User-Agent": f"image-tool/{__version__}",
                 "Accept-Encoding": ACCEPT_ENCODING,
                 **client.default_headers,
-                "Authorization": f"Bearer {self.secret}",
+                **(
+                    {"Authorization": f"Bearer {self.secret}"}
+                    if client.key_header == "Authorization"
+                    else {"mj-api-secret": self.secret}  # midjourney-proxy's own header
+                ),
             }
         )
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx2
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer
@@ -136,6 +136,9 @@ class ClientSettings(BaseModel):
     batch runs."""
     default_headers: dict[str, str] = Field(default_factory=dict)
     """Extra headers sent with every request."""
+    key_header: Literal["Authorization", "mj-api-secret"] = "Authorization"
+    """Where the key goes: ``Authorization: Bearer <key>``, as OpenAI and new-api take it, or
+    ``mj-api-secret: <key>``, as midjourney-proxy itself takes it (without new-api in front)."""
     stream: bool = False
     """Ask for a streamed answer (server-sent events), so progress can be reported while it runs."""
     partial_images: int = Field(default=2, ge=0, le=3)

@@ -138,6 +138,15 @@ def test_the_key_may_go_as_new_api_takes_it_under_a_mode_prefix(relay: FakeRelay
     assert posts(relay) == ["/mj-fast/mj/submit/imagine"]
 
 
+def test_the_key_may_go_as_midjourney_proxy_takes_it(relay: FakeRelay) -> None:
+    client = client_for(relay, key_header="mj-api-secret")
+    assert client.generate("A lighthouse").task_id
+    (submit,) = [request for request in relay.requests if request.method == "POST"]
+    assert submit.headers["mj-api-secret"] == relay.api_key
+    assert "Authorization" not in submit.headers
+    assert relay.api_key not in repr(client)
+
+
 def test_the_tool_in_an_agent_loop_upscales_the_grid_it_was_shown(relay: FakeRelay) -> None:
     """The model reads the task id and the actions from the tool's message, and names them."""
 
