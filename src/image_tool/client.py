@@ -120,6 +120,11 @@ class ImageClient(ClientSettings):
         from ._sync.generation import SyncGeneration
         from ._sync.tasks import SyncTasks
 
+        if self.image_jobs and self.family.api != "images":
+            raise ConfigurationError(
+                f"image_jobs=True draws on the Images API, and {self.model} is drawn on the "
+                f"{self.family.api} endpoint: choose an Images API model (gpt-image-1), or api='images'."
+            )
         # Each fallback relay gets a client of its own (its own pools), with this one's settings.
         fallbacks: list[ImageClient] = []
         if self.fallbacks:
@@ -203,9 +208,9 @@ class ImageClient(ClientSettings):
         errors of ``image_tool.errors``.
         """
         call = Call.of(locals())
-        return (
-            self._sync_tasks.imagine(call) if self.family.api == "midjourney" else self._sync.generate(call)
-        )
+        if self.family.api == "midjourney":
+            return self._sync_tasks.imagine(call)
+        return self._sync_tasks.draw(call) if self.image_jobs else self._sync.generate(call)
 
     def run_action(
         self,
@@ -257,7 +262,7 @@ class ImageClient(ClientSettings):
         call = Call.of(locals())
         if self.family.api == "midjourney":
             return await self._async_tasks.imagine(call)
-        return await self._async.generate(call)
+        return await (self._async_tasks.draw(call) if self.image_jobs else self._async.generate(call))
 
     async def arun_action(
         self,

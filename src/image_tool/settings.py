@@ -136,6 +136,10 @@ class ClientSettings(BaseModel):
     batch runs."""
     default_headers: dict[str, str] = Field(default_factory=dict)
     """Extra headers sent with every request."""
+    image_jobs: bool = False
+    """Draw each Images API generation as an asynchronous job (``"async": true``, with an
+    ``Idempotency-Key``), polled until it ends: for slow models behind a gateway's 100 s limit, on
+    relays that take such jobs (some forks of new-api; docs/midjourney.md)."""
     key_header: Literal["Authorization", "mj-api-secret"] = "Authorization"
     """Where the key goes: ``Authorization: Bearer <key>``, as OpenAI and new-api take it, or
     ``mj-api-secret: <key>``, as midjourney-proxy itself takes it (without new-api in front)."""

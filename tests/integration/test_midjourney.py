@@ -277,3 +277,50 @@ def test_a_batch_killed_mid_poll_resumes_by_polling(relay: FakeRelay, tmp_path: 
     results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [line["status"] for line in results] == ["ok"] * 4
     assert posts(relay) == ["/mj/submit/imagine"] * 4
+
+
+# --- Asynchronous Images API jobs: the same transport --------------------------------------------
+
+
+def test_an_image_job_is_submitted_once_and_polled_to_its_images(relay: FakeRelay, tmp_path: Path) -> None:
+    updates: list[GenerationProgress] = []
+    client = ImageClient(
+        api_key=relay.api_key,
+        base_url=relay.base_url,
+        model="gpt-image-1",
+        image_jobs=True,
+        save_dir=tmp_path,
+        allow_private_downloads=True,
+    )
+    result = client.generate("A lighthouse at dawn", n=2, size="1024x1536", on_progress=updates.append)
+    assert len(result.images) == 2 and all(image.path for image in result.images)
+    assert [(update.stage, update.percent) for update in updates] == [
+        ("queued", 0),
+        ("generating", 40),
+        ("generating", 80),
+        ("done", 100),
+        ("saving", None),
+    ]
+    (submit,) = [request for request in relay.requests if request.method == "POST"]
+    assert json.loads(submit.body)["async"] is True and submit.headers["Idempotency-Key"]
+    assert relay.generated == 2
+
+
+async def test_an_image_job_async_and_its_failure(relay: FakeRelay) -> None:
+    relay.queue(Reply.image_job_failed("Your request was rejected by the safety system."))
+    async with ImageClient(
+        api_key=relay.api_key, base_url=relay.base_url, model="gpt-image-1", image_jobs=True
+    ) as client:
+        with pytest.raises(ContentPolicyError, match=r"image job \S+ failed"):
+            await client.agenerate("A lighthouse")
+        result = await client.agenerate("A lighthouse")
+    assert len(result.images) == 1
+
+
+def test_a_retried_image_job_submit_keeps_its_idempotency_key(relay: FakeRelay, quick_backoff: None) -> None:
+    """A 502 then the submit again: the same key both times, so a relay that had the first draws once."""
+    relay.queue(Reply.bad_gateway())
+    client = ImageClient(api_key=relay.api_key, base_url=relay.base_url, model="gpt-image-1", image_jobs=True)
+    assert client.generate("A lighthouse").attempts == 2
+    keys = [request.headers["Idempotency-Key"] for request in relay.requests if request.method == "POST"]
+    assert len(keys) == 2 and keys[0] == keys[1]

@@ -10,6 +10,7 @@ import pytest
 
 from image_tool import errors
 from image_tool._wire import midjourney
+from image_tool._wire.tasks import progress_of
 from image_tool.catalog import family_of
 
 BUTTONS = [
@@ -32,7 +33,7 @@ def task(**fields: Any) -> bytes:
 def test_the_model_names_relays_sell_are_drawn_as_tasks() -> None:
     for model in ("mj_imagine", "midjourney", "MJ_IMAGINE", "niji-journey"):
         assert family_of(model).api == "midjourney"
-    assert midjourney.root_of("https://relay.example/v1") == "https://relay.example"
+    assert midjourney.base_of("https://relay.example/v1") == "https://relay.example"
 
 
 @pytest.mark.parametrize("code", [1, 21, 22])
@@ -80,9 +81,9 @@ def test_a_task_in_progress_reports_its_stage_and_preview() -> None:
         200, task(status="IN_PROGRESS", progress="46%", imageUrl="https://r.example/p.png")
     )
     assert (running.ended, running.percent) == (False, 46)
-    update = midjourney.progress_of(running)
+    update = progress_of(running)
     assert (update.stage, update.percent, update.preview_url) == ("generating", 46, "https://r.example/p.png")
-    assert midjourney.progress_of(midjourney.task_of(200, task())).stage == "queued"
+    assert progress_of(midjourney.task_of(200, task())).stage == "queued"
 
 
 def test_a_finished_grid_is_one_image_with_its_actions() -> None:

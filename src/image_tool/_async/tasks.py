@@ -1,24 +1,28 @@
-"""A generation drawn as a relay's task (Midjourney through ``/mj``): submitted once, then polled
-until it ends, all within the call's deadline; its image saved as any other.
+"""A generation drawn as a relay's task: submitted once, then polled until it ends, all within the
+call's deadline; its images saved as any other. Two kinds share it, each read by its ``_wire``
+module: Midjourney through ``/mj`` (``midjourney.py``) and asynchronous Images API jobs
+(``image_jobs.py``).
 
-A submit is retried as a generation request is (docs/reliability.md, paid work); a poll is a
-read, retried on any failure in transit. Polls start a second apart and slow to one every
-``POLL_MAX`` seconds; a 429 on a poll waits its Retry-After.
+A submit is retried as a generation request is (docs/reliability.md, paid work), an image job's
+under one ``Idempotency-Key``; a poll is a read, retried on any failure in transit. Polls start a
+second apart and slow to one every ``POLL_MAX`` seconds; a 429 on a poll waits its Retry-After.
 """
 
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from .._call import Call, Exchange, Relay, finished, only_image_tool_errors
 from .._io.pooling import AsyncPools
 from .._io.runtime import AsyncRuntime
 from .._io.storage import check_writable
 from .._policy.retries import Deadline, RetryRules
-from .._wire import midjourney
+from .._wire import image_jobs, midjourney
 from .._wire.body import BodyDecoder, araw_chunks, received_encoding
+from .._wire.tasks import Task, progress_of
 from ..errors import APIError, InvalidRequestError
 from ..models import ImageGenerationResult
 from .generation import AsyncGeneration, report, retried
@@ -28,23 +32,46 @@ POLL_MAX = 5.0
 POLL_GROWTH = 1.5
 
 
+class TaskWire(Protocol):
+    """What a ``_wire`` module of a kind of task offers."""
+
+    MAX_ANSWER_BYTES: int
+
+    def base_of(self, base_url: str) -> str: ...
+    def poll_path(self, task_id: str) -> str: ...
+    def ticket(self, status_code: int, body: bytes) -> str: ...
+    def task_of(self, status_code: int, body: bytes) -> Task: ...
+    def result_of(self, task: Task, model: str) -> ImageGenerationResult: ...
+
+
 class AsyncTasks:
-    """The Midjourney tasks of one client, on its relay."""
+    """The tasks of one client, on its relay: Midjourney's, or image jobs (``image_jobs=True``)."""
 
     def __init__(self, relay: Relay, pools: AsyncPools, generation: AsyncGeneration) -> None:
         self.relay = relay
         self.pools = pools
         self.generation = generation
-        self.root = midjourney.root_of(relay.client.base_url)
+        self.wire: TaskWire = midjourney if relay.client.family.api == "midjourney" else image_jobs
+        self.base = self.wire.base_of(relay.client.base_url)
 
     async def imagine(self, call: Call) -> ImageGenerationResult:
-        """A grid of four images for ``call``'s prompt: one paid task."""
+        """A Midjourney grid of four images for ``call``'s prompt: one paid task."""
         self.relay.request(call)  # checked as any request is: the prompt, n, the options
         body = midjourney.imagine_body(call.prompt, call.image_urls)
         return await self._run(call, midjourney.SUBMIT_IMAGINE, body)
 
+    async def draw(self, call: Call) -> ImageGenerationResult:
+        """``call`` as an Images API job: one submit (under one Idempotency-Key, however often it
+        is sent), polled until its images are drawn."""
+        request = self.relay.request(call)
+        if request.json is None or request.path != image_jobs.SUBMIT:
+            raise InvalidRequestError("An image job draws new images: leave out the images to edit.")
+        body = image_jobs.job_body(request.json)
+        return await self._run(call, image_jobs.SUBMIT, body, {"Idempotency-Key": uuid.uuid4().hex})
+
     async def act(self, task_id: str, action: str, call: Call) -> ImageGenerationResult:
-        """``action`` (``U2``, ``V1``, ``reroll``) on the images of task ``task_id``: one paid task."""
+        """``action`` (``U2``, ``V1``, ``reroll``) on the images of Midjourney task ``task_id``:
+        one paid task."""
         with only_image_tool_errors(self.relay.secret), Deadline(self.relay.client.total_timeout) as deadline:
             origin = await self._poll(task_id, deadline)
         custom_id = origin.actions.get(action)
@@ -58,12 +85,14 @@ class AsyncTasks:
         with only_image_tool_errors(self.relay.secret), Deadline(self.relay.client.total_timeout) as deadline:
             return await self._finish(task_id, deadline, call, attempts=0)
 
-    async def _run(self, call: Call, path: str, body: Mapping[str, Any]) -> ImageGenerationResult:
+    async def _run(
+        self, call: Call, path: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> ImageGenerationResult:
         client = self.relay.client
         with only_image_tool_errors(self.relay.secret), Deadline(client.total_timeout) as deadline:
             if client.save_dir is not None:
                 check_writable(client.save_dir)
-            submit = functools.partial(self._submit, path, body, deadline, call)
+            submit = functools.partial(self._submit, path, body, headers or {}, deadline, call)
             rules = RetryRules(client.max_retries, client.retry_rate_limits, client.retry_unanswered)
             task_id, attempts = await retried(submit, rules, deadline)
             if call.on_task is not None:
@@ -74,16 +103,18 @@ class AsyncTasks:
         self, task_id: str, deadline: Deadline, call: Call, attempts: int
     ) -> ImageGenerationResult:
         task = await self._until_ended(task_id, deadline, call)
-        result = finished(self.relay, midjourney.result_of(task, self.relay.client.model), call, attempts)
+        result = finished(self.relay, self.wire.result_of(task, self.relay.client.model), call, attempts)
         return await self.generation.saved(result, call)
 
-    async def _submit(self, path: str, body: Mapping[str, Any], deadline: Deadline, call: Call) -> str:
+    async def _submit(
+        self, path: str, body: Mapping[str, Any], headers: Mapping[str, str], deadline: Deadline, call: Call
+    ) -> str:
         if call.on_sending is not None:
             await AsyncRuntime.call(call.on_sending)
-        status, answer = await self._exchange("POST", path, deadline, json=body)
-        return midjourney.ticket(status, answer)
+        status, answer = await self._exchange("POST", path, deadline, headers, json=body)
+        return self.wire.ticket(status, answer)
 
-    async def _until_ended(self, task_id: str, deadline: Deadline, call: Call) -> midjourney.Task:
+    async def _until_ended(self, task_id: str, deadline: Deadline, call: Call) -> Task:
         """Polls the task until it ends, reporting each change of its progress. A task that has
         not ended when polling fails (the deadline, the relay gone) is paid for and may still
         finish: the error names it, and counts as unanswered (docs/reliability.md, paid work)."""
@@ -91,7 +122,7 @@ class AsyncTasks:
         try:
             while True:
                 task = await self._poll(task_id, deadline)
-                if (update := midjourney.progress_of(task)) != last:
+                if (update := progress_of(task)) != last:
                     await report(call.on_progress, [update])
                     last = update
                 if task.ended:
@@ -101,32 +132,42 @@ class AsyncTasks:
                 wait = min(wait * POLL_GROWTH, POLL_MAX)
         except APIError as error:
             pending = type(error)(
-                f"{error.message} The Midjourney task {task_id} was submitted and may still finish: "
-                "its images are on the relay under that id.",
+                f"{error.message} The task {task_id} was submitted and may still finish: its images "
+                "are on the relay under that id.",
                 status_code=error.status_code,
             )
             pending.sent_unanswered = True
             raise pending from error
 
-    async def _poll(self, task_id: str, deadline: Deadline) -> midjourney.Task:
-        async def fetch() -> midjourney.Task:
-            return midjourney.task_of(*await self._exchange("GET", midjourney.fetch_path(task_id), deadline))
+    async def _poll(self, task_id: str, deadline: Deadline) -> Task:
+        async def fetch() -> Task:
+            return self.wire.task_of(*await self._exchange("GET", self.wire.poll_path(task_id), deadline))
 
         reads = RetryRules(self.relay.client.max_retries, unanswered=True)  # a read may be sent again
         task, _ = await retried(fetch, reads, deadline)
         return task
 
-    async def _exchange(self, method: str, path: str, deadline: Deadline, **body: Any) -> tuple[int, bytes]:
-        """One request to the relay's ``/mj`` routes: its status and its (bounded) answer."""
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        deadline: Deadline,
+        headers: Mapping[str, str] | None = None,
+        **body: Any,
+    ) -> tuple[int, bytes]:
+        """One request about a task: its status and its (bounded) answer."""
         pool, exchange = await self.pools.current(), Exchange(self.relay, deadline)
-        arguments = {**exchange.request(body, path, root=self.root, method=method)}
+        arguments = exchange.request(body, path, root=self.base, method=method)
+        if headers:
+            arguments["headers"] = merged = self.relay.headers.copy()
+            merged.update(headers)
         arguments["extensions"] = {"trace": exchange.atrace}
         async with pool.slots:
             with exchange.failures(None), pool.http() as http:
                 response = await pool.send(http, http.build_request(**arguments), within=deadline.remaining())
                 try:
                     exchange.status_code = response.status_code
-                    decoder = BodyDecoder(received_encoding(response), midjourney.MAX_ANSWER_BYTES)
+                    decoder = BodyDecoder(received_encoding(response), self.wire.MAX_ANSWER_BYTES)
                     pieces = [piece async for raw in araw_chunks(response) for piece in decoder.feed(raw)]
                     return response.status_code, b"".join(pieces)
                 finally:

@@ -14,16 +14,15 @@ The shapes are new-api's (``router/relay-router.go``, ``relay/mjproxy_handler.go
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from ..errors import APIError, APIStatusError, ContentPolicyError, MalformedResponseError, RateLimitError
-from ..models import GeneratedImage, GenerationProgress, ImageGenerationResult, ProgressStage
+from ..models import GeneratedImage, ImageGenerationResult
 from .failures import error_from_response
 from .signals import kind_of
+from .tasks import Task, percent_of
 
 SUBMIT_IMAGINE = "/mj/submit/imagine"
 SUBMIT_ACTION = "/mj/submit/action"
@@ -38,16 +37,13 @@ REFUSED_BY_CODE: Mapping[int, type[APIStatusError]] = {
     24: ContentPolicyError,  # BANNED_PROMPT: "可能包含敏感词", with the banned word
 }
 """midjourney-proxy's ``ReturnCode`` values that name a kind; the others are read by their words."""
-QUEUED = frozenset({"", "NOT_START", "SUBMITTED", "MODAL"})
-ENDED = frozenset({"SUCCESS", "FAILURE", "CANCEL"})
-_PERCENT = re.compile(r"(\d{1,3})\s*%")
 
 
-def fetch_path(task_id: str) -> str:
+def poll_path(task_id: str) -> str:
     return f"/mj/task/{quote(task_id, safe='')}/fetch"
 
 
-def root_of(base_url: str) -> str:
+def base_of(base_url: str) -> str:
     """Where a relay serves ``/mj``: its root, beside ``/v1``."""
     return base_url.removesuffix("/v1")
 
@@ -89,24 +85,6 @@ def ticket(status_code: int, body: bytes) -> str:
     )
 
 
-@dataclass(frozen=True)
-class Task:
-    """A Midjourney task as the relay reports it."""
-
-    id: str
-    status: str
-    percent: int | None
-    image_url: str | None
-    fail_reason: str = ""
-    prompt: str = ""
-    actions: dict[str, str] = field(default_factory=dict)
-    """What may be done with its images next, by name (``U1``, ``V2``, ``reroll``): the customId."""
-
-    @property
-    def ended(self) -> bool:
-        return self.status in ENDED
-
-
 def task_of(status_code: int, body: bytes) -> Task:
     """The task in a fetch's answer; else the error its answer means."""
     answer = _object(body, status_code)
@@ -120,28 +98,17 @@ def task_of(status_code: int, body: bytes) -> Task:
     task_id = answer.get("id")
     if not isinstance(task_id, str | int) or not str(task_id):
         raise MalformedResponseError("The relay's Midjourney task has no id.", status_code=status_code)
-    progress = _PERCENT.search(str(answer.get("progress") or ""))
     image_url = answer.get("imageUrl")
     return Task(
+        name="Midjourney",
         id=str(task_id),
         status=str(answer.get("status") or "").upper(),
-        percent=min(100, int(progress.group(1))) if progress else None,
+        percent=percent_of(answer.get("progress")),
         image_url=image_url if isinstance(image_url, str) and image_url else None,
         fail_reason=str(answer.get("failReason") or "").strip(),
         prompt=str(answer.get("promptEn") or answer.get("prompt") or ""),
         actions=_actions(answer.get("buttons")),
     )
-
-
-def progress_of(task: Task) -> GenerationProgress:
-    stage: ProgressStage = (
-        "queued" if task.status in QUEUED else "done" if task.status == "SUCCESS" else "generating"
-    )
-    text = f"Midjourney: {task.status.lower() or 'submitted'}" + (
-        f", {task.percent}%" if task.percent else ""
-    )
-    preview = task.image_url if task.status not in ENDED else None
-    return GenerationProgress(stage=stage, percent=task.percent, text=text, preview_url=preview)
 
 
 def result_of(task: Task, model: str) -> ImageGenerationResult:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._admission import Ticket, images_answered
 from ._answers import Answer, GenerationRequest, Plain, Stream, error_body, images_api_body
-from ._images_api import images_answer, images_body
+from ._image_jobs import image_task_id, job_fields
+from ._images_api import images_answer, images_body, poll_image_job, submit_image_job
 from ._images_request import ImagesApiError, ImagesEndpoint, ImagesRequest, read_images_request
 from ._midjourney import MjAnswer, MjRouteKind, MjScript, Submission, midjourney_route, relay_error
 from ._multipart import MultipartForm, is_multipart, read_form
@@ -96,6 +97,9 @@ class Handler(BaseHTTPRequestHandler):
         if (route := midjourney_route(self.path)) and route[0] == "fetch":
             self._midjourney(route[0], route[1], b"")
             return
+        if (task_id := image_task_id(self.path)) is not None:
+            poll_image_job(self, task_id)
+            return
         if large := _LARGE_IMAGE_PATH.match(self.path):
             self._send_large_image(int(large[1]) * 1024 * 1024)
             return
@@ -118,6 +122,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         if self.headers.get("Authorization") != f"Bearer {self.relay.api_key}":
             self._write(self.relay._profile.bad_key())
+            return
+        if endpoint == "generations" and job_fields(body) is not None:  # "async": true
+            submit_image_job(self, body)
             return
         request: GenerationRequest | ImagesRequest
         try:
@@ -145,12 +152,15 @@ class Handler(BaseHTTPRequestHandler):
             with relay._lock:
                 relay.in_flight -= 1
 
-    def _answer_admitted(self, request: GenerationRequest | ImagesRequest, ticket: Ticket) -> None:
-        """The scripted answer. The request is finished (its images counted, its place given
-        back) just before the last write: a client that has the whole answer, and asks again at
-        once, finds the counts up to date and the place free. An answer cut short counts nothing."""
+    def _answer_admitted(
+        self, request: GenerationRequest | ImagesRequest, ticket: Ticket, reply: Reply | None = None
+    ) -> None:
+        """The scripted answer (``reply``, or the next queued). The request is finished (its images
+        counted, its place given back) just before the last write: a client that has the whole answer,
+        and asks again at once, finds the counts up to date and the place free. An answer cut short
+        counts nothing."""
         relay = self.relay
-        reply = relay._next_reply()
+        reply = relay._next_reply() if reply is None else reply
         images = images_answered(request, reply, relay.profile)
         finished = False
 

@@ -5,6 +5,9 @@ whole or as server-sent events.
 Three model families: ``gpt-image*`` (base64 in the asked ``output_format``, usage, streaming),
 ``dall-e-3`` (links or base64 with a ``revised_prompt``, one image, no streaming, no edits), and
 any other model, answered as ``dall-e-3`` but with up to ten images in the sizes of either family.
+
+A generation with ``"async": true`` is a job instead (``_image_jobs.py``): ``submit_image_job``
+and ``poll_image_job`` drive it with the handler's key check, limits and replies.
 """
 
 from __future__ import annotations
@@ -13,13 +16,26 @@ import base64
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ._admission import Ticket
 from ._answers import EVENT_STREAM_HEADERS, Answer, Plain, Stream
 from ._formats import encoded_image
-from ._images_request import ImagesRequest
+from ._image_jobs import (
+    ImageJobScript,
+    JobAnswer,
+    JobOrder,
+    fingerprint,
+    idempotency_key,
+    job_fields,
+    job_refusal,
+)
+from ._images_request import ImagesApiError, ImagesRequest, read_images_request
 from ._png import png_image
 from ._replies import Reply
+
+if TYPE_CHECKING:
+    from ._handler import Handler
 
 OUTPUT_TOKENS = {
     ("square", "low"): 272,
@@ -67,6 +83,85 @@ def images_body(request: ImagesRequest, origin: str) -> bytes:
             item = {"url": f"{origin}/images/{request.size}/{request.token(index)}.png"}
         data.append({**item, "revised_prompt": request.revised_prompt})
     return _json({"created": created, "data": data})
+
+
+def submit_image_job(handler: Handler, body: bytes) -> None:
+    """An asynchronous submit, its key checked: a replay or a conflict is answered before the
+    limits and reserves nothing; a new job passes them, then plays the next reply."""
+    relay, jobs = handler.relay, handler.relay._image_jobs
+    fields = job_fields(body) or {}
+    key = idempotency_key(handler.headers.get("Idempotency-Key"))
+    request = job_refusal(fields, key) or _read_job(handler, body)
+    if isinstance(request, JobAnswer):
+        _send_job(handler, request)
+        return
+    if (replayed := jobs.claim(key, fingerprint(fields))) is not None:
+        _send_job(handler, replayed)
+        return
+    with relay._lock:
+        relay.in_flight += 1
+        relay.max_in_flight = max(relay.max_in_flight, relay.in_flight)
+    made = False
+    try:
+        admitted = relay._admission.admit(request.n)
+        if isinstance(admitted, Ticket):
+            made = _submit_admitted(handler, request, key, admitted)
+        else:
+            handler._write(admitted)
+    finally:
+        if not made:
+            jobs.release(key)
+        with relay._lock:
+            relay.in_flight -= 1
+
+
+def poll_image_job(handler: Handler, task_id: str) -> None:
+    """``GET /v1/images/generations/{task_id}``, behind the same bearer check."""
+    relay = handler.relay
+    if handler.headers.get("Authorization") != f"Bearer {relay.api_key}":
+        handler._write(relay._profile.bad_key())
+        return
+    _send_job(handler, relay._image_jobs.poll(task_id, relay.origin))
+
+
+def _read_job(handler: Handler, body: bytes) -> ImagesRequest | JobAnswer:
+    """The request read as a synchronous one is (OpenAI's checks), or its 400."""
+    try:
+        return read_images_request("generations", handler.headers.get("Content-Type"), body)
+    except ImagesApiError as error:
+        return JobAnswer(400, error.body, content_type="application/json")
+
+
+def _submit_admitted(handler: Handler, request: ImagesRequest, key: str | None, ticket: Ticket) -> bool:
+    """Whether a job was made. A reply that draws nothing (an error, a raw body, a fault, a
+    relay's refusal) answers the submit as it would a synchronous request."""
+    relay = handler.relay
+    reply = relay._next_reply()
+    script = reply.async_job
+    draws = (reply.body, reply.fault, reply.relay_refusal, reply.status) == (None, None, None, 200)
+    if script is None and not draws:
+        handler._answer_admitted(request, ticket, reply)
+        return False
+    if reply.delay and relay._stopping.wait(reply.delay):
+        relay._admission.finish(ticket, request.prompt, 0)
+        return False
+    settled = False
+
+    def settle(images: int) -> None:
+        nonlocal settled
+        if not settled:
+            settled = True
+            relay._admission.finish(ticket, request.prompt, images)
+
+    order = JobOrder(request.prompt, request.n, request.size)
+    answer = relay._image_jobs.submit(key, order, script or ImageJobScript(), settle)
+    relay._admission.leave(ticket)  # its place is free; its images stay reserved until it ends
+    _send_job(handler, answer, tuple(reply.headers.items()))
+    return True
+
+
+def _send_job(handler: Handler, answer: JobAnswer, headers: tuple[tuple[str, str], ...] = ()) -> None:
+    handler._write(Plain(answer.status, answer.body, (*answer.headers, *headers), answer.content_type))
 
 
 def _events(request: ImagesRequest, reply: Reply) -> Iterator[bytes]:

@@ -12,6 +12,7 @@ from http.server import ThreadingHTTPServer
 
 from ._admission import Admission
 from ._handler import Handler, RecordedRequest, Server
+from ._image_jobs import ImageJobs
 from ._midjourney import MidjourneyTasks
 from ._profiles import profile_named
 from ._replies import RelayProfile, Reply
@@ -55,6 +56,25 @@ class FakeRelay:
     anything else is a task) and takes its place in the limits below; a fetch is free. A task's
     image is reserved of ``quota_images`` until it ends (past the quota, a submit gets new-api's
     ``quota_not_enough``), and counts as generated when it succeeds.
+
+    Asynchronous Images API jobs, as a new-api fork serves them (lingozhi/new-api's ``async``),
+    when a generation's body holds ``"async": true`` (without it, the request stays synchronous):
+
+    - ``POST /v1/images/generations`` answers 202, ``Location: /v1/images/generations/<task_id>``,
+      ``Retry-After: 2`` and ``{"task_id":"task_…","object":"image.generation.task",
+      "status":"queued","progress":"0%","created_at":…}``; a ``response_format`` other than
+      ``url``, or ``stream``, gets a 400. An ``Idempotency-Key`` (at most 256 characters) sent
+      again with the same body (``async`` aside) replays the same job, 202 with
+      ``Idempotency-Replayed: true``; with another body, a 409 ``idempotency_conflict``;
+    - ``GET /v1/images/generations/{task_id}``: the job, one step further each poll (see
+      ``Reply.image_job``), with ``Cache-Control: no-store`` and, until it ends, ``Retry-After:
+      2``; once ``completed``, ``result`` holds the Images API answer with links to PNGs the relay
+      serves; ``failed`` carries an ``error``; an unknown id gets a 404 ``image_task_error``.
+
+    A new submit takes its place in the limits below and plays the next queued reply
+    (``Reply.image_job*``; an error, a raw body or a fault answers the submit as it would a
+    synchronous request). A replay or a conflict is answered before the limits. A job's images
+    are reserved of ``quota_images`` until it ends, and count as generated when it completes.
 
     Every endpoint plays queued ``Reply`` objects, in order (errors, delays, transport faults, raw
     bodies, pace between events), before falling back to ordinary successes.
@@ -110,6 +130,7 @@ class FakeRelay:
         """The relay software FakeRelay answers as (``"vendor"``: the replies as scripted)."""
         self._profile = profile_named(profile)
         self._midjourney = MidjourneyTasks(sniffed=profile == "new-api")
+        self._image_jobs = ImageJobs()
         self._admission = Admission(
             rate_limit=rate_limit, quota_images=quota_images, max_concurrent=max_concurrent, clock=clock
         )

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from ._image_jobs import ImageJobScript
 from ._midjourney import MjScript
 
 Shape = Literal["images_api", "markdown", "inline_data", "content_parts", "json_block"]
@@ -63,6 +64,9 @@ class Reply:
     for it replace ``body`` (see ``FakeRelay(profile=...)``)."""
     midjourney: MjScript | None = None
     """What a Midjourney submit does (``Reply.mj_task`` and its siblings); other endpoints ignore it."""
+    async_job: ImageJobScript | None = None
+    """What an asynchronous Images API submit does (``Reply.image_job``, ``Reply.image_job_failed``);
+    other requests ignore it."""
 
     @classmethod
     def success(
@@ -283,3 +287,22 @@ class Reply:
         """new-api's own refusal when the balance cannot pay the submit: HTTP 400, JSON,
         ``{"code":4,"description":"quota_not_enough ","type":"upstream_error"}``."""
         return cls(midjourney=MjScript(relay_error="quota_not_enough"))
+
+    @classmethod
+    def image_job(cls, polls: int = 2) -> Reply:
+        """An asynchronous submit (``"async": true``) answered 202 with a queued job that
+        completes after ``polls`` in-progress polls: each poll shows the job, then moves it one
+        step. The first shows ``queued`` and ``"0%"``, the next ``polls`` ones ``in_progress``
+        (up to ``"80%"``), the ones after ``completed``, ``"100%"`` and the images' links in
+        ``result``. Unscripted submits behave as ``image_job()``."""
+        if polls < 0:
+            raise ValueError(f"polls must be 0 or more, not {polls!r}")
+        return cls(async_job=ImageJobScript(polls=polls))
+
+    @classmethod
+    def image_job_failed(cls, reason: str, after: int = 1) -> Reply:
+        """An asynchronous job that is queued for one poll, ``in_progress`` for ``after``, then
+        ``failed`` at ``"100%"`` with ``{"message": reason, "code": "image_generation_failed"}``."""
+        if after < 0:
+            raise ValueError(f"after must be 0 or more, not {after!r}")
+        return cls(async_job=ImageJobScript(polls=after, fail_reason=reason))
