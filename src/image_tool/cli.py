@@ -167,11 +167,12 @@ def _parser() -> argparse.ArgumentParser:
     mcp.add_argument("--stream", action="store_true")
     mcp.add_argument("--model", help="the image model (default gpt-4o-image)")
     mcp.add_argument("--api", choices=("chat", "images"), help="the endpoint (default: the model's)")
+    mcp.add_argument("--image-jobs", action="store_true", help="draw Images API generations as jobs")
     mcp.set_defaults(run=commands.mcp)
     return parser
 
 
-_CALL_SETTINGS = ("max_retries", "retry_unanswered", "total_timeout", "allow_private_downloads")
+_CALL_SETTINGS = ("max_retries", "retry_unanswered", "image_jobs", "total_timeout", "allow_private_downloads")
 
 
 def _add_settings(parser: argparse.ArgumentParser, *names: str) -> None:
@@ -186,6 +187,10 @@ def _add_settings(parser: argparse.ArgumentParser, *names: str) -> None:
             {"type": _whole_number(0, 3)},
         ),
         "max_retries": ("retries of safe failures (default {default})", {"type": _whole_number(0)}),
+        "image_jobs": (
+            "draw an Images API model's images as a job, submitted then polled (relays that take them)",
+            {"action": "store_true"},
+        ),
         "retry_unanswered": (
             "also retry a request the relay had whole and never answered (it may be billed twice)",
             {"action": "store_true"},

@@ -143,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream", action="store_true", help="ask the relay for streamed answers")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"the image model (default {DEFAULT_MODEL})")
     parser.add_argument("--api", choices=("chat", "images"), help="the endpoint (default: the model's)")
+    parser.add_argument(
+        "--image-jobs", action="store_true", help="draw Images API generations as jobs, submitted then polled"
+    )
     args = parser.parse_args(argv)
     try:
         tool = ImageGenerationTool(
@@ -151,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             stream=args.stream,
             model=args.model,
             api=args.api,
+            image_jobs=args.image_jobs,
         )
         server = create_server(tool)
     except ConfigurationError as error:

@@ -324,3 +324,36 @@ def test_a_retried_image_job_submit_keeps_its_idempotency_key(relay: FakeRelay, 
     assert client.generate("A lighthouse").attempts == 2
     keys = [request.headers["Idempotency-Key"] for request in relay.requests if request.method == "POST"]
     assert len(keys) == 2 and keys[0] == keys[1]
+
+
+def test_an_image_job_through_the_tool_and_the_command_line(
+    relay: FakeRelay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tool = ImageGenerationTool(
+        api_key=relay.api_key, base_url=relay.base_url, model="gpt-image-1", image_jobs=True, max_images=1
+    )
+    message = tool.invoke(tool_call(prompt="A lighthouse"))
+    assert message.status == "success" and isinstance(message.artifact, ImageGenerationResult)
+    monkeypatch.setenv("IMAGE_TOOL_API_KEY", relay.api_key)
+    monkeypatch.setenv("IMAGE_TOOL_BASE_URL", relay.base_url)
+    command = ["generate", "--model", "gpt-image-1", "--image-jobs", "A lighthouse", "--save", str(tmp_path)]
+    assert main([*command, "--allow-private-downloads"]) == 0
+    assert len(list(tmp_path.iterdir())) == 1
+    submits = [json.loads(request.body) for request in relay.requests if request.method == "POST"]
+    assert [submit["async"] for submit in submits] == [True, True]
+
+
+async def test_an_image_job_through_the_mcp_server(relay: FakeRelay) -> None:
+    pytest.importorskip("mcp", reason="the MCP SDK comes with the mcp extra (the dev group)")
+    from mcp import Client, StdioServerParameters
+
+    relay.queue(Reply.image_job(polls=0))  # ends at the first poll: the server polls a second apart
+    env = {**os.environ, "IMAGE_TOOL_API_KEY": relay.api_key, "IMAGE_TOOL_BASE_URL": relay.base_url}
+    arguments = ["-m", "image_tool.mcp_server", "--model", "gpt-image-1", "--image-jobs"]
+    server = StdioServerParameters(command=sys.executable, args=arguments, env=env)
+    async with Client(server, read_timeout_seconds=30) as client:
+        result = await client.call_tool("generate_image", {"prompt": "A lighthouse"})
+    assert not result.is_error
+    assert [json.loads(request.body)["async"] for request in relay.requests if request.method == "POST"] == [
+        True
+    ]

@@ -231,4 +231,5 @@ def mcp(args: argparse.Namespace) -> int:
     argv += ["--allow-private-downloads"] if args.allow_private_downloads else []
     argv += ["--stream"] if args.stream else []
     argv += [*(["--model", args.model] if args.model else []), *(["--api", args.api] if args.api else [])]
+    argv += ["--image-jobs"] if args.image_jobs else []
     return serve(argv)

@@ -38,6 +38,7 @@ SETTING_FLAGS = {
     "partial_images": "--partial-images",
     "max_retries": "--max-retries",
     "retry_unanswered": "--retry-unanswered",
+    "image_jobs": "--image-jobs",
     "total_timeout": "--total-timeout",
     "allow_private_downloads": "--allow-private-downloads",
 }
