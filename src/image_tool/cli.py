@@ -95,6 +95,18 @@ def _parser() -> argparse.ArgumentParser:
     _add_settings(generate, "model", "api", "save_dir", "stream", "partial_images", *_CALL_SETTINGS)
     generate.set_defaults(run=commands.generate)
 
+    action = subcommands.add_parser(
+        "action",
+        help="upscale, vary or reroll a Midjourney grid",
+        description="Do an action on the images of a Midjourney task (its id and actions are printed "
+        "with the grid): U1-U4 upscale one image, V1-V4 draw variations of one, reroll draws again.",
+    )
+    action.add_argument("task_id", metavar="TASK_ID", help="the task of the grid")
+    action.add_argument("action", metavar="ACTION", help="U1-U4, V1-V4 or reroll")
+    action.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
+    _add_settings(action, "model", "save_dir", *_CALL_SETTINGS)
+    action.set_defaults(run=commands.action, model="mj_imagine")
+
     relay = subcommands.add_parser(
         "fake-relay",
         help="serve the relay emulator on 127.0.0.1, for offline demos",

@@ -357,3 +357,27 @@ async def test_an_image_job_through_the_mcp_server(relay: FakeRelay) -> None:
     assert [json.loads(request.body)["async"] for request in relay.requests if request.method == "POST"] == [
         True
     ]
+
+
+def test_the_command_line_upscales_a_grid_by_its_task_id(
+    relay: FakeRelay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IMAGE_TOOL_API_KEY", relay.api_key)
+    monkeypatch.setenv("IMAGE_TOOL_BASE_URL", relay.base_url)
+    assert main(["generate", "--model", "mj_imagine", "A lighthouse"]) == 0
+    shown = capsys.readouterr().out
+    task_id = re.search(r"image-tool action (\d+) ACTION \(U1, U2", shown)
+    assert task_id, shown
+    command = ["action", task_id[1], "U2", "--save", str(tmp_path), "--allow-private-downloads"]
+    assert main(command) == 0
+    assert len(list(tmp_path.iterdir())) == 1
+    assert posts(relay) == ["/mj/submit/imagine", "/mj/submit/action"]
+    assert main(["action", task_id[1], "U9"]) == 2  # EXIT_CODES: a request the model cannot take
+    assert "no action 'U9'" in capsys.readouterr().err
+
+
+def test_actions_belong_to_midjourney_models(relay: FakeRelay) -> None:
+    client = ImageClient(api_key=relay.api_key, base_url=relay.base_url, model="gpt-image-1")
+    with pytest.raises(InvalidRequestError, match="not a Midjourney model"):
+        client.run_action("1712345", "U1")
+    assert relay.requests == []

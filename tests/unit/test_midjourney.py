@@ -10,7 +10,7 @@ import pytest
 
 from image_tool import errors
 from image_tool._wire import midjourney
-from image_tool._wire.tasks import progress_of
+from image_tool._wire.tasks import MAX_ANSWER_BYTES, progress_of
 from image_tool.catalog import family_of
 
 BUTTONS = [
@@ -125,7 +125,7 @@ def test_an_unknown_task_and_an_unreadable_answer() -> None:
     with pytest.raises(errors.MalformedResponseError):
         midjourney.task_of(200, b"<html>")
     with pytest.raises(errors.MalformedResponseError, match="larger than 1 MiB"):
-        midjourney.task_of(200, b" " * (midjourney.MAX_ANSWER_BYTES + 1))
+        midjourney.task_of(200, b" " * (MAX_ANSWER_BYTES + 1))
 
 
 def test_images_go_inline_or_lead_the_prompt() -> None:

@@ -22,7 +22,7 @@ from .._io.storage import check_writable
 from .._policy.retries import Deadline, RetryRules
 from .._wire import image_jobs, midjourney
 from .._wire.body import BodyDecoder, araw_chunks, received_encoding
-from .._wire.tasks import Task, progress_of
+from .._wire.tasks import MAX_ANSWER_BYTES, Task, progress_of
 from ..errors import APIError, InvalidRequestError
 from ..models import ImageGenerationResult
 from .generation import AsyncGeneration, report, retried
@@ -34,8 +34,6 @@ POLL_GROWTH = 1.5
 
 class TaskWire(Protocol):
     """What a ``_wire`` module of a kind of task offers."""
-
-    MAX_ANSWER_BYTES: int
 
     def base_of(self, base_url: str) -> str: ...
     def poll_path(self, task_id: str) -> str: ...
@@ -72,6 +70,10 @@ class AsyncTasks:
     async def act(self, task_id: str, action: str, call: Call) -> ImageGenerationResult:
         """``action`` (``U2``, ``V1``, ``reroll``) on the images of Midjourney task ``task_id``:
         one paid task."""
+        if self.wire is not midjourney:
+            raise InvalidRequestError(
+                f"Actions are Midjourney's: {self.relay.client.model} is not a Midjourney model (mj_imagine)."
+            )
         with only_image_tool_errors(self.relay.secret), Deadline(self.relay.client.total_timeout) as deadline:
             origin = await self._poll(task_id, deadline)
         custom_id = origin.actions.get(action)
@@ -167,7 +169,7 @@ class AsyncTasks:
                 response = await pool.send(http, http.build_request(**arguments), within=deadline.remaining())
                 try:
                     exchange.status_code = response.status_code
-                    decoder = BodyDecoder(received_encoding(response), self.wire.MAX_ANSWER_BYTES)
+                    decoder = BodyDecoder(received_encoding(response), MAX_ANSWER_BYTES)
                     pieces = [piece async for raw in araw_chunks(response) for piece in decoder.feed(raw)]
                     return response.status_code, b"".join(pieces)
                 finally:

@@ -10,7 +10,9 @@ import json
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..catalog import OPTION_NAMES
@@ -18,12 +20,44 @@ from ..models import ImageGenerationResult
 from .displays import BatchDisplay, ProgressDisplay
 from .terms import NOT_CONFIGURED, SETTING_FLAGS, exit_code, in_cli_terms
 
+if TYPE_CHECKING:
+    from ..client import ImageClient
+
 
 def generate(args: argparse.Namespace) -> int:
+    try:
+        references = [_reference(value) for value in args.image]
+    except errors.ReferenceImageError as error:
+        print(f"image-tool: --image {error}", file=sys.stderr)
+        return 2
+    try:
+        mask = _reference(args.mask) if args.mask else None
+    except errors.ReferenceImageError as error:
+        print(f"image-tool: --mask {error}", file=sys.stderr)
+        return 2
+    options = {name: getattr(args, name) for name in OPTION_NAMES}
+    return _draw(
+        args,
+        lambda client, on_progress: client.generate(
+            args.prompt, n=args.n, **options, image_urls=references, mask=mask, on_progress=on_progress
+        ),
+    )
+
+
+def action(args: argparse.Namespace) -> int:
+    """An action on a Midjourney grid: ``image-tool action TASK_ID U2``."""
+    return _draw(
+        args,
+        lambda client, on_progress: client.run_action(args.task_id, args.action, on_progress=on_progress),
+    )
+
+
+def _draw(args: argparse.Namespace, draw: Callable[[ImageClient, Any], ImageGenerationResult]) -> int:
+    """A client from the flags, ``draw`` with it (progress shown at a terminal), the result printed."""
     from ..client import ImageClient
 
     try:
-        client = ImageClient(**{name: getattr(args, name) for name in SETTING_FLAGS})
+        client = ImageClient(**{name: getattr(args, name) for name in SETTING_FLAGS if hasattr(args, name)})
     except errors.ConfigurationError as error:
         message = NOT_CONFIGURED if "No image relay is configured" in str(error) else str(error)
         print(message, file=sys.stderr)
@@ -36,28 +70,10 @@ def generate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    try:
-        references = [_reference(value) for value in args.image]
-    except errors.ReferenceImageError as error:
-        print(f"image-tool: --image {error}", file=sys.stderr)
-        return 2
-    try:
-        mask = _reference(args.mask) if args.mask else None
-    except errors.ReferenceImageError as error:
-        print(f"image-tool: --mask {error}", file=sys.stderr)
-        return 2
     display = ProgressDisplay(sys.stderr, args.save_dir) if sys.stderr.isatty() else None
-    options = {name: getattr(args, name) for name in OPTION_NAMES}
     try:
         with client, display or contextlib.nullcontext():
-            result = client.generate(
-                args.prompt,
-                n=args.n,
-                **options,
-                image_urls=references,
-                mask=mask,
-                on_progress=display.update if display else None,
-            )
+            result = draw(client, display.update if display else None)
     except errors.ImageToolError as error:
         print(f"image-tool: {in_cli_terms(str(error))}", file=sys.stderr)
         return exit_code(error)
@@ -115,6 +131,10 @@ def _as_text(result: ImageGenerationResult) -> str:
             lines.append(f"   from {image.url}")
         if image.revised_prompt:
             lines.append(f"   revised prompt: {image.revised_prompt}")
+    if result.task_id and result.actions:
+        lines.append(
+            f"task {result.task_id}: image-tool action {result.task_id} ACTION ({', '.join(result.actions)})"
+        )
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ from .._io.storage import check_writable
 from .._policy.retries import Deadline, RetryRules
 from .._wire import image_jobs, midjourney
 from .._wire.body import BodyDecoder, raw_chunks, received_encoding
-from .._wire.tasks import Task, progress_of
+from .._wire.tasks import MAX_ANSWER_BYTES, Task, progress_of
 from ..errors import APIError, InvalidRequestError
 from ..models import ImageGenerationResult
 from .generation import SyncGeneration, report, retried
@@ -35,8 +35,6 @@ POLL_GROWTH = 1.5
 
 class TaskWire(Protocol):
     """What a ``_wire`` module of a kind of task offers."""
-
-    MAX_ANSWER_BYTES: int
 
     def base_of(self, base_url: str) -> str: ...
     def poll_path(self, task_id: str) -> str: ...
@@ -73,6 +71,10 @@ class SyncTasks:
     def act(self, task_id: str, action: str, call: Call) -> ImageGenerationResult:
         """``action`` (``U2``, ``V1``, ``reroll``) on the images of Midjourney task ``task_id``:
         one paid task."""
+        if self.wire is not midjourney:
+            raise InvalidRequestError(
+                f"Actions are Midjourney's: {self.relay.client.model} is not a Midjourney model (mj_imagine)."
+            )
         with only_image_tool_errors(self.relay.secret), Deadline(self.relay.client.total_timeout) as deadline:
             origin = self._poll(task_id, deadline)
         custom_id = origin.actions.get(action)
@@ -166,7 +168,7 @@ class SyncTasks:
                 response = pool.send(http, http.build_request(**arguments), within=deadline.remaining())
                 try:
                     exchange.status_code = response.status_code
-                    decoder = BodyDecoder(received_encoding(response), self.wire.MAX_ANSWER_BYTES)
+                    decoder = BodyDecoder(received_encoding(response), MAX_ANSWER_BYTES)
                     pieces = [piece for raw in raw_chunks(response) for piece in decoder.feed(raw)]
                     return response.status_code, b"".join(pieces)
                 finally:

@@ -20,11 +20,9 @@ from ..models import ImageGenerationResult
 from .failures import error_from_response
 from .parsing import parse_result
 from .signals import kind_of
-from .tasks import Task, percent_of
+from .tasks import Task, json_object, percent_of
 
 SUBMIT = "/images/generations"
-MAX_ANSWER_BYTES = 1024 * 1024
-"""A ticket is a few hundred bytes and a finished job's links a few kilobytes; more is not read."""
 STATUSES = {"queued": "QUEUED", "in_progress": "IN_PROGRESS", "completed": "SUCCESS", "failed": "FAILURE"}
 """The jobs' statuses, in midjourney-proxy's words (``_wire/tasks.py``)."""
 
@@ -46,7 +44,7 @@ def job_body(body: dict[str, Any]) -> dict[str, Any]:
 def ticket(status_code: int, body: bytes) -> str:
     """The task id a submit was given (202, or 200 from a relay that skips the Accepted); else the
     error its answer means."""
-    answer = _object(body, status_code)
+    answer = json_object(body, status_code, "image job")
     task_id = answer.get("task_id") if answer else None
     if status_code in (200, 202) and isinstance(task_id, str) and task_id:
         return task_id
@@ -63,7 +61,7 @@ def task_of(status_code: int, body: bytes) -> Task:
     """The job in a poll's answer; else the error its answer means."""
     if status_code >= 400:
         raise error_from_response(status_code, body)
-    answer = _object(body, status_code) or {}
+    answer = json_object(body, status_code, "image job") or {}
     task_id = answer.get("task_id")
     if not isinstance(task_id, str):
         raise MalformedResponseError("The relay's image job could not be read.", status_code=status_code)
@@ -92,15 +90,3 @@ def failure_of(task: Task) -> APIError:
     return kind_of(0, set(), reason, None)(
         f"The image job {task.id} failed: {reason}", code="image_generation_failed"
     )
-
-
-def _object(body: bytes, status_code: int) -> dict[str, Any] | None:
-    if len(body) > MAX_ANSWER_BYTES:
-        raise MalformedResponseError(
-            "The relay's image job answer is larger than 1 MiB.", status_code=status_code
-        )
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return None
-    return answer if isinstance(answer, dict) else None

@@ -13,7 +13,6 @@ The shapes are new-api's (``router/relay-router.go``, ``relay/mjproxy_handler.go
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -22,12 +21,10 @@ from ..errors import APIError, APIStatusError, ContentPolicyError, MalformedResp
 from ..models import GeneratedImage, ImageGenerationResult
 from .failures import error_from_response
 from .signals import kind_of
-from .tasks import Task, percent_of
+from .tasks import Task, json_object, percent_of
 
 SUBMIT_IMAGINE = "/mj/submit/imagine"
 SUBMIT_ACTION = "/mj/submit/action"
-MAX_ANSWER_BYTES = 1024 * 1024
-"""A ticket or a task is a few kilobytes; more is not read."""
 
 SUBMITTED = frozenset({1, 21, 22})
 """midjourney-proxy's codes for a task it has: submitted, already there, queued (new-api turns
@@ -65,7 +62,7 @@ def action_body(task_id: str, custom_id: str) -> dict[str, Any]:
 
 def ticket(status_code: int, body: bytes) -> str:
     """The task id a submit was given; else the error its answer means."""
-    answer = _object(body, status_code)
+    answer = json_object(body, status_code, "Midjourney")
     if answer is None or "code" not in answer:  # new-api's own middleware answers OpenAI's shape
         raise _unreadable("ticket", status_code, body)
     code, result = answer.get("code"), answer.get("result")
@@ -87,7 +84,7 @@ def ticket(status_code: int, body: bytes) -> str:
 
 def task_of(status_code: int, body: bytes) -> Task:
     """The task in a fetch's answer; else the error its answer means."""
-    answer = _object(body, status_code)
+    answer = json_object(body, status_code, "Midjourney")
     if status_code != 200 or answer is None:
         if answer is not None and "code" in answer and "error" not in answer:
             description = str(answer.get("description") or "").strip()
@@ -145,18 +142,6 @@ def _actions(buttons: object) -> dict[str, str]:
         if name:
             actions.setdefault(name, custom_id)
     return actions
-
-
-def _object(body: bytes, status_code: int) -> dict[str, Any] | None:
-    if len(body) > MAX_ANSWER_BYTES:
-        raise MalformedResponseError(
-            "The relay's Midjourney answer is larger than 1 MiB.", status_code=status_code
-        )
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return None
-    return answer if isinstance(answer, dict) else None
 
 
 def _unreadable(what: str, status_code: int, body: bytes) -> APIError:

@@ -3,11 +3,16 @@ reports it: its status, how far it is, and the progress update it makes. No I/O.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import MalformedResponseError
 from ..models import GenerationProgress, ProgressStage
+
+MAX_ANSWER_BYTES = 1024 * 1024
+"""A ticket or a task is a few kilobytes; more is not read."""
 
 QUEUED = frozenset({"", "NOT_START", "SUBMITTED", "MODAL", "QUEUED"})
 ENDED = frozenset({"SUCCESS", "FAILURE", "CANCEL"})
@@ -55,3 +60,16 @@ def progress_of(task: Task) -> GenerationProgress:
     )
     preview = task.image_url if task.status not in ENDED else None
     return GenerationProgress(stage=stage, percent=task.percent, text=text, preview_url=preview)
+
+
+def json_object(body: bytes, status_code: int, what: str) -> dict[str, Any] | None:
+    """The JSON object ``body`` holds, ``None`` when it holds none; larger than the cap, an error."""
+    if len(body) > MAX_ANSWER_BYTES:
+        raise MalformedResponseError(
+            f"The relay's {what} answer is larger than 1 MiB.", status_code=status_code
+        )
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
