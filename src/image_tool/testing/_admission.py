@@ -40,6 +40,8 @@ class Ticket:
     reserved: int
     answering: bool = True
     """Still being answered: it holds a place of ``max_concurrent``."""
+    finished: bool = False
+    """Its images counted (or given back): ``Admission.finish`` counts a ticket once."""
 
 
 class Admission:
@@ -120,8 +122,12 @@ class Admission:
             self._leave(ticket)
 
     def finish(self, ticket: Ticket, prompt: str, images: int) -> None:
-        """The admitted request was answered with ``images`` images (0: an error, text, a fault)."""
+        """The admitted request was answered with ``images`` images (0: an error, text, a fault).
+        Only the first call for a ticket counts: an answer may end in several places."""
         with self._lock:
+            if ticket.finished:
+                return
+            ticket.finished = True
             self._leave(ticket)
             self._reserved -= ticket.reserved
             if images:

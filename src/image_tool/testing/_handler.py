@@ -3,6 +3,7 @@ profile say, and recorded."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import socket
@@ -162,14 +163,7 @@ class Handler(BaseHTTPRequestHandler):
         relay = self.relay
         reply = relay._next_reply() if reply is None else reply
         images = images_answered(request, reply, relay.profile)
-        finished = False
-
-        def finish(delivered: int) -> None:
-            nonlocal finished
-            if not finished:
-                finished = True
-                relay._admission.finish(ticket, request.prompt, delivered)
-
+        finish = functools.partial(relay._admission.finish, ticket, request.prompt)  # counts once
         self._before_last_write = lambda: finish(images)
         try:
             if reply.delay and relay._stopping.wait(reply.delay):
@@ -252,13 +246,8 @@ class Handler(BaseHTTPRequestHandler):
         task (or its refusal). The ticket is settled, or handed to the task, before the answer."""
         relay = self.relay
         reply = relay._next_reply()
-        settled = handed = False
-
-        def settle(images: int) -> None:
-            nonlocal settled
-            if not settled:
-                settled = True
-                relay._admission.finish(ticket, submission.prompt, images)
+        handed = False
+        settle = functools.partial(relay._admission.finish, ticket, submission.prompt)  # counts once
 
         try:
             if reply.delay and relay._stopping.wait(reply.delay):

@@ -13,6 +13,7 @@ and ``poll_image_job`` drive it with the handler's key check, limits and replies
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import time
 from collections.abc import Iterator
@@ -145,13 +146,7 @@ def _submit_admitted(handler: Handler, request: ImagesRequest, key: str | None, 
     if reply.delay and relay._stopping.wait(reply.delay):
         relay._admission.finish(ticket, request.prompt, 0)
         return False
-    settled = False
-
-    def settle(images: int) -> None:
-        nonlocal settled
-        if not settled:
-            settled = True
-            relay._admission.finish(ticket, request.prompt, images)
+    settle = functools.partial(relay._admission.finish, ticket, request.prompt)  # counts once
 
     order = JobOrder(request.prompt, request.n, request.size)
     answer = relay._image_jobs.submit(key, order, script or ImageJobScript(), settle)
