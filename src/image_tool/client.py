@@ -163,7 +163,9 @@ class ImageClient(ClientSettings):
     def endpoint(self) -> str:
         """The URL a generation is posted to (an Images API edit goes to ``/images/edits``)."""
         if self.family.api == "midjourney":  # at the relay's root, beside /v1
-            return f"{self.base_url.removesuffix('/v1')}/mj/submit/imagine"
+            from ._wire import midjourney
+
+            return f"{midjourney.base_of(self.base_url)}{midjourney.SUBMIT_IMAGINE}"
         return f"{self.base_url}/{'chat/completions' if self.family.api == 'chat' else 'images/generations'}"
 
     def generate(
