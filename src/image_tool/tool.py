@@ -28,6 +28,7 @@ from ._io.references import reference_urls
 from ._policy.budget import Budget
 from ._tool.advice import describe_failure, describe_invalid_arguments, describe_result
 from ._tool.arguments import GenerateImageInput, arguments_for
+from ._tool.image_ids import Conversation, ImageIds
 from ._wire.imagetypes import base64_mime_type, mime_type
 from .catalog import OPTION_NAMES
 from .client import ImageClient
@@ -46,6 +47,8 @@ PROGRESS_EVENT = "image_generation_progress"
 """Name of the custom event (and LangGraph custom-stream key) that carries streamed progress."""
 USER_CONFIG_KEY = "image_tool_user"
 """Key in ``config["configurable"]`` that sets the end user's id for one run."""
+THREAD_CONFIG_KEY = "thread_id"
+"""Key in ``config["configurable"]`` of the conversation (LangGraph's thread) the image ids belong to."""
 
 
 def image_block(image: GeneratedImage) -> dict[str, Any] | None:
@@ -132,6 +135,7 @@ class ImageGenerationTool(BaseTool):
     file (up to 1 MB, base64), else the URL. Off by default: text-only models and context stay safe."""
 
     _budget: Budget = PrivateAttr()
+    _ids: ImageIds = PrivateAttr()
 
     if TYPE_CHECKING:
         # Type checkers see every keyword the tool takes: its own fields and the client's
@@ -165,6 +169,7 @@ class ImageGenerationTool(BaseTool):
                 "on the client and on each of its fallbacks."
             )
         self._budget = Budget(self.max_images, self.max_cost, per_image)
+        self._ids = ImageIds(self.client.save_dir)
         return self
 
     # Both return (content, artifact): ``(str | list[str | dict], ImageGenerationResult)``. Annotated
@@ -178,16 +183,16 @@ class ImageGenerationTool(BaseTool):
         run_manager: CallbackManagerForToolRun | None = None,
         **arguments: Any,
     ) -> Any:
-        call = self._call(prompt, arguments)
+        call, conversation = self._call(prompt, arguments), self._conversation(config)
         on_progress = self._on_progress(config, run_manager, dispatch_custom_event)
         with _failures_as_advice(), self._budget.spending(call.get("n", 1)) as spending:
-            if task_action := _task_action(call):
+            if task_action := self._task_action(call, conversation):
                 result = self.client.run_action(
                     *task_action, on_progress=on_progress, on_sending=spending.sending
                 )
             else:
-                prompt, keywords = self._with_references(call)
-                room, user = spending.room(), self._user(config)
+                prompt, keywords = self._with_references(call, conversation)
+                room, user = spending.room(), conversation[1]
                 result = self.client.generate(
                     prompt,
                     **keywords,
@@ -197,7 +202,7 @@ class ImageGenerationTool(BaseTool):
                     on_sending=spending.sending,
                 )
             result = _kept(result, spending.settle(len(result.images), result.cost))
-        return self._content(result), result
+        return self._content(result, self._named(conversation, result)), result
 
     async def _arun(
         self,
@@ -206,22 +211,20 @@ class ImageGenerationTool(BaseTool):
         run_manager: AsyncCallbackManagerForToolRun | None = None,
         **arguments: Any,
     ) -> Any:
-        call = self._call(prompt, arguments)
+        call, conversation = self._call(prompt, arguments), self._conversation(config)
         on_progress = self._on_progress(config, run_manager, adispatch_custom_event)
+        # Files (references, saved images, the ids' index) are read and written off the event loop.
+        on_disk = self._ids.on_disk(conversation)
         with _failures_as_advice(), self._budget.spending(call.get("n", 1)) as spending:
-            if task_action := _task_action(call):
+            action_on_disk = on_disk and call.get("action")
+            if task_action := await _maybe_off_loop(action_on_disk, self._task_action, call, conversation):
                 result = await self.client.arun_action(
                     *task_action, on_progress=on_progress, on_sending=spending.sending
                 )
             else:
-                # Local reference files are read off the event loop.
                 local = call.get("image_urls") or call.get("mask")
-                prompt, keywords = (
-                    await asyncio.to_thread(self._with_references, call)
-                    if local
-                    else self._with_references(call)
-                )
-                room, user = spending.room(), self._user(config)
+                prompt, keywords = await _maybe_off_loop(local, self._with_references, call, conversation)
+                room, user = spending.room(), conversation[1]
                 result = await self.client.agenerate(
                     prompt,
                     **keywords,
@@ -231,7 +234,8 @@ class ImageGenerationTool(BaseTool):
                     on_sending=spending.sending,
                 )
             result = _kept(result, spending.settle(len(result.images), result.cost))
-        return self._content(result), result
+        ids = await _maybe_off_loop(on_disk, self._named, conversation, result)
+        return self._content(result, ids), result
 
     def _on_progress(
         self,
@@ -265,20 +269,50 @@ class ImageGenerationTool(BaseTool):
         passes on only those the model gave)."""
         return dict(self.argument_model.model_construct(prompt=prompt, **arguments))
 
-    def _with_references(self, call: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def _with_references(
+        self, call: dict[str, Any], conversation: Conversation
+    ) -> tuple[str, dict[str, Any]]:
         """The prompt, and ``generate``'s keywords: the options the model chose, and the images to
-        edit (and the mask) as URLs, a local file only from the allowed directories."""
+        edit (and the mask) as URLs: an image id of this conversation as its saved file or link,
+        another local file only from the allowed directories."""
         allowed = self.image_dirs if self.image_dirs is not None else [self.client.save_dir]
         directories = [directory for directory in allowed if directory]
         keywords = {name: call[name] for name in ("n", *OPTION_NAMES) if name in call}
-        keywords["image_urls"] = reference_urls(call.get("image_urls") or [], directories)
+        references = [self._ids.resolve(conversation, value) for value in call.get("image_urls") or []]
+        keywords["image_urls"] = reference_urls(references, directories)
         if call.get("mask"):
-            keywords["mask"] = reference_urls([call["mask"]], directories)[0]
+            keywords["mask"] = reference_urls([self._ids.resolve(conversation, call["mask"])], directories)[0]
         return call["prompt"], keywords
 
-    def _content(self, result: ImageGenerationResult) -> str | list[str | dict[str, Any]]:
+    def _task_action(self, call: dict[str, Any], conversation: Conversation) -> tuple[str, str] | None:
+        """``(task_id, action)`` when the model asked for an action on a grid (Midjourney); the
+        grid may be named by its image id."""
+        action, task_id = call.get("action"), call.get("task_id")
+        if not action:
+            return None
+        if not task_id:
+            raise InvalidRequestError(
+                f"action {action!r} needs the task_id (or image id) this tool reported for the grid."
+            )
+        return self._ids.task_of(conversation, task_id), action
+
+    def _named(self, conversation: Conversation, result: ImageGenerationResult) -> list[str]:
+        """The ids of ``result``'s images in ``conversation``; none when naming failed (logged):
+        the images, paid for, are returned all the same."""
+        try:
+            return self._ids.name(conversation, result.images, result.task_id)
+        except Exception:
+            logger.error("generate_image could not name its images", exc_info=True)
+            return []
+
+    def _conversation(self, config: RunnableConfig | None) -> Conversation:
+        """Whose image ids these are: the run's LangGraph thread, and its end user."""
+        thread_id = (config or {}).get("configurable", {}).get(THREAD_CONFIG_KEY)
+        return (None if thread_id is None else str(thread_id)), self._user(config)
+
+    def _content(self, result: ImageGenerationResult, ids: list[str]) -> str | list[str | dict[str, Any]]:
         """The text for the model; with ``show_images``, the images too, as image content blocks."""
-        text = describe_result(result)
+        text = describe_result(result, ids)
         if not self.show_images:
             return text
         return [{"type": "text", "text": text}, *filter(None, map(image_block, result.images))]
@@ -297,14 +331,9 @@ def _kept(result: ImageGenerationResult, count: int) -> ImageGenerationResult:
     return result.model_copy(update={"images": result.images[:count], "dropped_images": dropped})
 
 
-def _task_action(call: dict[str, Any]) -> tuple[str, str] | None:
-    """``(task_id, action)`` when the model asked for an action on a grid (Midjourney)."""
-    action, task_id = call.get("action"), call.get("task_id")
-    if not action:
-        return None
-    if not task_id:
-        raise InvalidRequestError(f"action {action!r} needs the task_id this tool reported for the grid.")
-    return task_id, action
+async def _maybe_off_loop(off_loop: object, function: Callable[..., Any], *arguments: Any) -> Any:
+    """``function(*arguments)``, on a worker thread when ``off_loop`` (it reads or writes files)."""
+    return await asyncio.to_thread(function, *arguments) if off_loop else function(*arguments)
 
 
 @contextmanager

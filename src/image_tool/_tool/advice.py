@@ -7,6 +7,8 @@ artifact keeps everything).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import ValidationError
 
 from .._policy.budget import BudgetExceededError
@@ -36,13 +38,15 @@ MAX_SHOWN_URL = 2048
 """A longer link is not put into the model's context (the artifact keeps it)."""
 
 
-def describe_result(result: ImageGenerationResult) -> str:
-    """The model's view of a result: each image's link and revised prompt, never base64, and
-    bounded whatever the relay sent (the artifact keeps everything)."""
+def describe_result(result: ImageGenerationResult, ids: Sequence[str] = ()) -> str:
+    """The model's view of a result: each image's id (``ids``, one per image, when the tool gave
+    them), link and revised prompt, never base64, and bounded whatever the relay sent (the
+    artifact keeps everything)."""
     count = len(result.images)
     lines = [f"Generated {count} image{'s' if count > 1 else ''} ({_brief(result.model, 100)}):"]
-    for number, image in enumerate(result.images, start=1):
-        lines.append(f"{number}. {_where(image)}")
+    labels = [f"{id_}:" for id_ in ids] if len(ids) == count else [f"{n}." for n in range(1, count + 1)]
+    for label, image in zip(labels, result.images, strict=True):
+        lines.append(f"{label} {_where(image)}")
         if image.path:
             lines.append(f"   Saved at: {image.path}")
         if image.save_error:
@@ -55,12 +59,18 @@ def describe_result(result: ImageGenerationResult) -> str:
         )
     if result.urls:
         lines.append("Give the user these links; they expire after a while.")
+    if len(ids) == count and count:
+        lines.append(
+            f"To edit or draw from one of these later, pass its id (such as {ids[0]!r}) in image_urls; "
+            "no need to copy its link."
+        )
     if result.task_id and result.actions:
         actions = ", ".join(result.actions)
+        named = f" (or {ids[0]!r})" if len(ids) == count and count else ""
         lines.append(
             f"This is Midjourney task {result.task_id}. To act on it, call generate_image with "
-            f"task_id={result.task_id!r} and action one of: {_brief(actions, 200)} (U upscales one image "
-            "of the grid, V draws variations of one, numbered left to right, top to bottom)."
+            f"task_id={result.task_id!r}{named} and action one of: {_brief(actions, 200)} (U upscales "
+            "one image of the grid, V draws variations of one, numbered left to right, top to bottom)."
         )
     return "\n".join(lines)
 
@@ -76,7 +86,10 @@ def describe_failure(error: Exception) -> str:
     if isinstance(error, BudgetExceededError):
         return str(error)  # written for the model already
     if isinstance(error, ReferenceImageError):
-        return f"Invalid image_urls: {error}. Pass an image URL or a saved path from this tool."
+        return (
+            f"Invalid image_urls: {error}. Pass an image id this tool reported (such as 'img_1'), an "
+            "image URL or a saved path."
+        )
     if isinstance(error, InvalidRequestError):
         return f"Invalid arguments for generate_image: {error} Correct them and call it again."
     if isinstance(error, ConfigurationError):
