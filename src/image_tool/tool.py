@@ -6,6 +6,7 @@ import asyncio
 import base64
 import functools
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -126,6 +127,11 @@ class ImageGenerationTool(BaseTool):
     """How much this tool may spend over its life, in the relays' prices (``price_per_image`` or
     ``price_per_million_tokens``, which every relay of the client must then have). Each call
     reserves its worst case and settles at what the answer cost."""
+    max_images_per_user: int | None = Field(default=None, ge=0)
+    """How many images each end user (``user``, or ``image_tool_user`` in the run's config) may
+    generate through this tool, within ``max_images`` for all of them together."""
+    max_cost_per_user: float | None = Field(default=None, ge=0)
+    """How much each end user may spend, within ``max_cost`` for all of them together."""
 
     image_dirs: list[Path] | None = None
     """Directories whose image files the model may pass in ``image_urls`` (for edits of saved
@@ -135,6 +141,8 @@ class ImageGenerationTool(BaseTool):
     file (up to 1 MB, base64), else the URL. Off by default: text-only models and context stay safe."""
 
     _budget: Budget = PrivateAttr()
+    _user_budgets: dict[str | None, Budget] = PrivateAttr(default_factory=dict)
+    _user_budgets_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _ids: ImageIds = PrivateAttr()
 
     if TYPE_CHECKING:
@@ -163,10 +171,10 @@ class ImageGenerationTool(BaseTool):
         if "args_schema" not in self.model_fields_set:
             self.args_schema = arguments_for(self.client.family)
         per_image = self.client.most_per_image
-        if self.max_cost is not None and per_image is None:
+        if (self.max_cost is not None or self.max_cost_per_user is not None) and per_image is None:
             raise ConfigurationError(
-                "max_cost needs the relays' prices: set price_per_image or price_per_million_tokens "
-                "on the client and on each of its fallbacks."
+                "max_cost and max_cost_per_user need the relays' prices: set price_per_image or "
+                "price_per_million_tokens on the client and on each of its fallbacks."
             )
         self._budget = Budget(self.max_images, self.max_cost, per_image)
         self._ids = ImageIds(self.client.save_dir)
@@ -185,7 +193,8 @@ class ImageGenerationTool(BaseTool):
     ) -> Any:
         call, conversation = self._call(prompt, arguments), self._conversation(config)
         on_progress = self._on_progress(config, run_manager, dispatch_custom_event)
-        with _failures_as_advice(), self._budget.spending(call.get("n", 1)) as spending:
+        budget = self._budget_of(conversation[1])
+        with _failures_as_advice(), budget.spending(call.get("n", 1)) as spending:
             if task_action := self._task_action(call, conversation):
                 result = self.client.run_action(
                     *task_action, on_progress=on_progress, on_sending=spending.sending
@@ -202,7 +211,7 @@ class ImageGenerationTool(BaseTool):
                     on_sending=spending.sending,
                 )
             result = _kept(result, spending.settle(len(result.images), result.cost))
-        return self._content(result, self._named(conversation, result)), result
+        return self._content(result, self._named(conversation, result), budget), result
 
     async def _arun(
         self,
@@ -215,7 +224,8 @@ class ImageGenerationTool(BaseTool):
         on_progress = self._on_progress(config, run_manager, adispatch_custom_event)
         # Files (references, saved images, the ids' index) are read and written off the event loop.
         on_disk = self._ids.on_disk(conversation)
-        with _failures_as_advice(), self._budget.spending(call.get("n", 1)) as spending:
+        budget = self._budget_of(conversation[1])
+        with _failures_as_advice(), budget.spending(call.get("n", 1)) as spending:
             action_on_disk = on_disk and call.get("action")
             if task_action := await _maybe_off_loop(action_on_disk, self._task_action, call, conversation):
                 result = await self.client.arun_action(
@@ -235,7 +245,7 @@ class ImageGenerationTool(BaseTool):
                 )
             result = _kept(result, spending.settle(len(result.images), result.cost))
         ids = await _maybe_off_loop(on_disk, self._named, conversation, result)
-        return self._content(result, ids), result
+        return self._content(result, ids, budget), result
 
     def _on_progress(
         self,
@@ -310,9 +320,23 @@ class ImageGenerationTool(BaseTool):
         thread_id = (config or {}).get("configurable", {}).get(THREAD_CONFIG_KEY)
         return (None if thread_id is None else str(thread_id)), self._user(config)
 
-    def _content(self, result: ImageGenerationResult, ids: list[str]) -> str | list[str | dict[str, Any]]:
+    def _budget_of(self, user: str | None) -> Budget:
+        """The budget a call of ``user`` spends: the user's own, within the tool's; the tool's
+        alone without limits per user."""
+        if self.max_images_per_user is None and self.max_cost_per_user is None:
+            return self._budget
+        with self._user_budgets_lock:
+            budget = self._user_budgets.get(user)
+            if budget is None:
+                limits = (self.max_images_per_user, self.max_cost_per_user, self._budget.per_image)
+                budget = self._user_budgets[user] = Budget(*limits, outer=self._budget)
+        return budget
+
+    def _content(
+        self, result: ImageGenerationResult, ids: list[str], budget: Budget
+    ) -> str | list[str | dict[str, Any]]:
         """The text for the model; with ``show_images``, the images too, as image content blocks."""
-        text = describe_result(result, ids)
+        text = describe_result(result, ids, *budget.left())
         if not self.show_images:
             return text
         return [{"type": "text", "text": text}, *filter(None, map(image_block, result.images))]

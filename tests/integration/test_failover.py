@@ -211,7 +211,7 @@ def test_the_tools_spending_limit(relays: tuple[FakeRelay, FakeRelay]) -> None:
 
 
 def test_a_spending_limit_needs_prices() -> None:
-    with pytest.raises(ConfigurationError, match="max_cost needs the relays' prices"):
+    with pytest.raises(ConfigurationError, match="max_cost and max_cost_per_user need the relays' prices"):
         ImageGenerationTool(api_key="k", base_url="https://a.example/v1", max_cost=1.0)
 
 

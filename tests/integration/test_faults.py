@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.messages import ToolMessage
 
 from image_tool import (
     APIConnectionError,
@@ -445,6 +446,24 @@ def test_the_image_budget(relay: FakeRelay) -> None:
     assert spent.status == "error"
     assert "The image budget is spent" in spent.content
     assert generations(relay) == 3
+
+
+def test_each_user_is_held_to_a_budget_of_their_own_within_the_tools(relay: FakeRelay) -> None:
+    """max_images_per_user per end user (image_tool_user in the run's config), max_images for all."""
+    tool = ImageGenerationTool(client=client_for(relay, max_retries=0), max_images=3, max_images_per_user=2)
+
+    def as_user(user: str, n: int = 1) -> ToolMessage:
+        return tool.invoke(tool_call(prompt="A cat", n=n), {"configurable": {"image_tool_user": user}})
+
+    first = as_user("alice", 2)
+    assert first.status == "success" and "Left in this budget: 0 image(s)." in first.content
+    assert "budget is spent" in as_user("alice").content
+    bob = as_user("bob")
+    assert (
+        bob.status == "success" and "Left in this budget: 0 image(s)." in bob.content
+    )  # the tool's 3 are spent
+    assert "budget is spent" in as_user("carol").content
+    assert generations(relay) == 2
 
 
 MAY_BE_BILLED = {

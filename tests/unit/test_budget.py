@@ -39,3 +39,32 @@ def test_money_that_buys_a_whole_number_of_images_buys_them_all(
         pass
     with budget.spending(images):
         pass
+
+
+def test_a_budget_inside_another_spends_both_and_is_held_to_the_smaller() -> None:
+    tool = Budget(max_images=3, max_cost=None, per_image=None)
+    alice = Budget(max_images=2, max_cost=None, per_image=None, outer=tool)
+    bob = Budget(max_images=2, max_cost=None, per_image=None, outer=tool)
+    with alice.spending(2) as spending:
+        assert spending.room() == 2
+        spending.settle(2, None)
+    assert (alice.left(), tool.left()) == ((0, None), (1, None))
+    with pytest.raises(BudgetExceededError, match="budget is spent"), alice.spending(1):
+        pass
+    with pytest.raises(BudgetExceededError, match="Only 1 more image"), bob.spending(2):
+        pass
+    assert tool.images == 2  # the refused reservations were given back, in both
+    with bob.spending(1) as spending:
+        assert spending.room() == 1  # bob has 2 left, the tool 1
+        spending.settle(1, None)
+    assert (bob.left(), tool.left()) == ((0, None), (0, None))
+
+
+def test_an_inner_budget_keeps_what_may_be_billed_in_both() -> None:
+    tool = Budget(max_images=None, max_cost=1.0, per_image=0.25)
+    user = Budget(max_images=None, max_cost=0.5, per_image=0.25, outer=tool)
+    with pytest.raises(TimeoutError), user.spending(2) as spending:
+        spending.sending()
+        raise TimeoutError  # the request went out: it may be billed
+    assert user.left() == (None, 0.0)
+    assert tool.left() == (None, 0.5)

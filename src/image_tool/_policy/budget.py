@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..errors import APIError, ImageToolError
 from .retries import may_have_drawn
+
+T = TypeVar("T", int, float)
 
 
 class BudgetExceededError(ImageToolError):
@@ -28,15 +31,20 @@ class Spending:
     used_cost: float | None = 0.0
     sent: bool = False
     """A request of the call went out (``sending`` was called)."""
+    outer: Spending | None = None
+    """The same call's reservation in the budget around this one (``Budget.outer``)."""
 
     def sending(self) -> None:
         """Called as a request's bytes go (``generate``'s ``on_sending``)."""
         self.sent = True
+        if self.outer is not None:
+            self.outer.sending()
 
     def room(self) -> int | None:
-        """The most images this call may hand out: its reservation and what the budget has left
-        beside it (a relay may draw more than asked); ``None`` without limits."""
-        return self.budget._room(self)
+        """The most images this call may hand out: its reservation and what the budget (and the
+        one around it) has left beside it (a relay may draw more than asked); ``None`` without limits."""
+        rooms = [self.budget._room(self), None if self.outer is None else self.outer.room()]
+        return min((room for room in rooms if room is not None), default=None)
 
     def settle(self, images: int, cost: float | None) -> int:
         """``cost`` ``None`` (a relay that gave no token count): the reservation stands. Returns
@@ -45,16 +53,27 @@ class Spending:
         room = self.room()
         self.used_images = images if room is None else min(images, room)
         self.used_cost = cost
+        if self.outer is not None:
+            self.outer.used_images, self.outer.used_cost = self.used_images, cost
         return self.used_images
 
     def __enter__(self) -> Spending:
-        self.budget._reserve(self)
+        if self.budget.outer is not None:
+            self.outer = self.budget.outer.spending(self.images).__enter__()
+        try:
+            self.budget._reserve(self)
+        except BudgetExceededError as error:
+            if self.outer is not None:
+                self.outer.__exit__(type(error), error)  # nothing sent: given back
+            raise
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, *rest: object) -> None:
         if error is not None and self.sent and not _nothing_drawn(error):
             self.used_images, self.used_cost = self.images, None  # may be billed: it stands
         self.budget._give_back(self)
+        if self.outer is not None:
+            self.outer.__exit__(kind, error)
 
 
 def _nothing_drawn(error: BaseException) -> bool:
@@ -66,13 +85,31 @@ def _nothing_drawn(error: BaseException) -> bool:
 
 class Budget:
     """At most ``max_images`` images and ``max_cost`` of money (``None``: no limit), an image
-    costing at most ``per_image`` when reserved."""
+    costing at most ``per_image`` when reserved; within ``outer``'s limits too, when given (a
+    user's budget inside the tool's)."""
 
-    def __init__(self, max_images: int | None, max_cost: float | None, per_image: float | None) -> None:
+    def __init__(
+        self,
+        max_images: int | None,
+        max_cost: float | None,
+        per_image: float | None,
+        outer: Budget | None = None,
+    ) -> None:
         self.max_images, self.max_cost, self.per_image = max_images, max_cost, per_image
+        self.outer = outer
         self.images = 0
         self.cost = 0.0
         self._lock = threading.Lock()
+
+    def left(self) -> tuple[int | None, float | None]:
+        """Images and money not yet spent or reserved, here or in ``outer`` (``None``: no limit)."""
+        with self._lock:
+            images = None if self.max_images is None else max(0, self.max_images - self.images)
+            cost = None if self.max_cost is None else max(0.0, self.max_cost - self.cost)
+        if self.outer is None:
+            return images, cost
+        outer_images, outer_cost = self.outer.left()
+        return _least(images, outer_images), _least(cost, outer_cost)
 
     def spending(self, n: int) -> Spending:
         """``with budget.spending(n) as spending:`` reserves ``n`` images for a call (or tells the
@@ -124,3 +161,10 @@ class Budget:
         raise BudgetExceededError(
             f"The spending limit allows {affordable} more image(s); ask for n={affordable} or fewer."
         )
+
+
+def _least(first: T | None, second: T | None) -> T | None:
+    """The smaller of two limits, ``None`` being none."""
+    if first is None or second is None:
+        return second if first is None else first
+    return min(first, second)

@@ -38,10 +38,15 @@ MAX_SHOWN_URL = 2048
 """A longer link is not put into the model's context (the artifact keeps it)."""
 
 
-def describe_result(result: ImageGenerationResult, ids: Sequence[str] = ()) -> str:
+def describe_result(
+    result: ImageGenerationResult,
+    ids: Sequence[str] = (),
+    images_left: int | None = None,
+    cost_left: float | None = None,
+) -> str:
     """The model's view of a result: each image's id (``ids``, one per image, when the tool gave
     them), link and revised prompt, never base64, and bounded whatever the relay sent (the
-    artifact keeps everything)."""
+    artifact keeps everything); then what its budget has left, when it has limits."""
     count = len(result.images)
     lines = [f"Generated {count} image{'s' if count > 1 else ''} ({_brief(result.model, 100)}):"]
     labels = [f"{id_}:" for id_ in ids] if len(ids) == count else [f"{n}." for n in range(1, count + 1)]
@@ -72,6 +77,10 @@ def describe_result(result: ImageGenerationResult, ids: Sequence[str] = ()) -> s
             f"task_id={result.task_id!r}{named} and action one of: {_brief(actions, 200)} (U upscales "
             "one image of the grid, V draws variations of one, numbered left to right, top to bottom)."
         )
+    left = [f"{images_left} image(s)"] if images_left is not None else []
+    left += [f"{cost_left:.4g} to spend"] if cost_left is not None else []
+    if left:
+        lines.append(f"Left in this budget: {' and '.join(left)}.")
     return "\n".join(lines)
 
 
