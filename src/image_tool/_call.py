@@ -68,6 +68,8 @@ class Call:
     max_images: int | None = None
     on_sending: Callable[[], object] | None = None
     on_task: Callable[[str], object] | None = None
+    extra_body: Mapping[str, Any] | None = None
+    """Provider options of this call, over the client's ``extra_body``."""
 
     @property
     def kept_at_most(self) -> int:
@@ -89,6 +91,7 @@ class Call:
             max_images=arguments["max_images"],
             on_sending=arguments["on_sending"],
             on_task=arguments["on_task"],
+            extra_body=arguments["extra_body"],
         )
 
 
@@ -127,6 +130,7 @@ class Relay:
             partial_images=client.partial_images,
             image_urls=call.image_urls,
             mask=call.mask,
+            extra_body={**client.extra_body, **(call.extra_body or {})},
         )
 
 

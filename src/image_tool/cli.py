@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, get_args
 
 from ._cli import commands
-from ._cli.terms import EXIT_CODES, SETTING_FLAGS, exit_code
-from .models import DEFAULT_N, MAX_IMAGES, MAX_PROMPT_LENGTH, OPTION_VALUES
+from ._cli.terms import EXIT_CODES, SETTING_FLAGS, exit_code, extra_body_flag
+from .catalog import CUSTOM_SIZE_RULE
+from .models import DEFAULT_N, MAX_IMAGES, MAX_PROMPT_LENGTH, OPTION_VALUES, ImageSize
 from .settings import ClientSettings
 from .testing import RelayProfile, Shape
 
@@ -77,10 +79,21 @@ def _parser() -> argparse.ArgumentParser:
     for option, values in OPTION_VALUES.items():
         choices = get_args(values)
         flag = f"--{option.replace('_', '-')}"
+        if option == "size":  # gpt-image-2 also draws sizes of its own
+            text = f"{' | '.join(choices)}, or WxH (gpt-image-2: {CUSTOM_SIZE_RULE})"
+            generate.add_argument(flag, type=_size, metavar="SIZE", help=text)
+            continue
         generate.add_argument(flag, choices=choices, metavar=option.upper(), help=" | ".join(choices))
     generate.add_argument(
         "--output-compression", type=_whole_number(0, 100), metavar="PERCENT", help="JPEG/WebP, 0 to 100"
     )
+    generate.add_argument(
+        "--seed",
+        type=_whole_number(0, 2**32 - 1),
+        metavar="N",
+        help="repeatable drawings (FLUX, Midjourney...)",
+    )
+    generate.add_argument("--negative-prompt", metavar="TEXT", help="what not to draw (Midjourney's --no)")
     generate.add_argument(
         "--image",
         action="append",
@@ -92,7 +105,9 @@ def _parser() -> argparse.ArgumentParser:
         "--mask", metavar="PNG", help="with --image: transparent where to draw (gpt-image models)"
     )
     generate.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
-    _add_settings(generate, "model", "api", "save_dir", "stream", "partial_images", *_CALL_SETTINGS)
+    _add_settings(
+        generate, "model", "api", "save_dir", "stream", "partial_images", "extra_body", *_CALL_SETTINGS
+    )
     generate.set_defaults(run=commands.generate)
 
     action = subcommands.add_parser(
@@ -166,7 +181,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send again the prompts an earlier run sent but lost (they may be billed twice)",
     )
-    _add_settings(batch, "model", "api", *_CALL_SETTINGS)
+    _add_settings(batch, "model", "api", "extra_body", *_CALL_SETTINGS)
     batch.set_defaults(run=commands.batch)
 
     mcp = subcommands.add_parser(
@@ -180,6 +195,9 @@ def _parser() -> argparse.ArgumentParser:
     mcp.add_argument("--model", help="the image model (default gpt-4o-image)")
     mcp.add_argument("--api", choices=("chat", "images"), help="the endpoint (default: the model's)")
     mcp.add_argument("--image-jobs", action="store_true", help="draw Images API generations as jobs")
+    mcp.add_argument(
+        "--extra-body", type=extra_body_flag, metavar="JSON", help="provider options, a JSON object"
+    )
     mcp.set_defaults(run=commands.mcp)
     return parser
 
@@ -215,6 +233,10 @@ def _add_settings(parser: argparse.ArgumentParser, *names: str) -> None:
             "save images served from loopback or private addresses (local relays)",
             {"action": "store_true"},
         ),
+        "extra_body": (
+            "provider options sent with each request, a JSON object (docs/models.md)",
+            {"type": extra_body_flag, "metavar": "JSON"},
+        ),
     }
     for name in names:
         text, options = flags[name]
@@ -232,6 +254,13 @@ def _prompt(text: str) -> str:
     if len(prompt) > MAX_PROMPT_LENGTH:
         raise argparse.ArgumentTypeError(f"{len(prompt)} characters; at most {MAX_PROMPT_LENGTH}")
     return prompt
+
+
+def _size(text: str) -> str:
+    """A size the client checks against the model: one of the named sizes, or ``WxH``."""
+    if text in get_args(ImageSize) or re.fullmatch(r"\d{1,5}x\d{1,5}", text):
+        return text
+    raise argparse.ArgumentTypeError(f"expected one of {', '.join(get_args(ImageSize))} or WxH, not {text!r}")
 
 
 def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:

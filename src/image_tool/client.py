@@ -4,7 +4,7 @@ that runs it (``_async/generation.py``, and ``_sync/`` made from it)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 import httpx2
@@ -22,6 +22,7 @@ from ._io.connection import refuse_httpx, resolve_connection
 from ._io.pooling import AsyncPools, SyncPool
 from ._policy.failover import Cooldowns, fallbacks_from_environment, most_per_image, settings_of
 from ._policy.limits import AdaptiveLimit
+from ._wire.request import extra_body_problem
 from .catalog import ModelFamily, family_of
 from .errors import ConfigurationError
 from .models import (
@@ -30,6 +31,7 @@ from .models import (
     Background,
     ImageGenerationResult,
     ImageQuality,
+    ImageResolution,
     ImageSize,
     ImageStyle,
     Moderation,
@@ -120,6 +122,8 @@ class ImageClient(ClientSettings):
         from ._sync.generation import SyncGeneration
         from ._sync.tasks import SyncTasks
 
+        if problem := extra_body_problem(self.extra_body, self.family.api):
+            raise ConfigurationError(problem)
         if self.image_jobs and self.family.api != "images":
             raise ConfigurationError(
                 f"image_jobs=True draws on the Images API, and {self.model} is drawn on the "
@@ -173,7 +177,7 @@ class ImageClient(ClientSettings):
         prompt: str,
         *,
         n: int = DEFAULT_N,
-        size: ImageSize | None = None,
+        size: ImageSize | str | None = None,
         quality: ImageQuality | None = None,
         style: ImageStyle | None = None,
         background: Background | None = None,
@@ -181,6 +185,9 @@ class ImageClient(ClientSettings):
         output_compression: int | None = None,
         moderation: Moderation | None = None,
         aspect_ratio: AspectRatio | None = None,
+        image_size: ImageResolution | None = None,
+        seed: int | None = None,
+        negative_prompt: str | None = None,
         user: str | None = None,
         image_urls: Sequence[str] = (),
         mask: str | None = None,
@@ -188,12 +195,17 @@ class ImageClient(ClientSettings):
         max_images: int | None = None,
         on_sending: Callable[[], object] | None = None,
         on_task: Callable[[str], object] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
     ) -> ImageGenerationResult:
         """Generate ``n`` images for ``prompt``.
 
-        The drawing options (``size`` to ``aspect_ratio``) are those the model takes
+        The drawing options (``size`` to ``negative_prompt``) are those the model takes
         (``image_tool.catalog``); one it does not take raises ``InvalidRequestError`` naming the
-        values it does, and ``None`` leaves an option to the model's default. ``user`` is the end
+        values it does, and ``None`` leaves an option to the model's default. ``size`` is one of
+        the model's sizes, or for gpt-image-2 any ``WxH`` that keeps its rule
+        (``catalog.CUSTOM_SIZE_RULE``). ``extra_body`` holds provider options for this call, over the
+        client's ``extra_body`` key by key: one the catalog knows for the model is checked as its
+        keyword is, any other is sent as it is (docs/models.md). ``user`` is the end
         user's id, for abuse monitoring. ``image_urls`` are earlier images to edit or draw from
         (http(s) links or ``data:`` URLs; the Images API takes ``data:`` URLs only), and ``mask``
         a PNG ``data:`` URL whose transparent pixels mark where to draw. With ``stream=True``,
@@ -241,7 +253,7 @@ class ImageClient(ClientSettings):
         prompt: str,
         *,
         n: int = DEFAULT_N,
-        size: ImageSize | None = None,
+        size: ImageSize | str | None = None,
         quality: ImageQuality | None = None,
         style: ImageStyle | None = None,
         background: Background | None = None,
@@ -249,6 +261,9 @@ class ImageClient(ClientSettings):
         output_compression: int | None = None,
         moderation: Moderation | None = None,
         aspect_ratio: AspectRatio | None = None,
+        image_size: ImageResolution | None = None,
+        seed: int | None = None,
+        negative_prompt: str | None = None,
         user: str | None = None,
         image_urls: Sequence[str] = (),
         mask: str | None = None,
@@ -256,6 +271,7 @@ class ImageClient(ClientSettings):
         max_images: int | None = None,
         on_sending: Callable[[], object] | None = None,
         on_task: Callable[[str], object] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
     ) -> ImageGenerationResult:
         """Async twin of ``generate``, on httpx2's AsyncClient: it never blocks the event loop.
 

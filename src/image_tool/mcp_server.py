@@ -130,6 +130,8 @@ async def _serve_stdio(server: Server[Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the MCP server on stdio, configured from the environment; 2 when it is not configured."""
+    from ._cli.terms import extra_body_flag
+
     parser = argparse.ArgumentParser(
         description="Serve image-tool's generate_image over MCP (stdio). The relay comes from "
         "IMAGE_TOOL_API_KEY and IMAGE_TOOL_BASE_URL."
@@ -146,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--image-jobs", action="store_true", help="draw Images API generations as jobs, submitted then polled"
     )
+    parser.add_argument(
+        "--extra-body",
+        type=extra_body_flag,
+        default={},
+        metavar="JSON",
+        help="provider options sent with each request, a JSON object (see docs/models.md)",
+    )
     args = parser.parse_args(argv)
     try:
         tool = ImageGenerationTool(
@@ -155,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             model=args.model,
             api=args.api,
             image_jobs=args.image_jobs,
+            extra_body=args.extra_body,
         )
         server = create_server(tool)
     except ConfigurationError as error:

@@ -7,9 +7,22 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ImageSize = Literal["1024x1024", "1024x1792", "1792x1024", "1536x1024", "1024x1536", "auto"]
-"""In pixels. DALL-E 3 and chat relays: the first three; the gpt-image models: square, the last
-two and ``auto`` (``image_tool.catalog`` says which model takes which)."""
+ImageSize = Literal[
+    "1024x1024",
+    "1024x1792",
+    "1792x1024",
+    "1536x1024",
+    "1024x1536",
+    "auto",
+    "2048x2048",
+    "2048x1152",
+    "1152x2048",
+    "3840x2160",
+    "2160x3840",
+]
+"""In pixels. DALL-E 3 and chat relays: the first three; the gpt-image models: square, the next
+two and ``auto``; gpt-image-2 also the last five, and any ``WxH`` that keeps its rule
+(``image_tool.catalog.CUSTOM_SIZE_RULE``; ``image_tool.catalog`` says which model takes which)."""
 ImageQuality = Literal["standard", "hd", "low", "medium", "high", "auto"]
 """DALL-E 3 and chat relays: ``standard``, ``hd``; the gpt-image models: the others."""
 ImageStyle = Literal["vivid", "natural"]
@@ -18,6 +31,8 @@ OutputFormat = Literal["png", "jpeg", "webp"]
 Moderation = Literal["low", "auto"]
 AspectRatio = Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"]
 """The shape chat gateways draw (``image_config.aspect_ratio``)."""
+ImageResolution = Literal["1K", "2K", "4K"]
+"""The resolution Gemini 3 image models draw at (``image_config.image_size``)."""
 OPTION_VALUES: dict[str, object] = {
     "size": ImageSize,
     "quality": ImageQuality,
@@ -26,6 +41,7 @@ OPTION_VALUES: dict[str, object] = {
     "output_format": OutputFormat,
     "moderation": Moderation,
     "aspect_ratio": AspectRatio,
+    "image_size": ImageResolution,
 }
 """Each drawing option with a set of values, and the ``Literal`` of those values."""
 

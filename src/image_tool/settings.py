@@ -136,6 +136,11 @@ class ClientSettings(BaseModel):
     batch runs."""
     default_headers: dict[str, str] = Field(default_factory=dict)
     """Extra headers sent with every request."""
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    """Provider options sent with every generation, beside image-tool's own (a call's
+    ``extra_body`` overrides them key by key): an option the catalog knows for the model is
+    checked as its keyword is, any other key is sent as it is; keys image-tool sets itself
+    (``model``, ``prompt``, ``n``, ``stream``...) are refused (docs/models.md)."""
     image_jobs: bool = False
     """Draw each Images API generation as an asynchronous job (``"async": true``, with an
     ``Idempotency-Key``), polled until it ends: for slow models behind a gateway's 100 s limit, on

@@ -67,6 +67,82 @@ def test_generate_edits_a_local_image(relay: FakeRelay, tmp_path: Path) -> None:
     assert reference["image_url"]["url"].startswith("data:image/png;base64,")
 
 
+def test_generate_sends_extra_body_and_the_new_options(
+    relay: FakeRelay, capsys: pytest.CaptureFixture[str]
+) -> None:
+    extra = '{"provider": {"order": ["openai"]}, "watermark": false}'
+    argv = [
+        "generate",
+        "A cat",
+        "--model",
+        "gpt-image-2",
+        "--size",
+        "1024x768",
+        "--extra-body",
+        extra,
+        "--json",
+    ]
+    assert main(argv) == 0
+    assert relay.requests[-1].json == {
+        "model": "gpt-image-2",
+        "prompt": "A cat",
+        "n": 1,
+        "size": "1024x768",
+        "provider": {"order": ["openai"]},
+        "watermark": False,
+    }
+    capsys.readouterr()
+    assert main(["generate", "A cat", "--model", "black-forest-labs/flux.2-pro", "--seed", "7"]) == 0
+    assert relay.requests[-1].json["seed"] == 7
+    assert main(["generate", "A cat", "--model", "nano-banana-pro", "--image-size", "4K"]) == 0
+    assert relay.requests[-1].json["image_config"] == {"image_size": "4K"}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        (
+            ["--extra-body", '{"model": "dall-e-3"}'],
+            "extra_body may not set 'model', which image-tool sets itself: use the model setting (--model).",
+        ),
+        (["--model", "gpt-image-2", "--size", "1000x1000"], "multiples of 16"),
+        (
+            ["--model", "mj_imagine", "--negative-prompt", " "],
+            "negative_prompt is text, 1 to 1000 characters",
+        ),
+        (["--model", "gpt-image-1", "--seed", "3"], "gpt-image-1 does not take seed"),
+    ],
+)
+def test_what_the_model_cannot_take_exits_2_and_nothing_is_sent(
+    relay: FakeRelay, arguments: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["generate", "A cat", *arguments]) == 2
+    _, err = capsys.readouterr()
+    assert says in err
+    assert err.count("\n") == 1
+    assert relay.requests == []
+
+
+def test_batch_sends_extra_body_with_every_prompt(
+    relay: FakeRelay, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    lines = [{"id": "a", "prompt": "A cat", "seed": 3}, {"id": "b", "prompt": "A dog"}]
+    prompts.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    argv = ["batch", str(prompts), "--out", str(tmp_path / "run"), "--model", "black-forest-labs/flux.2-pro"]
+    assert main([*argv, "--extra-body", '{"provider": {"sort": "price"}}', "--allow-private-downloads"]) == 0
+    bodies = {
+        request.json["messages"][0]["content"]: request.json
+        for request in relay.requests
+        if request.method == "POST"
+    }
+    assert {prompt: body["provider"] for prompt, body in bodies.items()} == {
+        "A cat": {"sort": "price"},
+        "A dog": {"sort": "price"},
+    }
+    assert (bodies["A cat"]["seed"], "seed" in bodies["A dog"]) == (3, False)
+
+
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
@@ -233,6 +309,20 @@ def test_mcp_command_needs_a_relay(capsys: pytest.CaptureFixture[str]) -> None:
     assert "IMAGE_TOOL_API_KEY" in capsys.readouterr().err
 
 
+def test_mcp_command_passes_extra_body_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    import image_tool.mcp_server
+
+    received: list[list[str]] = []
+
+    def serve(argv: list[str]) -> int:
+        received.append(argv)
+        return 0
+
+    monkeypatch.setattr(image_tool.mcp_server, "main", serve)
+    assert main(["mcp", "--model", "mj_imagine", "--extra-body", '{"botType": "NIJI_JOURNEY"}']) == 0
+    assert received == [["--model", "mj_imagine", "--extra-body", '{"botType": "NIJI_JOURNEY"}']]
+
+
 def test_a_bad_image_argument_is_a_usage_error(
     relay: FakeRelay, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -259,7 +349,11 @@ def test_a_bad_image_argument_is_a_usage_error(
         (["A cat", "--total-timeout", "0"], "argument --total-timeout: expected a number of seconds above 0"),
         (["A cat", "--total-timeout", "-5"], "argument --total-timeout: expected a number of seconds"),
         (["A cat", "--total-timeout", "nan"], "argument --total-timeout: expected a number of seconds"),
-        (["A cat", "--size", "huge"], "argument --size: invalid choice: 'huge'"),
+        (["A cat", "--size", "huge"], "argument --size: expected one of 1024x1024, 1024x1792"),
+        (["A cat", "--image-size", "8K"], "argument --image-size: invalid choice: '8K'"),
+        (["A cat", "--seed", "-1"], "argument --seed: expected a whole number from 0 to 4294967295"),
+        (["A cat", "--extra-body", "{seed: 7}"], "argument --extra-body: not JSON (Expecting property name"),
+        (["A cat", "--extra-body", "[1]"], "argument --extra-body: a JSON object is needed"),
         ([], "the following arguments are required: prompt"),
     ],
 )

@@ -237,6 +237,54 @@ def test_refuses_missing_and_out_of_range_fields(
     assert (response.json()["error"]["param"], response.json()["error"]["code"]) == (param, code)
 
 
+@pytest.mark.parametrize("size", ["1024x768", "2048x1152", "3840x2160", "688x1024", "3840x1280"])
+def test_gpt_image_2_draws_its_named_sizes_and_sizes_that_keep_its_rule(
+    fake_relay: FakeRelay, size: str
+) -> None:
+    answer = generate(fake_relay, model="gpt-image-2", size=size, quality="low").json()
+    width, height = (int(side) for side in size.split("x"))
+    assert answer["size"] == size
+    assert png_size(decoded(answer["data"][0]["b64_json"])) == (width, height)
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        "1000x1000",  # not multiples of 16
+        "4096x2048",  # an edge over 3840
+        "3840x1152",  # over 3:1
+        "640x640",  # under 655,360 pixels
+        "huge",
+    ],
+)
+def test_gpt_image_2_refuses_a_size_that_breaks_its_rule(fake_relay: FakeRelay, size: str) -> None:
+    response = generate(fake_relay, model="gpt-image-2", size=size)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == ("size", "invalid_value")
+    assert "divisible by 16" in error["message"]
+
+
+def test_gpt_image_2_refuses_a_transparent_background(fake_relay: FakeRelay) -> None:
+    response = generate(fake_relay, model="gpt-image-2", background="transparent")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "background"
+    assert "'opaque' and 'auto'" in error["message"]
+    answer = generate(fake_relay, model="gpt-image-2", background="opaque", quality="high").json()
+    assert (answer["background"], answer["quality"]) == ("opaque", "high")
+
+
+def test_gpt_image_2_edits_and_its_unknown_fields_reach_the_record(fake_relay: FakeRelay) -> None:
+    response = edit(fake_relay, image_pair(), model="gpt-image-2", size="1024x768", seed="7")
+    assert response.status_code == 200
+    assert png_size(decoded(response.json()["data"][0]["b64_json"])) == (1024, 768)
+    form = fake_relay.requests[-1].form
+    assert form is not None and form.fields["seed"] == "7"
+    generate(fake_relay, model="gpt-image-2", provider={"order": ["openai"]})
+    assert fake_relay.requests[-1].json["provider"] == {"order": ["openai"]}
+
+
 def test_a_refused_request_does_not_take_a_queued_reply(fake_relay: FakeRelay) -> None:
     fake_relay.queue(Reply.server_error())
     assert generate(fake_relay, model="gpt-image-1", size="1x1").status_code == 400
@@ -514,6 +562,21 @@ def test_gateway_without_the_image_modality_answers_text_only(gateway: FakeRelay
     assert "images" not in message
     assert message["content"]
     assert answer["usage"]["completion_tokens_details"]["image_tokens"] == 0
+
+
+@pytest.mark.parametrize(("resolution", "size"), [("1K", (1344, 768)), ("2K", (2688, 1536))])
+def test_gateway_draws_at_the_asked_image_size(
+    gateway: FakeRelay, resolution: str, size: tuple[int, int]
+) -> None:
+    config = {"aspect_ratio": "16:9", "image_size": resolution}
+    (image,) = chat(gateway, image_config=config).json()["choices"][0]["message"]["images"]
+    assert png_size(data_url_png(image)) == size
+
+
+def test_gateway_refuses_an_unknown_image_size(gateway: FakeRelay) -> None:
+    response = chat(gateway, image_config={"image_size": "8K"})
+    assert response.status_code == 400
+    assert "image_size '8K'" in response.json()["error"]["message"]
 
 
 def test_gateway_takes_a_size_it_ignores(gateway: FakeRelay) -> None:

@@ -135,3 +135,41 @@ def test_create_server_without_mcp_extra(monkeypatch: pytest.MonkeyPatch) -> Non
 
     with pytest.raises(ConfigurationError, match="needs the mcp extra"):
         create_server(tool)
+
+
+async def test_extra_body_and_the_model_options_reach_the_relay() -> None:
+    extra = '{"provider": {"order": ["black-forest-labs"]}, "output_quality": 90}'
+    with FakeRelay() as relay:
+        model = "black-forest-labs/flux.2-pro"
+        async with connect(relay, "--model", model, "--extra-body", extra) as client:
+            listing = await client.list_tools()
+            result = await client.call_tool("generate_image", {"prompt": "A cat", "seed": 42})
+
+    (tool,) = listing.tools
+    assert "seed" in tool.input_schema["properties"]
+    assert not result.is_error
+    body = relay.requests[-1].json
+    assert (body["model"], body["seed"], body["output_quality"]) == (model, 42, 90)
+    assert body["provider"] == {"order": ["black-forest-labs"]}
+
+
+@pytest.mark.parametrize(
+    ("extra_body", "says"),
+    [("{seed}", "argument --extra-body: not JSON"), ("[]", "argument --extra-body: a JSON object is needed")],
+)
+def test_main_refuses_extra_body_that_is_not_a_json_object(
+    extra_body: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--extra-body", extra_body])
+    assert exited.value.code == 2
+    assert says in capsys.readouterr().err
+
+
+def test_main_refuses_extra_body_that_sets_what_image_tool_sets(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IMAGE_TOOL_API_KEY", "test-key")
+    monkeypatch.setenv("IMAGE_TOOL_BASE_URL", "http://127.0.0.1:9/v1")
+    assert main(["--extra-body", '{"n": 2}']) == 2
+    assert "extra_body may not set 'n'" in capsys.readouterr().err

@@ -65,6 +65,48 @@ def test_gateway_models_offer_the_aspect_ratio() -> None:
     assert "16:9" in enum(properties, "aspect_ratio")
 
 
+def test_gpt_image_2_offers_its_named_sizes_and_no_transparent_background() -> None:
+    properties = schema("gpt-image-2")["properties"]
+    assert set(properties) == {
+        "prompt",
+        "n",
+        "size",
+        "quality",
+        "background",
+        "output_format",
+        "image_urls",
+        "mask",
+    }
+    sizes = enum(properties, "size")
+    assert sizes[0] == "auto" and {"2048x1152", "3840x2160", "2160x3840"} <= set(sizes)
+    assert all(size in properties["size"]["description"] for size in sizes)
+    assert enum(properties, "quality") == ["low", "medium", "high", "auto"]
+    assert enum(properties, "background") == ["opaque", "auto"]
+    assert "no transparent" in properties["background"]["description"]
+
+
+def test_gemini_3_offers_the_image_size_and_gemini_2_5_does_not() -> None:
+    properties = schema("google/gemini-3-pro-image-preview")["properties"]
+    assert set(properties) == {"prompt", "n", "aspect_ratio", "image_size", "image_urls"}
+    assert enum(properties, "image_size") == ["1K", "2K", "4K"]
+    assert "'4K'" in properties["image_size"]["description"]
+    assert "image_size" not in schema("nano-banana")["properties"]
+    assert "image_size" in schema("nano-banana-pro")["properties"]
+
+
+def test_flux_offers_a_seed_and_midjourney_a_seed_and_a_negative_prompt() -> None:
+    flux = schema("black-forest-labs/flux.2-pro")["properties"]
+    assert set(flux) == {"prompt", "n", "aspect_ratio", "seed", "image_urls"}
+    seed = next(option for option in flux["seed"]["anyOf"] if option.get("type") == "integer")
+    assert (seed["minimum"], seed["maximum"]) == (0, 2**31 - 1)
+    assert "repeatable" in flux["seed"]["description"]
+    midjourney = schema("mj_imagine")["properties"]
+    assert {"seed", "negative_prompt"} <= set(midjourney)
+    text = next(option for option in midjourney["negative_prompt"]["anyOf"] if option.get("type") == "string")
+    assert (text["minLength"], text["maxLength"]) == (1, 1000)
+    assert "seed" not in schema("gpt-image-2")["properties"]
+
+
 def test_an_unknown_model_gets_the_common_subset() -> None:
     assert set(schema("my-house-model")["properties"]) == {"prompt", "n", "image_urls"}
     assert set(schema("gpt-image-1", api="chat")["properties"]) == {"prompt", "n", "image_urls"}
@@ -95,6 +137,13 @@ def test_a_schema_given_by_the_developer_is_kept() -> None:
         ("gpt-image-1", {"prompt": "A cat", "size": "1792x1024"}, "size: Input should be '1024x1024'"),
         ("gpt-image-1", {"prompt": "A cat", "style": "vivid"}, "style: Extra inputs"),
         ("dall-e-3", {"prompt": "A cat", "mask": "m.png"}, "mask: Extra inputs"),
+        ("gpt-image-2", {"prompt": "A cat", "background": "transparent"}, "background: Input should be"),
+        ("black-forest-labs/flux.2-pro", {"prompt": "A cat", "seed": -1}, "seed: Input should be greater"),
+        (
+            "google/gemini-2.5-flash-image",
+            {"prompt": "A cat", "image_size": "2K"},
+            "image_size: Extra inputs",
+        ),
     ],
 )
 def test_arguments_the_model_does_not_take_come_back_as_advice(

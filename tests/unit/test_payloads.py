@@ -11,7 +11,8 @@ from image_tool._wire.request import build_request
 from image_tool.catalog import (
     CHAT_RELAY,
     DALL_E_3,
-    GEMINI_IMAGE,
+    GEMINI_2_5_IMAGE,
+    GEMINI_3_IMAGE,
     GPT_IMAGE,
     IMAGE_ONLY_GATEWAY,
     UNKNOWN,
@@ -37,8 +38,8 @@ JPEG_URL = "data:image/jpeg;base64," + base64.b64encode(b"\xff\xd8\xff\xe0" + by
         ("openai/gpt-image-1-mini", GPT_IMAGE),
         ("gpt-image-1.5", GPT_IMAGE),
         ("dall-e-3", DALL_E_3),
-        ("google/gemini-2.5-flash-image", GEMINI_IMAGE),
-        ("google/gemini-3-pro-image-preview", GEMINI_IMAGE),
+        ("google/gemini-2.5-flash-image", GEMINI_2_5_IMAGE),
+        ("google/gemini-3-pro-image-preview", GEMINI_3_IMAGE),
         ("black-forest-labs/flux.2-pro", IMAGE_ONLY_GATEWAY),
         ("bytedance-seed/seedream-4.5", IMAGE_ONLY_GATEWAY),
         ("my-house-model", UNKNOWN),
@@ -72,7 +73,7 @@ def test_chat_relay_keeps_the_vendor_body_and_defaults() -> None:
 def test_gateways_ask_for_images_and_the_aspect_ratio() -> None:
     request = build_request(
         "google/gemini-2.5-flash-image",
-        GEMINI_IMAGE,
+        GEMINI_2_5_IMAGE,
         "A cat",
         n=1,
         options={"aspect_ratio": "16:9"},

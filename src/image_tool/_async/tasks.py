@@ -54,9 +54,8 @@ class AsyncTasks:
 
     async def imagine(self, call: Call) -> ImageGenerationResult:
         """A Midjourney grid of four images for ``call``'s prompt: one paid task."""
-        self.relay.request(call)  # checked as any request is: the prompt, n, the options
-        body = midjourney.imagine_body(call.prompt, call.image_urls)
-        return await self._run(call, midjourney.SUBMIT_IMAGINE, body)
+        request = self.relay.request(call)  # checked as any request is: the prompt, n, the options
+        return await self._run(call, request.path, request.json or {})
 
     async def draw(self, call: Call) -> ImageGenerationResult:
         """``call`` as an Images API job: one submit (under one Idempotency-Key, however often it

@@ -59,7 +59,7 @@ def _draw(args: argparse.Namespace, draw: Callable[[ImageClient, Any], ImageGene
     try:
         client = ImageClient(**{name: getattr(args, name) for name in SETTING_FLAGS if hasattr(args, name)})
     except errors.ConfigurationError as error:
-        message = NOT_CONFIGURED if "No image relay is configured" in str(error) else str(error)
+        message = NOT_CONFIGURED if "No image relay is configured" in str(error) else in_cli_terms(str(error))
         print(message, file=sys.stderr)
         return 2
     # Checked before anything is sent: an image generated (and billed) that cannot be kept is lost.
@@ -252,4 +252,5 @@ def mcp(args: argparse.Namespace) -> int:
     argv += ["--stream"] if args.stream else []
     argv += [*(["--model", args.model] if args.model else []), *(["--api", args.api] if args.api else [])]
     argv += ["--image-jobs"] if args.image_jobs else []
+    argv += ["--extra-body", json.dumps(args.extra_body)] if args.extra_body else []
     return serve(argv)

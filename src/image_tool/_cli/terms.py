@@ -3,6 +3,10 @@ the client's settings in what it prints."""
 
 from __future__ import annotations
 
+import argparse
+import json
+from typing import Any
+
 from .. import errors
 
 # One exit code per kind of failure, so scripts can tell them apart (most specific first); --help
@@ -41,6 +45,7 @@ SETTING_FLAGS = {
     "image_jobs": "--image-jobs",
     "total_timeout": "--total-timeout",
     "allow_private_downloads": "--allow-private-downloads",
+    "extra_body": "--extra-body",
 }
 
 NOT_CONFIGURED = """\
@@ -49,6 +54,19 @@ image-tool needs an image relay. Set:
   export IMAGE_TOOL_BASE_URL="https://relay.example.com/v1"
 To try it offline, run the emulator in another terminal and follow what it prints:
   image-tool fake-relay"""
+
+
+def extra_body_flag(text: str) -> dict[str, Any]:
+    """``--extra-body``'s value: a JSON object (argparse's type; a bad one is a usage error)."""
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"not JSON ({error}): give an object, such as '{{\"seed\": 7}}'"
+        ) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"a JSON object is needed, such as '{{\"seed\": 7}}'; not {text!r}")
+    return value
 
 
 def exit_code(error: BaseException) -> int:

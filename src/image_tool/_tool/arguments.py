@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from ..catalog import CHAT_RELAY, ModelFamily
+from ..catalog import CHAT_RELAY, MAX_NEGATIVE_PROMPT, ModelFamily
 from ..models import (
     DEFAULT_N,
     DEFAULT_QUALITY,
@@ -77,15 +77,22 @@ class GenerateImageInput(BaseModel):
         default=None,
         max_length=MAX_REFERENCES,
         description=(
-            "Earlier images to edit or draw from: their URLs, or the 'Saved at' paths this tool "
-            "reported. Use it when the user asks to change, extend or restyle an image from earlier "
-            "in the conversation, and describe the change in the prompt. Leave it out for a new image."
+            "Earlier images to edit or draw from: the ids this tool gave them (such as 'img_1'), "
+            "else their URLs or the 'Saved at' paths it reported. Use it when the user asks to "
+            "change, extend or restyle an image from earlier in the conversation, and describe the "
+            "change in the prompt. Leave it out for a new image."
         ),
     )
 
 
 _DESCRIPTIONS: dict[str, dict[str, str | None]] = {
     "size": {
+        "2048x2048": (
+            "Image size in pixels: '1024x1024' square, '1536x1024' landscape, '1024x1536' portrait, "
+            "'2048x2048', '2048x1152' (16:9) or '1152x2048' (9:16) for more detail, '3840x2160' or "
+            "'2160x3840' for 4K (slow and dear), or 'auto' (default: the model picks). Choose a "
+            "large size only when the user asks for high resolution or print."
+        ),
         "1536x1024": (
             "Image size in pixels: '1024x1024' square, '1536x1024' landscape (scenery, banners), "
             "'1024x1536' portrait (posters, tall subjects), or 'auto' (default: the model picks)."
@@ -104,7 +111,8 @@ _DESCRIPTIONS: dict[str, dict[str, str | None]] = {
         "transparent": (
             "'transparent' for a cut-out with no background (logos, icons, stickers; png or webp "
             "only), 'opaque', or 'auto' (default)."
-        )
+        ),
+        "opaque": "'opaque' or 'auto' (default). This model draws no transparent backgrounds.",
     },
     "output_format": {
         "png": (
@@ -118,8 +126,22 @@ _DESCRIPTIONS: dict[str, dict[str, str | None]] = {
             "'4:5' portrait."
         )
     },
+    "image_size": {
+        "1K": (
+            "The resolution: '1K' (default, about 1024 pixels a side), '2K', or '4K' (sharpest, "
+            "slower and dearer). Choose '2K' or '4K' only when the user asks for high resolution or print."
+        )
+    },
 }
 """What each option means for the model, by option and by one value that tells the family."""
+SEED = (
+    "A whole number that makes the drawing repeatable: the same prompt and seed draw much the same "
+    "image. Leave it out unless the user gives a seed or asks to redraw one with a small change."
+)
+NEGATIVE_PROMPT = (
+    "What must not appear in the image, as a few words or a list (e.g. 'text, watermark, people'). "
+    "Leave it out unless the user says what to avoid."
+)
 
 
 MIDJOURNEY_ACTIONS = ("U1", "U2", "U3", "U4", "V1", "V2", "V3", "V4", "reroll")
@@ -128,7 +150,10 @@ _TASK_ACTION_FIELDS: dict[str, Any] = {
         str | None,
         Field(
             default=None,
-            description="With action: the Midjourney task id this tool reported for the grid to act on.",
+            description=(
+                "With action: the grid to act on, by the Midjourney task id or the image id (such as "
+                "'img_1') this tool reported."
+            ),
         ),
     ),
     "action": (
@@ -160,12 +185,17 @@ def arguments_for(family: ModelFamily) -> type[BaseModel]:
         if choices:
             meaning = next(text for value, text in by_value.items() if value in choices)
             fields[option] = (Literal[choices] | None, Field(default=None, description=meaning))
+    if family.max_seed is not None:
+        fields["seed"] = (int | None, Field(default=None, ge=0, le=family.max_seed, description=SEED))
+    if family.negative_prompt:
+        text = Field(default=None, min_length=1, max_length=MAX_NEGATIVE_PROMPT, description=NEGATIVE_PROMPT)
+        fields["negative_prompt"] = (str | None, text)
     if family.edits:
         fields["image_urls"] = (list[str] | None, GenerateImageInput.model_fields["image_urls"])
     if family.mask:
         description = (
-            "Only with image_urls: a PNG mask for the first image, its URL or 'Saved at' path, of the "
-            "same size, transparent where the image should change. Leave it out to let the model choose."
+            "Only with image_urls: a PNG mask for the first image (its id, URL or 'Saved at' path), of "
+            "the same size, transparent where the image should change. Leave it out to let the model choose."
         )
         fields["mask"] = (str | None, Field(default=None, description=description))
     if family.api == "midjourney":

@@ -45,12 +45,19 @@ def base_of(base_url: str) -> str:
     return base_url.removesuffix("/v1")
 
 
-def imagine_body(prompt: str, image_urls: Sequence[str]) -> dict[str, Any]:
+def imagine_body(
+    prompt: str, image_urls: Sequence[str], *, seed: int | None = None, negative_prompt: str | None = None
+) -> dict[str, Any]:
     """An imagine request: images given inline go as ``base64Array``, links lead the prompt
-    (Midjourney's image prompts)."""
+    (Midjourney's image prompts); a seed and what not to draw end it, as Midjourney's parameters
+    ``--seed`` and ``--no``."""
     inline = [url for url in image_urls if url.startswith("data:")]
     links = [url for url in image_urls if not url.startswith("data:")]
-    body: dict[str, Any] = {"prompt": " ".join([*links, prompt])}
+    parameters = [
+        *([f"--seed {seed}"] if seed is not None else []),
+        *([f"--no {negative_prompt}"] if negative_prompt is not None else []),
+    ]
+    body: dict[str, Any] = {"prompt": " ".join([*links, prompt, *parameters])}
     if inline:
         body["base64Array"] = inline
     return body

@@ -27,6 +27,8 @@ ASPECT_RATIOS = {
     "21:9": (1536, 672),
 }
 """``image_config.aspect_ratio`` -> the drawn size (Gemini's table)."""
+IMAGE_SIZES = {"1K": 1, "2K": 2, "4K": 4}
+"""``image_config.image_size`` (Gemini 3) -> how many times the 1K size each side is drawn."""
 IMAGE_TOKENS = 1290
 """Completion tokens per image: Gemini 2.5 Flash Image's figure, at every aspect ratio."""
 _PIECE = 12
@@ -41,14 +43,18 @@ class GatewayRequest(GenerationRequest):
 
 
 def read_gateway_request(body: bytes) -> GatewayRequest:
-    """The request's fields; ``ValueError`` names what is wrong (an unknown aspect ratio among them)."""
+    """The request's fields; ``ValueError`` names what is wrong (an unknown aspect ratio or
+    resolution among them)."""
     request = json.loads(body)
     config = request.get("image_config")
     ratio = (config.get("aspect_ratio") if isinstance(config, dict) else None) or "1:1"
     if not isinstance(ratio, str) or ratio not in ASPECT_RATIOS:
         allowed = ", ".join(ASPECT_RATIOS)
         raise ValueError(f"image_config.aspect_ratio {ratio!r} is not supported: expected one of {allowed}")
-    width, height = ASPECT_RATIOS[ratio]
+    resolution = (config.get("image_size") if isinstance(config, dict) else None) or "1K"
+    if not isinstance(resolution, str) or resolution not in IMAGE_SIZES:
+        raise ValueError(f"image_config.image_size {resolution!r} is not supported: expected 1K, 2K or 4K")
+    width, height = (side * IMAGE_SIZES[resolution] for side in ASPECT_RATIOS[ratio])
     fields = asdict(request_fields({**request, "size": None}))  # a gateway takes no size
     modalities = request.get("modalities")
     draws = isinstance(modalities, list) and "image" in modalities

@@ -19,16 +19,19 @@ ImagesEndpoint = Literal["generations", "edits"]
 ModelFamily = Literal["gpt-image", "dall-e-3", "other"]
 
 GPT_IMAGE_SIZES = ("1024x1024", "1536x1024", "1024x1536", "auto")
+GPT_IMAGE_2_SIZES = (*GPT_IMAGE_SIZES, "2048x2048", "2048x1152", "1152x2048", "3840x2160", "2160x3840")
+"""gpt-image-2's named sizes; it draws any other ``WxH`` that keeps ``_custom_size``'s rule too."""
 DALL_E_3_SIZES = ("1024x1024", "1792x1024", "1024x1792")
 _OTHER_SIZES = (*DALL_E_3_SIZES, *GPT_IMAGE_SIZES[1:])
 _GPT_IMAGE_QUALITIES = ("low", "medium", "high", "auto")
 _DALL_E_3_QUALITIES = ("standard", "hd")
 _STYLES = ("vivid", "natural")
 _BACKGROUNDS = ("transparent", "opaque", "auto")
+_GPT_IMAGE_2_BACKGROUNDS = ("opaque", "auto")
 _OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("png", "jpeg", "webp")
 _MODERATIONS = ("low", "auto")
 _RESPONSE_FORMATS: tuple[ImageFormat, ...] = ("url", "b64_json")
-_EDIT_MODELS = ("gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "dall-e-2")
+_EDIT_MODELS = ("gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "gpt-image-2", "dall-e-2")
 _IMAGE_FIELD = re.compile(r"^image(\[\d*\])?$")  # image, image[] (openai-python), image[0]
 
 MAX_EDIT_IMAGES = 16
@@ -167,9 +170,12 @@ def _checked(endpoint: ImagesEndpoint, fields: dict[str, Any], input_images: int
         raise ImagesApiError(f"Streaming is not supported for the model '{model}'.", "stream")
     response_format: ImageFormat
     if family == "gpt-image":
-        size = _choice(fields, "size", GPT_IMAGE_SIZES, "auto")
+        second = model.startswith("gpt-image-2")
+        size = _custom_size(fields) if second else _choice(fields, "size", GPT_IMAGE_SIZES, "auto")
         quality = _choice(fields, "quality", _GPT_IMAGE_QUALITIES, "auto")
-        background = _choice(fields, "background", _BACKGROUNDS, "auto")
+        background = _choice(
+            fields, "background", _GPT_IMAGE_2_BACKGROUNDS if second else _BACKGROUNDS, "auto"
+        )
         output_format = _choice(fields, "output_format", _OUTPUT_FORMATS, "png")
         _integer(fields, "output_compression", 100, 0, 100)
         _choice(fields, "moderation", _MODERATIONS, "auto")
@@ -225,6 +231,30 @@ def _typed_form_fields(fields: dict[str, str]) -> dict[str, Any]:
     if fields.get("stream") in ("true", "false"):
         typed["stream"] = fields["stream"] == "true"
     return typed
+
+
+def _custom_size(fields: dict[str, Any]) -> str:
+    """gpt-image-2's size: a named one, or ``WxH`` with both edges multiples of 16, the longest at
+    most 3840, at most 3:1, and 655,360 to 8,294,400 pixels (as the relays document the model)."""
+    size = fields.get("size")
+    if not isinstance(size, str) or size in GPT_IMAGE_2_SIZES:
+        return str(_choice(fields, "size", GPT_IMAGE_2_SIZES, "auto"))
+    match = re.fullmatch(r"(\d{2,5})x(\d{2,5})", size)
+    short, long = sorted((int(match[1]), int(match[2]))) if match else (0, 0)
+    if not (
+        short % 16 == 0
+        and long % 16 == 0
+        and long <= 3840
+        and long <= 3 * short
+        and 655_360 <= short * long <= 8_294_400
+    ):
+        raise ImagesApiError(
+            f"Invalid size '{size}'. Requested resolution must have both dimensions divisible by 16, "
+            "a maximum edge of 3840px, an aspect ratio of at most 3:1, and between 655,360 and "
+            f"8,294,400 total pixels. Supported values also include: {_listing(GPT_IMAGE_2_SIZES)}.",
+            "size",
+        )
+    return size
 
 
 def _choice(fields: dict[str, Any], name: str, allowed: tuple[Any, ...], default: Any) -> Any:
