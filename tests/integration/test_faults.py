@@ -453,7 +453,9 @@ def test_each_user_is_held_to_a_budget_of_their_own_within_the_tools(relay: Fake
     tool = ImageGenerationTool(client=client_for(relay, max_retries=0), max_images=3, max_images_per_user=2)
 
     def as_user(user: str, n: int = 1) -> ToolMessage:
-        return tool.invoke(tool_call(prompt="A cat", n=n), {"configurable": {"image_tool_user": user}})
+        message = tool.invoke(tool_call(prompt="A cat", n=n), {"configurable": {"image_tool_user": user}})
+        assert isinstance(message, ToolMessage)
+        return message
 
     first = as_user("alice", 2)
     assert first.status == "success" and "Left in this budget: 0 image(s)." in first.content

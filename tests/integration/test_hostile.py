@@ -141,6 +141,7 @@ def event_stream(*events: bytes) -> bytes:
 INTERNAL_EXCEPTIONS = {
     "UnreadableBodyError": "reading.py: the client raises MalformedResponseError, saving a save_error",
     "BudgetExceededError": "budget.py: the tool turns it into advice for the model",
+    "LimitReachedError": "_mcp/limits.py: the MCP server answers it as an error result, advice for the model",
 }
 
 
@@ -204,7 +205,7 @@ def test_unreadable_reference_paths_are_advice_for_the_model(
     message = invoke(tool, mode, prompt="Make it blue", image_urls=[reference(tmp_path)])
     assert message.status == "error"
     assert message.text.startswith("Invalid image_urls:")
-    assert "Pass an image URL or a saved path" in message.text
+    assert "an image URL or a saved path" in message.text
     assert len(message.text) < 600
     assert posts(relay) == 0
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 
 from image_tool import ImageGenerationTool
@@ -38,14 +39,14 @@ def make_tool(relay: FakeRelay, save_dir: Path | None, **settings: Any) -> Image
     )
 
 
-def in_thread(thread_id: str, user: str | None = None) -> dict[str, Any]:
+def in_thread(thread_id: str, user: str | None = None) -> RunnableConfig:
     configurable: dict[str, Any] = {"thread_id": thread_id}
     if user is not None:
         configurable["image_tool_user"] = user
     return {"configurable": configurable}
 
 
-def invoke(tool: ImageGenerationTool, config: dict[str, Any] | None = None, **args: Any) -> ToolMessage:
+def invoke(tool: ImageGenerationTool, config: RunnableConfig | None = None, **args: Any) -> ToolMessage:
     message = tool.invoke(tool_call(**args), config)
     assert isinstance(message, ToolMessage)
     return message
@@ -85,7 +86,7 @@ def test_an_agent_edits_img_1_in_a_later_turn_without_copying_a_link(
 
     first, edit = [message for message in state["messages"] if isinstance(message, ToolMessage)]
     assert edit.status == "success", edit.content
-    assert "img_2:" in edit.content and "img_1" not in edit.content.split("\n")[1]
+    assert "img_2:" in edit.text and "img_1" not in edit.text.split("\n")[1]
     # The saved file travelled, not a link the model copied. (The first turn's artifact comes back
     # from the checkpoint as the dict it was stored as.)
     assert sent_references(fake_relay) == [data_url_of(Path(first.artifact["images"][0]["path"]))]
@@ -125,7 +126,7 @@ def test_an_unknown_id_is_an_argument_error_the_model_can_act_on(tool: ImageGene
     invoke(tool, in_thread("chat-1"), prompt="A cat", n=2)
     refused = invoke(tool, in_thread("chat-1"), prompt="Edit", image_urls=["img_7"])
     assert refused.status == "error"
-    assert refused.content.startswith("Invalid image_urls: img_7 is not an image of this conversation")
+    assert refused.text.startswith("Invalid image_urls: img_7 is not an image of this conversation")
     assert "img_1 to img_2" in refused.content
 
 
