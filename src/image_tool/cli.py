@@ -12,6 +12,7 @@ from typing import Any, NoReturn, get_args
 
 from ._cli import commands
 from ._cli.terms import EXIT_CODES, SETTING_FLAGS, exit_code, extra_body_flag
+from ._mcp.options import add_arguments as add_mcp_arguments
 from .catalog import CUSTOM_SIZE_RULE
 from .models import DEFAULT_N, MAX_IMAGES, MAX_PROMPT_LENGTH, OPTION_VALUES, ImageSize
 from .settings import ClientSettings
@@ -186,18 +187,11 @@ def _parser() -> argparse.ArgumentParser:
 
     mcp = subcommands.add_parser(
         "mcp",
-        help="serve generate_image over MCP (stdio); needs the mcp extra",
-        description="Serve generate_image to MCP clients over stdio (pip install 'image-tool[mcp]').",
+        help="serve generate_image over MCP (stdio, or HTTP for a team); needs the mcp extra",
+        description="Serve generate_image to MCP clients over stdio, or over streamable HTTP with a "
+        "token per client (pip install 'image-tool[mcp]'; docs/mcp.md).",
     )
-    mcp.add_argument("--save-dir", type=Path, help="save images here and return them to the client")
-    mcp.add_argument("--allow-private-downloads", action="store_true")
-    mcp.add_argument("--stream", action="store_true")
-    mcp.add_argument("--model", help="the image model (default gpt-4o-image)")
-    mcp.add_argument("--api", choices=("chat", "images"), help="the endpoint (default: the model's)")
-    mcp.add_argument("--image-jobs", action="store_true", help="draw Images API generations as jobs")
-    mcp.add_argument(
-        "--extra-body", type=extra_body_flag, metavar="JSON", help="provider options, a JSON object"
-    )
+    add_mcp_arguments(mcp)
     mcp.set_defaults(run=commands.mcp)
     return parser
 

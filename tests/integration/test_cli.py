@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -309,18 +310,25 @@ def test_mcp_command_needs_a_relay(capsys: pytest.CaptureFixture[str]) -> None:
     assert "IMAGE_TOOL_API_KEY" in capsys.readouterr().err
 
 
-def test_mcp_command_passes_extra_body_on(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_mcp_command_takes_the_servers_own_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     import image_tool.mcp_server
 
-    received: list[list[str]] = []
+    received: list[argparse.Namespace] = []
 
-    def serve(argv: list[str]) -> int:
-        received.append(argv)
+    def serve(args: argparse.Namespace) -> int:
+        received.append(args)
         return 0
 
-    monkeypatch.setattr(image_tool.mcp_server, "main", serve)
-    assert main(["mcp", "--model", "mj_imagine", "--extra-body", '{"botType": "NIJI_JOURNEY"}']) == 0
-    assert received == [["--model", "mj_imagine", "--extra-body", '{"botType": "NIJI_JOURNEY"}']]
+    monkeypatch.setattr(image_tool.mcp_server, "serve", serve)
+    command = ["mcp", "--model", "mj_imagine", "--extra-body", '{"botType": "NIJI_JOURNEY"}']
+    assert main([*command, "--transport", "http", "--port", "0", "--client-images-per-minute", "5"]) == 0
+    (args,) = received
+    assert (args.model, args.extra_body, args.transport) == (
+        "mj_imagine",
+        {"botType": "NIJI_JOURNEY"},
+        "http",
+    )
+    assert (args.port, args.client_images_per_minute, args.images_per_minute) == (0, 5, None)
 
 
 def test_a_bad_image_argument_is_a_usage_error(

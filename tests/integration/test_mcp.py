@@ -126,7 +126,7 @@ def test_main_without_mcp_extra(monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     monkeypatch.setitem(sys.modules, "mcp", None)  # what `import mcp` sees when it is not installed
 
     assert main([]) == 2
-    assert capsys.readouterr().err.strip() == MCP_MISSING
+    assert capsys.readouterr().err.strip() == f"image-tool mcp: {MCP_MISSING}"
 
 
 def test_create_server_without_mcp_extra(monkeypatch: pytest.MonkeyPatch) -> None:

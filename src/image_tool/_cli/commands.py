@@ -245,12 +245,6 @@ def batch(args: argparse.Namespace) -> int:
 
 
 def mcp(args: argparse.Namespace) -> int:
-    from ..mcp_server import main as serve
+    from ..mcp_server import serve
 
-    argv = [*(["--save-dir", str(args.save_dir)] if args.save_dir else [])]
-    argv += ["--allow-private-downloads"] if args.allow_private_downloads else []
-    argv += ["--stream"] if args.stream else []
-    argv += [*(["--model", args.model] if args.model else []), *(["--api", args.api] if args.api else [])]
-    argv += ["--image-jobs"] if args.image_jobs else []
-    argv += ["--extra-body", json.dumps(args.extra_body)] if args.extra_body else []
-    return serve(argv)
+    return serve(args)
