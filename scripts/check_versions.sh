@@ -14,8 +14,8 @@ venv=.venv-$versions-$("$python" -c 'import sys; print("%d.%d" % sys.version_inf
 # mcp 2.3, the lowest the mcp extra allows, needs a newer pydantic than image-tool's lower bound:
 # the lowest run goes without it (its tests skip).
 case $versions in
-lowest) pins=(-c constraints/lowest.txt) extras=agents,progress ;;
-newest) pins=(--upgrade --upgrade-strategy eager) extras=agents,progress,mcp ;;
+lowest) pins=(-c constraints/lowest.txt) extras=agents,progress,otel ;;
+newest) pins=(--upgrade --upgrade-strategy eager) extras=agents,progress,otel,mcp ;;
 *) echo "check_versions.sh: lowest or newest, not '$versions'" >&2 && exit 2 ;;
 esac
 
@@ -26,7 +26,7 @@ install() {
     "$1/bin/python" -m pip install --quiet --disable-pip-version-check 'pip>=25.1'
     "$1/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}" "${@:2}"
     "$1/bin/python" -m pip list --disable-pip-version-check 2>/dev/null | grep -iE \
-        '^(langchain-core|langchain|langgraph|pydantic|httpx2|httpcore2|tenacity|vcrpy|rich|ray|pyarrow) ' || true
+        '^(langchain-core|langchain|langgraph|pydantic|httpx2|httpcore2|tenacity|vcrpy|rich|ray|pyarrow|opentelemetry-api) ' || true
 }
 offline=(--record-mode=none --block-network --allowed-hosts=127.0.0.1)
 

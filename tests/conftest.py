@@ -171,3 +171,16 @@ def _no_relay_environment(monkeypatch: pytest.MonkeyPatch, record_mode: str) -> 
     if record_mode == "none":
         for name in ("IMAGE_TOOL_API_KEY", "IMAGE_TOOL_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
             monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _tracer_provider_per_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The OpenTelemetry tracer provider a test (or a documentation snippet) sets records that
+    test's spans alone (tests/tracing_provider.py); without OpenTelemetry (the Ray virtualenv), nothing."""
+    try:
+        from .tracing_provider import per_test
+    except ImportError:
+        yield
+        return
+    with per_test(monkeypatch):
+        yield

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ._io import tracing
 from ._io.journal import Journal
 from ._io.prompts import Prompt, read_prompts
 from ._policy.retries import may_have_drawn, wait_before
@@ -153,11 +154,16 @@ async def arun_batch(
             "retry_rate_limits": False,  # requeued here instead
             "max_concurrency": concurrency,
         }
-        try:
-            async with ImageClient(**{**defaults, **settings, "save_dir": out / "images"}) as client:
-                await _run(client, journal, prompts, done_before, unfinished, concurrency, progress, report)
-        finally:
-            summary = _write_results(prompts, journal, out / "results.jsonl")
+        settings = {**defaults, **settings, "save_dir": out / "images"}
+        with tracing.batch(prompts, progress.total, progress.skipped, concurrency) as traced:
+            try:
+                async with ImageClient(**settings) as client:
+                    await _run(
+                        client, journal, prompts, done_before, unfinished, concurrency, progress, report
+                    )
+            finally:
+                summary = _write_results(prompts, journal, out / "results.jsonl")
+                traced.batch_ended(summary)
     finally:
         journal.close()
     return summary

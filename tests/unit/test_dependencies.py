@@ -13,8 +13,12 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-LOWEST_EXTRAS = ("agents", "progress", "ray")
+LOWEST_EXTRAS = ("agents", "progress", "ray", "otel")
 """The extras scripts/check_versions.sh installs at their lower bounds (see constraints/lowest.txt)."""
+DISTRIBUTIONS = {"opentelemetry": "opentelemetry-api"}
+"""The distribution of each module imported whose name is not its distribution's."""
+TEST_PINS = {"opentelemetry-sdk": "opentelemetry-api"}
+"""Also pinned there: the test group's packages that require one of the bounds at their own version."""
 
 
 def requirements(*extras: str) -> list[Requirement]:
@@ -27,7 +31,7 @@ def requirements(*extras: str) -> list[Requirement]:
 
 def imported_distributions() -> dict[str, set[str]]:
     """Every distribution whose module ``src/`` imports (a module's name, canonicalised, is its
-    distribution's here), with the files that import it."""
+    distribution's here, but for ``DISTRIBUTIONS``), with the files that import it."""
     found: dict[str, set[str]] = {}
     for path in (ROOT / "src").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -40,7 +44,8 @@ def imported_distributions() -> dict[str, set[str]]:
             for name in names:
                 top = name.partition(".")[0]
                 if top not in sys.stdlib_module_names and top != "image_tool":
-                    found.setdefault(canonicalize_name(top), set()).add(str(path.relative_to(ROOT)))
+                    distribution = canonicalize_name(DISTRIBUTIONS.get(top, top))
+                    found.setdefault(distribution, set()).add(str(path.relative_to(ROOT)))
     return found
 
 
@@ -64,7 +69,11 @@ def test_every_requirement_has_a_lower_bound_and_lowest_txt_pins_it() -> None:
         assert lower, f"{requirement} has no lower bound"
         pin = pinned.get(requirement.name)
         assert pin and Version(pin) == lower[0], f"constraints/lowest.txt does not pin {requirement}"
-    assert len(pinned) == len({requirement.name for requirement in requirements(*LOWEST_EXTRAS)})
+    for name, bound in TEST_PINS.items():
+        assert pinned.get(name) == pinned[bound], f"constraints/lowest.txt pins {name} beside {bound}"
+    assert len(pinned) == len(
+        {requirement.name for requirement in requirements(*LOWEST_EXTRAS)} | TEST_PINS.keys()
+    )
 
 
 def test_the_supported_pythons_are_those_ci_runs() -> None:

@@ -4,8 +4,9 @@ answer read as it arrives, and the images saved; all within the call's deadline.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from typing import TypeVar
 
@@ -20,6 +21,7 @@ from .._call import (
     last_relay_failure,
     only_image_tool_errors,
 )
+from .._io import tracing
 from .._io.pooling import AsyncPools
 from .._io.runtime import AsyncAttempt, AsyncRuntime
 from .._io.storage import SaveOptions, check_writable
@@ -59,7 +61,7 @@ class AsyncGeneration:
 
     async def generate(self, call: Call) -> ImageGenerationResult:
         """``call`` on each relay in turn (resting ones last) until one serves it."""
-        with only_image_tool_errors(self.relay.secret):
+        with tracing.generation(self.client, call) as traced, only_image_tool_errors(self.relay.secret):
             if self.client.save_dir is not None:  # before anything is paid for
                 check_writable(self.client.save_dir)
             failures: list[ImageToolError] = []
@@ -70,6 +72,7 @@ class AsyncGeneration:
                     self._fail_over(index, error, failures)
                     continue
                 self.cooldowns.clear(index)
+                traced.succeeded(result, self.relays[index].client, len(failures))
                 return result
             raise last_relay_failure(failures)
 
@@ -78,7 +81,7 @@ class AsyncGeneration:
         client = self.client
         request = self.relay.request(call)
         with Deadline(client.total_timeout) as deadline:
-            attempt = functools.partial(self._attempt, request, deadline, call)
+            attempt = functools.partial(self._attempt, request, deadline, call, itertools.count())
             rules = RetryRules(client.max_retries, client.retry_rate_limits, client.retry_unanswered)
             result, attempts = await retried(attempt, rules, deadline)
             result = finished(self.relay, result, call, attempts)
@@ -101,8 +104,11 @@ class AsyncGeneration:
         for relay in self.relays[1:]:
             await relay.aclose()
 
-    async def _attempt(self, request: ImageRequest, deadline: Deadline, call: Call) -> ImageGenerationResult:
-        """One request: the answer read as it arrives, whole or as a stream of events."""
+    async def _attempt(
+        self, request: ImageRequest, deadline: Deadline, call: Call, tries: Iterator[int]
+    ) -> ImageGenerationResult:
+        """One request: the answer read as it arrives, whole or as a stream of events. ``tries``
+        counts the requests of the call on this relay."""
         on_progress = call.on_progress
         pool, exchange = await self.pools.current(), Exchange(self.relay, deadline)
         arguments = {
@@ -110,10 +116,12 @@ class AsyncGeneration:
             "extensions": {"trace": exchange.atrace},
         }
         async with self.adaptive.slot() if self.adaptive else nullcontext() as slot, pool.slots:
-            with exchange.failures(slot), pool.http() as http:
+            traced = tracing.attempt(exchange, "POST", next(tries))
+            with traced, exchange.failures(slot), pool.http() as http:  # the span sees the typed error
                 if call.on_sending is not None:  # every wait is over: the bytes go next
                     await AsyncRuntime.call(call.on_sending)
                 response = await pool.send(http, http.build_request(**arguments), within=deadline.remaining())
+                traced.answered(response.status_code)
                 try:
                     answer = exchange.reader(response)
                     async for raw in araw_chunks(response):
@@ -165,6 +173,7 @@ async def report(on_progress: ProgressCallback | None, updates: Iterable[Generat
     answer may be what produces them). A failing callback must not cost the generation: it
     is logged and passed over."""
     for update in updates:
+        tracing.progress(update)
         if on_progress is not None:
             try:
                 await AsyncRuntime.call(on_progress, update)

@@ -18,6 +18,7 @@ from urllib.parse import urljoin
 
 import httpx2
 
+from .._io import tracing
 from .._io.runtime import AsyncRuntime
 from .._io.storage import (
     DOWNLOAD,
@@ -70,17 +71,19 @@ async def _save(
 
 
 async def download(url: str, options: SaveOptions, http: httpx2.AsyncClient) -> Path:
-    for _ in range(MAX_REDIRECTS + 1):
-        check_scheme(url)
-        async with http.stream("GET", url, **DOWNLOAD) as response:
-            if response.is_redirect:
-                url = urljoin(url, response.headers.get("location", ""))
-                continue
-            check_answer(response)
-            decoder = BodyDecoder(received_encoding(response), options.max_image_bytes)
-            with ImageSink(options) as sink:
-                async for raw in araw_chunks(response):
-                    await AsyncRuntime.checkpoint()
-                    sink.write_all(decoder.feed(raw))
-                return await AsyncRuntime.off_loop(sink.finish)  # fsync and rename off the loop
-    raise SaveError(f"more than {MAX_REDIRECTS} redirects")
+    with tracing.download(url) as traced:
+        for _ in range(MAX_REDIRECTS + 1):
+            check_scheme(url)
+            async with http.stream("GET", url, **DOWNLOAD) as response:
+                traced.answered(response.status_code)
+                if response.is_redirect:
+                    url = urljoin(url, response.headers.get("location", ""))
+                    continue
+                check_answer(response)
+                decoder = BodyDecoder(received_encoding(response), options.max_image_bytes)
+                with ImageSink(options) as sink:
+                    async for raw in araw_chunks(response):
+                        await AsyncRuntime.checkpoint()
+                        sink.write_all(decoder.feed(raw))
+                    return await AsyncRuntime.off_loop(sink.finish)  # fsync and rename off the loop
+        raise SaveError(f"more than {MAX_REDIRECTS} redirects")

@@ -5,8 +5,9 @@ answer read as it arrives, and the images saved; all within the call's deadline.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from typing import TypeVar
 
@@ -21,6 +22,7 @@ from .._call import (
     last_relay_failure,
     only_image_tool_errors,
 )
+from .._io import tracing
 from .._io.pooling import SyncPool
 from .._io.runtime import SyncAttempt, SyncRuntime
 from .._io.storage import SaveOptions, check_writable
@@ -60,7 +62,7 @@ class SyncGeneration:
 
     def generate(self, call: Call) -> ImageGenerationResult:
         """``call`` on each relay in turn (resting ones last) until one serves it."""
-        with only_image_tool_errors(self.relay.secret):
+        with tracing.generation(self.client, call) as traced, only_image_tool_errors(self.relay.secret):
             if self.client.save_dir is not None:  # before anything is paid for
                 check_writable(self.client.save_dir)
             failures: list[ImageToolError] = []
@@ -71,6 +73,7 @@ class SyncGeneration:
                     self._fail_over(index, error, failures)
                     continue
                 self.cooldowns.clear(index)
+                traced.succeeded(result, self.relays[index].client, len(failures))
                 return result
             raise last_relay_failure(failures)
 
@@ -79,7 +82,7 @@ class SyncGeneration:
         client = self.client
         request = self.relay.request(call)
         with Deadline(client.total_timeout) as deadline:
-            attempt = functools.partial(self._attempt, request, deadline, call)
+            attempt = functools.partial(self._attempt, request, deadline, call, itertools.count())
             rules = RetryRules(client.max_retries, client.retry_rate_limits, client.retry_unanswered)
             result, attempts = retried(attempt, rules, deadline)
             result = finished(self.relay, result, call, attempts)
@@ -102,8 +105,11 @@ class SyncGeneration:
         for relay in self.relays[1:]:
             relay.close()
 
-    def _attempt(self, request: ImageRequest, deadline: Deadline, call: Call) -> ImageGenerationResult:
-        """One request: the answer read as it arrives, whole or as a stream of events."""
+    def _attempt(
+        self, request: ImageRequest, deadline: Deadline, call: Call, tries: Iterator[int]
+    ) -> ImageGenerationResult:
+        """One request: the answer read as it arrives, whole or as a stream of events. ``tries``
+        counts the requests of the call on this relay."""
         on_progress = call.on_progress
         pool, exchange = self.pools.current(), Exchange(self.relay, deadline)
         arguments = {
@@ -111,10 +117,12 @@ class SyncGeneration:
             "extensions": {"trace": exchange.trace},
         }
         with self.adaptive.slot() if self.adaptive else nullcontext() as slot, pool.slots:
-            with exchange.failures(slot), pool.http() as http:
+            traced = tracing.attempt(exchange, "POST", next(tries))
+            with traced, exchange.failures(slot), pool.http() as http:  # the span sees the typed error
                 if call.on_sending is not None:  # every wait is over: the bytes go next
                     SyncRuntime.call(call.on_sending)
                 response = pool.send(http, http.build_request(**arguments), within=deadline.remaining())
+                traced.answered(response.status_code)
                 try:
                     answer = exchange.reader(response)
                     for raw in raw_chunks(response):
@@ -166,6 +174,7 @@ def report(on_progress: ProgressCallback | None, updates: Iterable[GenerationPro
     answer may be what produces them). A failing callback must not cost the generation: it
     is logged and passed over."""
     for update in updates:
+        tracing.progress(update)
         if on_progress is not None:
             try:
                 SyncRuntime.call(on_progress, update)

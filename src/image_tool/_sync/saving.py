@@ -19,6 +19,7 @@ from urllib.parse import urljoin
 
 import httpx2
 
+from .._io import tracing
 from .._io.runtime import SyncRuntime
 from .._io.storage import (
     DOWNLOAD,
@@ -71,17 +72,19 @@ def _save(
 
 
 def download(url: str, options: SaveOptions, http: httpx2.Client) -> Path:
-    for _ in range(MAX_REDIRECTS + 1):
-        check_scheme(url)
-        with http.stream("GET", url, **DOWNLOAD) as response:
-            if response.is_redirect:
-                url = urljoin(url, response.headers.get("location", ""))
-                continue
-            check_answer(response)
-            decoder = BodyDecoder(received_encoding(response), options.max_image_bytes)
-            with ImageSink(options) as sink:
-                for raw in raw_chunks(response):
-                    SyncRuntime.checkpoint()
-                    sink.write_all(decoder.feed(raw))
-                return SyncRuntime.off_loop(sink.finish)  # fsync and rename off the loop
-    raise SaveError(f"more than {MAX_REDIRECTS} redirects")
+    with tracing.download(url) as traced:
+        for _ in range(MAX_REDIRECTS + 1):
+            check_scheme(url)
+            with http.stream("GET", url, **DOWNLOAD) as response:
+                traced.answered(response.status_code)
+                if response.is_redirect:
+                    url = urljoin(url, response.headers.get("location", ""))
+                    continue
+                check_answer(response)
+                decoder = BodyDecoder(received_encoding(response), options.max_image_bytes)
+                with ImageSink(options) as sink:
+                    for raw in raw_chunks(response):
+                        SyncRuntime.checkpoint()
+                        sink.write_all(decoder.feed(raw))
+                    return SyncRuntime.off_loop(sink.finish)  # fsync and rename off the loop
+        raise SaveError(f"more than {MAX_REDIRECTS} redirects")
