@@ -19,6 +19,7 @@ from langchain_core.messages import ToolMessage
 from langchain_core.messages.tool import tool_call
 from langchain_core.runnables import RunnableConfig
 
+from ._io import tracing
 from ._mcp.limits import Gate, LimitReachedError, Limits
 from ._mcp.options import add_arguments
 from ._mcp.tokens import ClientTokens, read_tokens
@@ -76,7 +77,8 @@ def create_server(tool: ImageGenerationTool, gate: Gate | None = None) -> Server
         except LimitReachedError as error:
             return _text_result(str(error), is_error=True, limits=gate.report(client or "") if gate else None)
         try:
-            message = await tool.ainvoke(call, config)
+            with tracing.tool_call(tool.name, call["id"], client):  # the generation's parent span
+                message = await tool.ainvoke(call, config)
             if not isinstance(message, ToolMessage):  # a ToolCall always gets a ToolMessage back
                 raise TypeError(f"{tool.name} returned {type(message).__name__}, not a ToolMessage")
             if admitted is not None and isinstance(message.artifact, ImageGenerationResult):

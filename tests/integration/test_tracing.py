@@ -341,3 +341,43 @@ def test_with_no_provider_set_nothing_is_recorded(fake_relay: FakeRelay) -> None
 )
 def test_a_recorded_url_keeps_no_credentials(url: str, shown: str) -> None:
     assert tracing._shown(url, SECRET) == shown
+
+
+async def test_an_mcp_tool_call_is_the_parent_of_its_generation_and_attempts(
+    spans: InMemorySpanExporter, fake_relay: FakeRelay
+) -> None:
+    pytest.importorskip("mcp", reason="the MCP SDK comes with the mcp extra (the dev group)")
+    from mcp import Client
+
+    from image_tool.mcp_server import create_server
+
+    fake_relay.queue(Reply.bad_gateway())  # retried: two attempts under one generation
+    tool = ImageGenerationTool(api_key=fake_relay.api_key, base_url=fake_relay.base_url, max_retries=1)
+    async with Client(create_server(tool)) as client:  # in process, as the SDK connects a Server
+        result = await client.call_tool("generate_image", {"prompt": "A cat"})
+    await tool.client.aclose()
+    assert not result.is_error
+    recorded = finished(spans)
+    outer = only(recorded, "execute_tool generate_image")
+    assert attributes(outer)["gen_ai.tool.call.id"].startswith("mcp_")
+    (generation,) = children(recorded, outer)
+    assert generation.name == "chat gpt-4o-image" and attributes(generation)["image_tool.attempts"] == 2
+    statuses = [attributes(span)["http.response.status_code"] for span in children(recorded, generation)]
+    assert statuses == [502, 200]
+
+
+@pytest.mark.usefixtures("quick_polls")
+def test_a_midjourney_task_is_a_generation_whose_submit_is_its_attempt(spans: InMemorySpanExporter) -> None:
+    with FakeRelay(profile="new-api") as relay:
+        relay.queue(Reply.mj_task(polls=2))
+        client = ImageClient(api_key=relay.api_key, base_url=relay.base_url, model="mj_imagine")
+        result = client.generate("A lighthouse", seed=7)
+        client.close()
+    recorded = finished(spans)
+    generation = only(recorded, "generate_content mj_imagine")
+    assert attributes(generation)["image_tool.endpoint"] == "midjourney"
+    assert attributes(generation)["image_tool.images"] == len(result.images) == 1
+    (submit,) = children(recorded, generation)  # the polls are not attempts
+    assert (submit.name, attributes(submit)["http.response.status_code"]) == ("POST", 200)
+    assert attributes(submit)["url.full"].endswith("/mj/submit/imagine")
+    assert {event.name for event in generation.events} == {"image_tool.progress"}

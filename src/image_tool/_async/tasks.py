@@ -11,11 +11,13 @@ second apart and slow to one every ``POLL_MAX`` seconds; a 429 on a poll waits i
 from __future__ import annotations
 
 import functools
+import itertools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from .._call import Call, Exchange, Relay, finished, only_image_tool_errors
+from .._io import tracing
 from .._io.pooling import AsyncPools
 from .._io.runtime import AsyncRuntime
 from .._io.storage import check_writable
@@ -83,22 +85,30 @@ class AsyncTasks:
 
     async def follow(self, task_id: str, call: Call) -> ImageGenerationResult:
         """The images of a task submitted earlier, once it ends: polled, never submitted again."""
-        with only_image_tool_errors(self.relay.secret), Deadline(self.relay.client.total_timeout) as deadline:
-            return await self._finish(task_id, deadline, call, attempts=0)
+        client = self.relay.client
+        with tracing.generation(client, call) as traced, only_image_tool_errors(self.relay.secret):
+            with Deadline(client.total_timeout) as deadline:
+                result = await self._finish(task_id, deadline, call, attempts=0)
+            traced.succeeded(result, client)
+            return result
 
     async def _run(
         self, call: Call, path: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
     ) -> ImageGenerationResult:
         client = self.relay.client
-        with only_image_tool_errors(self.relay.secret), Deadline(client.total_timeout) as deadline:
-            if client.save_dir is not None:
-                check_writable(client.save_dir)
-            submit = functools.partial(self._submit, path, body, headers or {}, deadline, call)
-            rules = RetryRules(client.max_retries, client.retry_rate_limits, client.retry_unanswered)
-            task_id, attempts = await retried(submit, rules, deadline)
-            if call.on_task is not None:
-                await AsyncRuntime.call(call.on_task, task_id)
-            return await self._finish(task_id, deadline, call, attempts)
+        with tracing.generation(client, call) as traced, only_image_tool_errors(self.relay.secret):
+            with Deadline(client.total_timeout) as deadline:
+                if client.save_dir is not None:
+                    check_writable(client.save_dir)
+                submits = itertools.count()
+                submit = functools.partial(self._submit, path, body, headers or {}, deadline, call, submits)
+                rules = RetryRules(client.max_retries, client.retry_rate_limits, client.retry_unanswered)
+                task_id, attempts = await retried(submit, rules, deadline)
+                if call.on_task is not None:
+                    await AsyncRuntime.call(call.on_task, task_id)
+                result = await self._finish(task_id, deadline, call, attempts)
+            traced.succeeded(result, client)
+            return result
 
     async def _finish(
         self, task_id: str, deadline: Deadline, call: Call, attempts: int
@@ -108,11 +118,19 @@ class AsyncTasks:
         return await self.generation.saved(result, call)
 
     async def _submit(
-        self, path: str, body: Mapping[str, Any], headers: Mapping[str, str], deadline: Deadline, call: Call
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        headers: Mapping[str, str],
+        deadline: Deadline,
+        call: Call,
+        submits: Iterator[int],
     ) -> str:
         if call.on_sending is not None:
             await AsyncRuntime.call(call.on_sending)
-        status, answer = await self._exchange("POST", path, deadline, headers, json=body)
+        status, answer = await self._exchange(
+            "POST", path, deadline, headers, resend_count=next(submits), json=body
+        )
         return self.wire.ticket(status, answer)
 
     async def _until_ended(self, task_id: str, deadline: Deadline, call: Call) -> Task:
@@ -154,18 +172,22 @@ class AsyncTasks:
         path: str,
         deadline: Deadline,
         headers: Mapping[str, str] | None = None,
+        resend_count: int | None = None,
         **body: Any,
     ) -> tuple[int, bytes]:
-        """One request about a task: its status and its (bounded) answer."""
+        """One request about a task: its status and its (bounded) answer. A submit (with its
+        ``resend_count``) is traced as an attempt; polls are not."""
         pool, exchange = await self.pools.current(), Exchange(self.relay, deadline)
         arguments = exchange.request(body, path, root=self.base, method=method)
         if headers:
             arguments["headers"] = merged = self.relay.headers.copy()
             merged.update(headers)
         arguments["extensions"] = {"trace": exchange.atrace}
+        traced = tracing.OFF if resend_count is None else tracing.attempt(exchange, method, resend_count)
         async with pool.slots:
-            with exchange.failures(None), pool.http() as http:
+            with traced, exchange.failures(None), pool.http() as http:  # the span sees the typed error
                 response = await pool.send(http, http.build_request(**arguments), within=deadline.remaining())
+                traced.answered(response.status_code)
                 try:
                     exchange.status_code = response.status_code
                     decoder = BodyDecoder(received_encoding(response), MAX_ANSWER_BYTES)

@@ -238,9 +238,10 @@ def batch(prompts: Path, total: int, skipped: int, concurrency: int) -> Traced:
     return OFF if span is None else _Span(span)
 
 
-def tool_call(name: str = "generate_image", call_id: str | None = None) -> Traced:
-    """An ``execute_tool {name}`` span of the GenAI conventions, for an adapter (the MCP server, a
-    tool) to open around the generation it runs: ``with tool_call("generate_image", id): ...``."""
+def tool_call(name: str = "generate_image", call_id: str | None = None, client: str | None = None) -> Traced:
+    """An ``execute_tool {name}`` span of the GenAI conventions, for an adapter (the MCP server) to
+    open around the generation it runs: ``with tool_call("generate_image", id, client): ...``;
+    ``client`` is the MCP client's name (its token's), never the token."""
     if sys.modules.get("opentelemetry.trace") is None:
         return OFF
     attributes: Attributes = {
@@ -250,6 +251,8 @@ def tool_call(name: str = "generate_image", call_id: str | None = None) -> Trace
     }
     if call_id:
         attributes["gen_ai.tool.call.id"] = call_id
+    if client:
+        attributes["image_tool.mcp.client"] = client
     span = _start(f"execute_tool {name}", attributes)
     return OFF if span is None else _Span(span)
 
