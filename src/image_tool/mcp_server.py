@@ -72,19 +72,23 @@ def create_server(tool: ImageGenerationTool, gate: Gate | None = None) -> Server
         call = tool_call(name=tool.name, args=arguments, id=f"mcp_{uuid.uuid4().hex}")
         client = _client_name()
         config: RunnableConfig = {"configurable": {USER_CONFIG_KEY: client}} if client else {}
+
+        def limits() -> dict[str, Any] | None:
+            return gate.report(client or "") if gate else None
+
         try:
             admitted = gate.admit(client or "", _images_asked(arguments)) if gate else None
         except LimitReachedError as error:
-            return _text_result(str(error), is_error=True, limits=gate.report(client or "") if gate else None)
+            return _text_result(str(error), is_error=True, limits=limits())
         try:
             with tracing.tool_call(tool.name, call["id"], client):  # the generation's parent span
                 message = await tool.ainvoke(call, config)
             if not isinstance(message, ToolMessage):  # a ToolCall always gets a ToolMessage back
                 raise TypeError(f"{tool.name} returned {type(message).__name__}, not a ToolMessage")
-            if admitted is not None and isinstance(message.artifact, ImageGenerationResult):
-                admitted.settle(len(message.artifact.images))
-            limits = gate.report(client or "") if gate else None
-            return await _call_result(message, secret, limits)
+            if admitted is not None:  # a failed call drew nothing it could return
+                drawn = message.artifact.images if isinstance(message.artifact, ImageGenerationResult) else []
+                admitted.settle(len(drawn))
+            return await _call_result(message, secret, limits())
         except Exception as error:
             return _text_result(scrub(describe_failure(error), secret), is_error=True)
         finally:

@@ -164,6 +164,9 @@ def test_limits_per_client_and_for_the_server_are_refused_with_advice(
             second
         )
         assert not (await slow).is_error
+        fake_relay.queue(Reply.content_policy())
+        refused = await generate(served, TOKENS["alice"])  # drew nothing: counts for nothing
+        assert refused.is_error and "content policy" in text_of(refused)
         for _ in range(2):
             assert not (await generate(served, TOKENS["alice"])).is_error
         minute = await generate(served, TOKENS["alice"])  # alice's three a minute are drawn
@@ -177,7 +180,7 @@ def test_limits_per_client_and_for_the_server_are_refused_with_advice(
     limits = ["--client-calls-at-once", "1", "--client-images-per-minute", "3", "--images-per-minute", "4"]
     with serving(fake_relay, tmp_path, *limits) as served:
         asyncio.run(scenario(served))
-    assert len([request for request in fake_relay.requests if request.method == "POST"]) == 4
+    assert len([request for request in fake_relay.requests if request.method == "POST"]) == 5
 
 
 def test_a_stop_lets_the_call_in_flight_finish(fake_relay: FakeRelay, tmp_path: Path) -> None:
