@@ -203,7 +203,6 @@ def serve(args: argparse.Namespace) -> int:
         shutdown_grace=args.shutdown_grace,
     )
     try:
-        _require_mcp()
         tool = ImageGenerationTool(
             save_dir=args.save_dir,
             allow_private_downloads=args.allow_private_downloads,

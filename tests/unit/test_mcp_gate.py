@@ -28,6 +28,11 @@ def test_tokens_name_their_client_and_nothing_else_passes() -> None:
     assert tokens.client_of(ALICE) == "alice" and tokens.client_of(BOB) == "bob"
     for wrong in ("", ALICE[:-1], ALICE + "x", BOB.upper(), "\udcff"):
         assert tokens.client_of(wrong) is None
+
+
+def test_tokens_are_the_mcp_sdks_token_verifier() -> None:
+    pytest.importorskip("mcp", reason="the MCP SDK comes with the mcp extra (the dev group)")
+    tokens = ClientTokens({"alice": ALICE, "bob": BOB})
     verified = asyncio.run(tokens.verify_token(BOB))
     assert verified is not None and verified.client_id == "bob"
     assert asyncio.run(tokens.verify_token("nope")) is None
