@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, get_args
 
 from ._cli import commands
-from ._cli.terms import EXIT_CODES, SETTING_FLAGS, exit_code, extra_body_flag
+from ._cli.terms import EXIT_CODES, SETTING_FLAGS, exit_code, extra_body_flag, number, whole_number
 from ._mcp.options import add_arguments as add_mcp_arguments
 from .catalog import CUSTOM_SIZE_RULE
 from .models import DEFAULT_N, MAX_IMAGES, MAX_PROMPT_LENGTH, OPTION_VALUES, ImageSize
@@ -71,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("prompt", type=_prompt, help="what to draw, in plain sentences")
     generate.add_argument(
         "--n",
-        type=_whole_number(1, MAX_IMAGES),
+        type=whole_number(1, MAX_IMAGES),
         default=DEFAULT_N,
         help=f"how many images, 1 to {MAX_IMAGES} (default {DEFAULT_N})",
     )
@@ -86,11 +85,11 @@ def _parser() -> argparse.ArgumentParser:
             continue
         generate.add_argument(flag, choices=choices, metavar=option.upper(), help=" | ".join(choices))
     generate.add_argument(
-        "--output-compression", type=_whole_number(0, 100), metavar="PERCENT", help="JPEG/WebP, 0 to 100"
+        "--output-compression", type=whole_number(0, 100), metavar="PERCENT", help="JPEG/WebP, 0 to 100"
     )
     generate.add_argument(
         "--seed",
-        type=_whole_number(0, 2**32 - 1),
+        type=whole_number(0, 2**32 - 1),
         metavar="N",
         help="repeatable drawings (FLUX, Midjourney...)",
     )
@@ -129,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve FakeRelay, image-tool's relay emulator, until Ctrl-C.",
     )
     relay.add_argument(
-        "--port", type=_whole_number(0, 65535), default=8765, help="default 8765 (0: any free port)"
+        "--port", type=whole_number(0, 65535), default=8765, help="default 8765 (0: any free port)"
     )
     relay.add_argument(
         "--shape",
@@ -146,12 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     relay.add_argument(
         "--rate-limit", type=_per_second, metavar="PER_SECOND", help="answer at most this many a second"
     )
-    relay.add_argument(
-        "--quota-images", type=_whole_number(0), metavar="N", help="quota spent after N images"
-    )
-    relay.add_argument(
-        "--max-concurrent", type=_whole_number(1), metavar="N", help="saturated past N at once"
-    )
+    relay.add_argument("--quota-images", type=whole_number(0), metavar="N", help="quota spent after N images")
+    relay.add_argument("--max-concurrent", type=whole_number(1), metavar="N", help="saturated past N at once")
     relay.add_argument(
         "--profile",
         choices=get_args(RelayProfile),
@@ -173,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--out", type=Path, required=True, metavar="DIR", help="where images and results go")
     batch.add_argument(
         "--concurrency",
-        type=_whole_number(1, 1000),
+        type=whole_number(1, 1000),
         default=16,
         help="requests at once, at most (default 16)",
     )
@@ -208,9 +203,9 @@ def _add_settings(parser: argparse.ArgumentParser, *names: str) -> None:
         "stream": ("stream the answer, with live progress and previews", {"action": "store_true"}),
         "partial_images": (
             "previews the Images API streams (default {default})",
-            {"type": _whole_number(0, 3)},
+            {"type": whole_number(0, 3)},
         ),
-        "max_retries": ("retries of safe failures (default {default})", {"type": _whole_number(0)}),
+        "max_retries": ("retries of safe failures (default {default})", {"type": whole_number(0)}),
         "image_jobs": (
             "draw an Images API model's images as a job, submitted then polled (relays that take them)",
             {"action": "store_true"},
@@ -257,42 +252,9 @@ def _size(text: str) -> str:
     raise argparse.ArgumentTypeError(f"expected one of {', '.join(get_args(ImageSize))} or WxH, not {text!r}")
 
 
-def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
-    expected = (
-        f"a whole number from {low} to {high}" if high is not None else f"a whole number, {low} or more"
-    )
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}")
-        return value
-
-    return parse
-
-
-def _number(what: str, *, zero_allowed: bool = False) -> Callable[[str], float]:
-    """A finite number above 0 (or 0 or more), as ``what`` names it."""
-    expected = f"{what}, 0 or more" if zero_allowed else f"{what} above 0"
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and (value > 0 or (zero_allowed and value == 0))):
-            raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}")
-        return value
-
-    return parse
-
-
-_seconds = _number("a number of seconds")
-_seconds_or_zero = _number("a number of seconds", zero_allowed=True)
-_per_second = _number("a number of requests a second")
+_seconds = number("a number of seconds")
+_seconds_or_zero = number("a number of seconds", zero_allowed=True)
+_per_second = number("a number of requests a second")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
-"""The command line's own terms: an exit code per kind of failure, and the flags that stand for
-the client's settings in what it prints."""
+"""The command line's own terms: an exit code per kind of failure, the flags that stand for the
+client's settings in what it prints, and the types of the flags' values (here, as the MCP
+server's flags take them too)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+from collections.abc import Callable
 from typing import Any
 
 from .. import errors
@@ -54,6 +57,41 @@ image-tool needs an image relay. Set:
   export IMAGE_TOOL_BASE_URL="https://relay.example.com/v1"
 To try it offline, run the emulator in another terminal and follow what it prints:
   image-tool fake-relay"""
+
+
+# argparse types: a bad value is a one-line usage error (exit 2) before anything is sent.
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` (to ``high``)."""
+    expected = (
+        f"a whole number from {low} to {high}" if high is not None else f"a whole number, {low} or more"
+    )
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}")
+        return value
+
+    return parse
+
+
+def number(what: str, *, zero_allowed: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number above 0 (or 0 or more), as ``what`` names it."""
+    expected = f"{what}, 0 or more" if zero_allowed else f"{what} above 0"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (value > 0 or (zero_allowed and value == 0))):
+            raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}")
+        return value
+
+    return parse
 
 
 def extra_body_flag(text: str) -> dict[str, Any]:

@@ -61,7 +61,7 @@ def is_loopback(host: str) -> bool:
 
 def check(options: HttpOptions) -> None:
     """Settings that would fail open, or later, refused now with the fix."""
-    if options.loopback is False and not options.allowed_hosts:
+    if not options.loopback and not options.allowed_hosts:
         raise ConfigurationError(
             f"Bound to {options.host}, the server must know the names clients reach it by: give "
             "--allowed-host NAME:PORT (repeatable; NAME:* for any port). Other Host headers are refused "

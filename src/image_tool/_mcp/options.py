@@ -4,10 +4,9 @@ both take them. Light to import: the command line builds its help from here with
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
-from .._cli.terms import extra_body_flag
+from .._cli.terms import extra_body_flag, number, whole_number
 from ..models import DEFAULT_MODEL
 
 
@@ -33,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="provider options sent with each request, a JSON object (see docs/models.md)",
     )
     relay.add_argument(
-        "--price-per-image", type=_positive(float), metavar="PRICE", help="what the relay charges an image"
+        "--price-per-image", type=number("a price"), metavar="PRICE", help="what the relay charges an image"
     )
 
     http = parser.add_argument_group("serving a team over HTTP (docs/mcp.md)")
@@ -44,7 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stdio (default: one client, which starts the server) or streamable HTTP",
     )
     http.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
-    http.add_argument("--port", type=_port, default=8000, help="the port (default 8000; 0 picks a free one)")
+    http.add_argument(
+        "--port",
+        type=whole_number(0, 65535),
+        default=8000,
+        help="the port (default 8000; 0 picks a free one)",
+    )
     http.add_argument(
         "--tokens",
         type=Path,
@@ -66,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     http.add_argument("--tls-key", type=Path, metavar="PEM", help="and this private key")
     http.add_argument(
         "--shutdown-grace",
-        type=_positive(float),
+        type=number("a number of seconds"),
         default=600.0,
         metavar="SECONDS",
         help="on SIGTERM or Ctrl-C, how long calls in flight may finish (default 600)",
@@ -77,53 +81,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for scope, prefix in (("each client", "--client-"), ("the server", "--")):
         limits.add_argument(
-            f"{prefix}max-images", type=_whole, metavar="N", help=f"images {scope} may generate in all"
+            f"{prefix}max-images",
+            type=whole_number(0),
+            metavar="N",
+            help=f"images {scope} may generate in all",
         )
         limits.add_argument(
             f"{prefix}max-cost",
-            type=_positive(float),
+            type=number("an amount"),
             metavar="AMOUNT",
             help=f"what {scope} may spend in all (needs --price-per-image)",
         )
         limits.add_argument(
-            f"{prefix}calls-at-once", type=_positive(int), metavar="N", help=f"calls {scope} may run at once"
+            f"{prefix}calls-at-once", type=whole_number(1), metavar="N", help=f"calls {scope} may run at once"
         )
         limits.add_argument(
             f"{prefix}images-per-minute",
-            type=_positive(int),
+            type=whole_number(1),
             metavar="N",
             help=f"images {scope} may draw in any minute",
         )
-
-
-def _whole(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, not {text!r}")
-    return value
-
-
-def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = 0
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a number above 0, not {text!r}")
-        return value
-
-    return parse
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port, 0 to 65535, not {text!r}")
-    return value
