@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -15,10 +16,21 @@ from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode
 
+from image_tool import ImageClient, ImageGenerationResult
 from image_tool.testing import ScriptedChatModel, calls_tool
 
 DEPRECATED_MODULES = {"image_tool.limits": "image_tool._policy.limits"}
 """Old module paths kept as shims that warn, and the modules whose names each still offers."""
+
+
+async def call(client: ImageClient, asynchronous: bool, **arguments: Any) -> ImageGenerationResult:
+    """``generate`` or ``agenerate`` with the same arguments (a prompt of "A cat" unless given)."""
+    arguments = {"prompt": "A cat", **arguments}
+    if asynchronous:
+        async with client:
+            return await client.agenerate(**arguments)
+    with client:
+        return await asyncio.to_thread(lambda: client.generate(**arguments))
 
 
 def tool_call(**args: Any) -> dict[str, Any]:

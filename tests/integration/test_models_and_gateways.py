@@ -22,6 +22,7 @@ from image_tool.errors import ContentPolicyError, InvalidRequestError, NoImageEr
 from image_tool.testing import FakeRelay, Reply, png_image
 
 from ..conftest import RelayTarget
+from ..helpers import call
 
 GPT_IMAGE = "gpt-image-1"
 GEMINI = "google/gemini-2.5-flash-image"
@@ -41,16 +42,6 @@ def image_bytes(result: ImageGenerationResult) -> list[bytes]:
 
 def client_for(relay: RelayTarget, model: str, **settings: Any) -> ImageClient:
     return ImageClient(api_key=relay.api_key, base_url=relay.base_url, model=model, max_retries=0, **settings)
-
-
-async def call(client: ImageClient, asynchronous: bool, **arguments: Any) -> ImageGenerationResult:
-    """``generate`` or ``agenerate`` with the same arguments (a prompt of "A cat" unless given)."""
-    arguments = {"prompt": "A cat", **arguments}
-    if asynchronous:
-        async with client:
-            return await client.agenerate(**arguments)
-    with client:
-        return await asyncio.to_thread(lambda: client.generate(**arguments))
 
 
 both = pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])

@@ -4,7 +4,6 @@ async: what the relay received, what was drawn, what was refused before anything
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +22,7 @@ from image_tool import (
 )
 from image_tool.testing import FakeRelay, Reply, png_image, png_size
 
-from ..helpers import tool_call
+from ..helpers import call, tool_call
 
 FLUX = "black-forest-labs/flux.2-pro"
 GEMINI_3 = "google/gemini-3-pro-image-preview"
@@ -40,16 +39,6 @@ def gateway() -> Iterator[FakeRelay]:
 
 def client_for(relay: FakeRelay, model: str, **settings: Any) -> ImageClient:
     return ImageClient(api_key=relay.api_key, base_url=relay.base_url, model=model, max_retries=0, **settings)
-
-
-async def call(client: ImageClient, asynchronous: bool, **arguments: Any) -> ImageGenerationResult:
-    """``generate`` or ``agenerate`` with the same arguments (a prompt of "A cat" unless given)."""
-    arguments = {"prompt": "A cat", **arguments}
-    if asynchronous:
-        async with client:
-            return await client.agenerate(**arguments)
-    with client:
-        return await asyncio.to_thread(lambda: client.generate(**arguments))
 
 
 def sent(relay: FakeRelay) -> dict[str, Any]:
